@@ -1,0 +1,148 @@
+"""Atomic, resumable artifacts: a tensor file plus ``meta.json`` in one folder.
+
+Layout: ``<root>/<kind>/<name>/tensors.pt`` and ``meta.json``. ``meta.json`` is written
+last, so its presence marks a finished artifact; a rerun whose config matches reuses it.
+Every file goes to a temporary name first and is then renamed, so a kill never leaves a
+half-written file under the real name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "artifact_dir",
+    "atomic_write",
+    "cached",
+    "library_versions",
+    "load_artifact",
+    "load_checkpoint",
+    "matching_meta",
+    "save_artifact",
+    "save_checkpoint",
+]
+
+DEFAULT_ROOT = Path("runs") / "artifacts"
+TENSORS, META = "tensors.pt", "meta.json"
+
+
+def artifact_dir(root: str | os.PathLike, kind: str, name: str) -> Path:
+    """``<root>/<kind>/<name>``; names may not contain path separators."""
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ValueError(f"artifact name must be a plain file name, got {name!r}")
+    return Path(root) / kind / name
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)`` on a temporary sibling of ``path``, then rename it over."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _normalise(obj: Any) -> Any:
+    """JSON round trip, so configs compare equal whatever their Python types."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import pyro
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "numpy": numpy.__version__,
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu",
+    }
+
+
+def save_artifact(
+    path: str | os.PathLike,
+    tensors: Mapping[str, Any],
+    config: Mapping[str, Any],
+    **meta: Any,
+) -> dict:
+    """Write ``tensors.pt`` then ``meta.json`` (config, versions, any extra metadata)."""
+    path = Path(path)
+    atomic_write(path / TENSORS, lambda tmp: torch.save(dict(tensors), tmp))
+    record = {
+        "config": _normalise(dict(config)),
+        "versions": library_versions(),
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **_normalise(meta),
+    }
+    text = json.dumps(record, indent=2, sort_keys=True)
+    atomic_write(path / META, lambda tmp: tmp.write_text(text + "\n"))
+    return record
+
+
+def matching_meta(path: str | os.PathLike, config: Mapping[str, Any]) -> dict | None:
+    """The meta of a finished artifact at ``path`` whose config equals ``config``, else None."""
+    path = Path(path)
+    if not (path / META).is_file() or not (path / TENSORS).is_file():
+        return None
+    try:
+        meta = json.loads((path / META).read_text())
+    except json.JSONDecodeError:
+        return None
+    return meta if meta.get("config") == _normalise(dict(config)) else None
+
+
+def load_artifact(path: str | os.PathLike) -> tuple[dict, dict]:
+    """(tensors, meta) of a finished artifact; tensors are loaded with ``weights_only=True``."""
+    path = Path(path)
+    if not (path / META).is_file():
+        raise FileNotFoundError(f"no finished artifact at {path} (missing {META})")
+    meta = json.loads((path / META).read_text())
+    tensors = torch.load(path / TENSORS, map_location="cpu", weights_only=True)
+    return tensors, meta
+
+
+def cached(
+    path: str | os.PathLike,
+    config: Mapping[str, Any],
+    compute: Callable[[], tuple[Mapping[str, Any], Mapping[str, Any]]],
+) -> tuple[dict, dict]:
+    """Load the artifact at ``path`` if its config matches; else ``compute()`` and save it.
+
+    ``compute`` returns ``(tensors, extra_meta)``. The result is ``(tensors, meta)``.
+    """
+    if matching_meta(path, config) is not None:
+        return load_artifact(path)
+    start = time.perf_counter()
+    tensors, extra = compute()
+    extra = {"wall_time_s": round(time.perf_counter() - start, 2), **dict(extra)}
+    meta = save_artifact(path, tensors, config, **extra)
+    return dict(tensors), meta
+
+
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
+    """Atomically write a training checkpoint (plain tensors, numbers, lists and dicts)."""
+    atomic_write(path, lambda tmp: torch.save(dict(state), tmp))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict | None:
+    """The checkpoint at ``path``, or None if there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)

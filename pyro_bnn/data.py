@@ -1,0 +1,180 @@
+"""MNIST as in-memory tensors, split and scaled as in Zhang & Chen (2020) and their code.
+
+Splits: the first 50,000 training images are ``train``, the last 10,000 ``val``; the
+10,000 test images are ``test``. Pixels are divided by 126, so x lies in [0, 255/126].
+
+Where the files come from, first hit wins:
+1. ``data_dir=`` or the ``PYRO_BNN_DATA`` environment variable (must hold the files);
+2. the copy shipped with the repository in ``data/mnist/``;
+3. torchvision's download into ``$PYRO_BNN_CACHE`` (default ``~/.cache/pyro_bnn``).
+
+Each file may be the IDX file or its ``.gz``; the SHA-256 of the decompressed content is
+checked before use.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchvision.datasets.mnist import read_image_file, read_label_file
+
+__all__ = ["PIXEL_SCALE", "X_MAX", "DataError", "MNIST", "Split", "load_mnist", "find_mnist_dir"]
+
+PIXEL_SCALE = 126.0
+X_MAX = 255.0 / PIXEL_SCALE  # upper end of the pixel box, ~2.024
+N_TRAIN = 50_000
+
+SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "mnist"
+
+FIX_HINT = (
+    "restore the shipped copy (`git checkout -- data/mnist`), or point PYRO_BNN_DATA "
+    "(or data_dir=) at a folder holding the four MNIST IDX files (.gz or not)"
+)
+
+
+class DataError(RuntimeError):
+    """A data file is missing, truncated or corrupt; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split held in memory. x: (N, 784) float32 in [0, X_MAX]; y: (N,) int64."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 2 or self.y.ndim != 1 or len(self.x) != len(self.y):
+            raise ValueError(f"Split needs x (N, D) and y (N,), got {self.x.shape}, {self.y.shape}")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def head(self, n: int | None) -> Split:
+        """The first n examples (all of them when n is None)."""
+        return self if n is None else Split(self.x[:n], self.y[:n])
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass(frozen=True)
+class MNIST:
+    """The three splits: train (50k), val (10k), test (10k)."""
+
+    train: Split
+    val: Split
+    test: Split
+    source: str = ""
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"split must be one of 'train', 'val', 'test', got {name!r}")
+        return getattr(self, name)
+
+    def head(self, n_train: int | None, n_eval: int | None = None) -> MNIST:
+        """A slice for quick runs: the first n_train train and n_eval val/test examples."""
+        n_eval = n_train if n_eval is None else n_eval
+        return MNIST(
+            self.train.head(n_train), self.val.head(n_eval), self.test.head(n_eval), self.source
+        )
+
+    def to(self, device: torch.device | str) -> MNIST:
+        return MNIST(self.train.to(device), self.val.to(device), self.test.to(device), self.source)
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("PYRO_BNN_CACHE", Path.home() / ".cache" / "pyro_bnn"))
+
+
+def _file_in(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_mnist_dir(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """The folder MNIST is read from, following the lookup order in the module docstring."""
+    explicit = data_dir if data_dir is not None else os.environ.get("PYRO_BNN_DATA")
+    if explicit:
+        folder = Path(explicit)
+        if not folder.is_dir():
+            raise DataError(f"MNIST folder {folder} does not exist; {FIX_HINT}")
+        return folder
+    if SHIPPED_DIR.is_dir():
+        return SHIPPED_DIR
+    cached = _cache_dir() / "MNIST" / "raw"
+    if all(_file_in(cached, name) for name in SHA256):
+        return cached
+    if not download:
+        raise DataError(f"no MNIST copy found in {SHIPPED_DIR} or {cached}; {FIX_HINT}")
+    try:
+        from torchvision.datasets import MNIST as TorchvisionMNIST
+
+        for train in (True, False):
+            TorchvisionMNIST(root=str(_cache_dir()), train=train, download=True)
+    except Exception as err:  # network errors come in many types
+        raise DataError(f"MNIST download into {cached} failed ({err}); {FIX_HINT}") from err
+    return cached
+
+
+def _read_verified(folder: Path, name: str) -> torch.Tensor:
+    """Decompress, check SHA-256, and parse one IDX file with torchvision's reader."""
+    path = _file_in(folder, name)
+    if path is None:
+        raise DataError(f"missing MNIST file {folder / name}[.gz]; {FIX_HINT}")
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise DataError(f"cannot read {path} ({err}): truncated or corrupt; {FIX_HINT}") from err
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != SHA256[name]:
+        raise DataError(
+            f"checksum mismatch for {path}: SHA-256 of its content is {digest[:16]}..., "
+            f"expected {SHA256[name][:16]}...; the file is truncated or corrupt; {FIX_HINT}"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        idx = Path(tmp) / name
+        idx.write_bytes(raw)
+        reader = read_image_file if "images" in name else read_label_file
+        return reader(str(idx))
+
+
+def load_mnist(
+    data_dir: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    download: bool = True,
+) -> MNIST:
+    """Load MNIST into memory: train 50k / val 10k / test 10k, pixels divided by 126.
+
+    >>> data = load_mnist()
+    >>> data.train.x.shape, data.test.y.dtype
+    (torch.Size([50000, 784]), torch.int64)
+    """
+    folder = find_mnist_dir(data_dir, download=download)
+    tensors = {name: _read_verified(folder, name) for name in SHA256}
+
+    def images(name: str) -> torch.Tensor:
+        return tensors[name].reshape(len(tensors[name]), -1).float() / PIXEL_SCALE
+
+    x_train, y_train = images("train-images-idx3-ubyte"), tensors["train-labels-idx1-ubyte"]
+    data = MNIST(
+        train=Split(x_train[:N_TRAIN], y_train[:N_TRAIN]),
+        val=Split(x_train[N_TRAIN:], y_train[N_TRAIN:]),
+        test=Split(images("t10k-images-idx3-ubyte"), tensors["t10k-labels-idx1-ubyte"]),
+        source=str(folder),
+    )
+    return data.to(device)

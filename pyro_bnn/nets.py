@@ -1,0 +1,109 @@
+"""The one MLP definition shared by the plain baselines and the Bayesian net, and eq. 6.
+
+Parameters are named like ``nn.Linear`` layers in an ``nn.ModuleList`` called ``layers``:
+``layers.0.weight`` (out, in), ``layers.0.bias`` (out,), ... so a flat weight vector of the
+Bayesian net unflattens into a state dict that :class:`MLP` loads directly.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MLP", "mlp_forward", "param_shapes", "parse_arch", "arch_name", "l2_penalty"]
+
+IN_FEATURES = 784
+
+
+def parse_arch(arch: str | Sequence[int]) -> tuple[int, ...]:
+    """'FC-100-100-10' -> (100, 100, 10); a sequence of widths passes through, checked."""
+    if isinstance(arch, str):
+        if not re.fullmatch(r"FC(-\d+)+", arch):
+            raise ValueError(f"arch must look like 'FC-100-100-10', got {arch!r}")
+        widths = tuple(int(w) for w in arch.split("-")[1:])
+    else:
+        widths = tuple(int(w) for w in arch)
+    if not widths or min(widths) < 1:
+        raise ValueError(f"widths must be positive integers, got {arch!r}")
+    return widths
+
+
+def arch_name(widths: Sequence[int]) -> str:
+    """(100, 100, 10) -> 'FC-100-100-10'."""
+    return "FC-" + "-".join(str(w) for w in widths)
+
+
+def param_shapes(widths: Sequence[int], in_features: int = IN_FEATURES) -> dict[str, tuple]:
+    """Ordered parameter shapes: {'layers.0.weight': (w0, in), 'layers.0.bias': (w0,), ...}."""
+    shapes: dict[str, tuple] = {}
+    fan_in = in_features
+    for i, width in enumerate(parse_arch(widths)):
+        shapes[f"layers.{i}.weight"] = (width, fan_in)
+        shapes[f"layers.{i}.bias"] = (width,)
+        fan_in = width
+    return shapes
+
+
+def mlp_forward(
+    x: torch.Tensor, params: Sequence[tuple[torch.Tensor, torch.Tensor]]
+) -> torch.Tensor:
+    """ReLU MLP with a linear output layer; returns logits.
+
+    x: (..., N, D). Each (weight, bias) is (..., out, in) and (..., out); leading sample
+    dims on the weights broadcast against those of x, so S weight samples give (S, N, C).
+    """
+    h = x
+    last = len(params) - 1
+    for i, (weight, bias) in enumerate(params):
+        if weight.dim() == 2:
+            h = F.linear(h, weight, bias)
+        else:
+            h = torch.matmul(h, weight.transpose(-1, -2)) + bias.unsqueeze(-2)
+        if i < last:
+            h = F.relu(h)
+    return h
+
+
+class MLP(nn.Module):
+    """Plain fully connected ReLU net, e.g. ``MLP((100, 100, 10))`` is FC-100-100-10.
+
+    Initialised like the authors' Keras Dense layers: Glorot-uniform weights, zero biases.
+    forward: x (N, 784) -> logits (N, C).
+    """
+
+    def __init__(self, widths: Sequence[int] | str, in_features: int = IN_FEATURES) -> None:
+        super().__init__()
+        self.widths = parse_arch(widths)
+        self.in_features = in_features
+        dims = (in_features, *self.widths)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        for layer in self.layers:
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    @property
+    def arch(self) -> str:
+        return arch_name(self.widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mlp_forward(x, [(layer.weight, layer.bias) for layer in self.layers])
+
+
+def l2_penalty(model: MLP, lam: float) -> torch.Tensor:
+    """The paper's eq. 6 regulariser: ``lam * sum_l (1/|l|) * sum_{w in l} w**2``.
+
+    |l| is the number of units of layer l (its output width, ``out_features``) and w runs
+    over that layer's weight matrix only; biases are not penalised (Szegedy et al.'s
+    "weight decay lambda * sum w^2 / k, k the number of units in the layer").
+    """
+    if not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"lam must be a finite number >= 0, got {lam}")
+    total = torch.zeros((), device=model.layers[0].weight.device)
+    for layer in model.layers:
+        total = total + layer.weight.square().sum() / layer.out_features
+    return lam * total

@@ -1,0 +1,38 @@
+"""Shared fixtures: MNIST loaded once per session, small real slices, a clean Pyro state."""
+
+import pyro
+import pytest
+import torch
+
+from pyro_bnn.data import MNIST, Split, load_mnist
+
+
+@pytest.fixture(scope="session")
+def mnist() -> MNIST:
+    return load_mnist()
+
+
+@pytest.fixture(scope="session")
+def small(mnist) -> MNIST:
+    """2,000 train and 500 val/test images: enough for a net to learn something."""
+    return mnist.head(2000, 500)
+
+
+@pytest.fixture(autouse=True)
+def clean_state():
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    yield
+    pyro.clear_param_store()
+
+
+def toy_mnist(n_train=256, n_eval=128, dim=784, classes=10, seed=0) -> MNIST:
+    """A synthetic, linearly separable stand-in with MNIST's shapes."""
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(classes, dim, generator=g)
+
+    def split(n):
+        y = torch.randint(0, classes, (n,), generator=g)
+        return Split((centers[y] + 0.5 * torch.randn(n, dim, generator=g)).abs(), y)
+
+    return MNIST(split(n_train), split(n_eval), split(n_eval), source="toy")

@@ -1,0 +1,78 @@
+import json
+import pickle
+
+import pytest
+import torch
+
+from pyro_bnn.artifacts import (
+    artifact_dir,
+    atomic_write,
+    cached,
+    load_artifact,
+    matching_meta,
+    save_artifact,
+)
+
+
+def test_round_trip(tmp_path):
+    path = artifact_dir(tmp_path, "kind", "name")
+    tensors = {"w": torch.randn(3, 4), "y": torch.arange(5)}
+    save_artifact(path, tensors, {"lam": 1e-4, "arch": "FC-10"}, epochs=7)
+    back, meta = load_artifact(path)
+    torch.testing.assert_close(back, tensors)
+    assert meta["config"] == {"arch": "FC-10", "lam": 1e-4} and meta["epochs"] == 7
+    assert "torch" in meta["versions"]
+    assert matching_meta(path, {"arch": "FC-10", "lam": 1e-4})
+    assert matching_meta(path, {"arch": "FC-10", "lam": 1e-2}) is None
+
+
+def test_cached_computes_once(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"r": torch.ones(2)}, {"n": 2}
+
+    path = tmp_path / "a"
+    first, meta = cached(path, {"k": 1}, compute)
+    second, meta2 = cached(path, {"k": 1}, compute)
+    assert len(calls) == 1 and meta2["n"] == 2 and "wall_time_s" in meta
+    cached(path, {"k": 2}, compute)
+    assert len(calls) == 2
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "f.json"
+    target.write_text("old")
+
+    def broken(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, broken)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_unfinished_artifact_is_not_reused(tmp_path):
+    path = tmp_path / "x"
+    save_artifact(path, {"a": torch.ones(1)}, {"k": 1})
+    (path / "meta.json").unlink()  # killed before meta.json was written
+    assert matching_meta(path, {"k": 1}) is None
+    with pytest.raises(FileNotFoundError, match="no finished artifact"):
+        load_artifact(path)
+
+
+def test_weights_only_refuses_pickled_objects(tmp_path):
+    path = tmp_path / "evil"
+    path.mkdir()
+    torch.save({"obj": object()}, path / "tensors.pt")
+    (path / "meta.json").write_text(json.dumps({"config": {}}))
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        load_artifact(path)
+
+
+def test_bad_names():
+    with pytest.raises(ValueError, match="artifact name"):
+        artifact_dir("r", "k", "../escape")

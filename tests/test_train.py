@@ -1,0 +1,129 @@
+import pytest
+import torch
+from torch import nn
+
+from pyro_bnn.evaluate import as_probs, evaluate
+from pyro_bnn.nets import MLP
+from pyro_bnn.train import fit_torch, run_epochs, train_baseline
+from tests.conftest import toy_mnist
+
+
+class Counter(nn.Module):
+    """A 'model' whose single weight counts optimisation steps."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+
+def scripted_run(val_accs, *, patience, checkpoint=None, fail_at=None, calls=None):
+    model = Counter()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+
+    def step(idx):
+        with torch.no_grad():
+            model.w += 1
+        if calls is not None:
+            calls.append(1)
+        return {"loss": torch.tensor(1.0)}
+
+    def validate():
+        e = int(model.w.item()) // 2 - 1  # 0-based epoch: two steps per epoch
+        if fail_at is not None and e == fail_at:
+            raise KeyboardInterrupt
+        return val_accs[e]
+
+    result = run_epochs(
+        model,
+        opt,
+        step,
+        validate,
+        n_train=4,
+        batch_size=2,
+        max_epochs=len(val_accs),
+        patience=patience,
+        seed=0,
+        device=torch.device("cpu"),
+        checkpoint=checkpoint,
+        progress=False,
+        desc="t",
+        config={"k": 1},
+    )
+    return model, result
+
+
+def test_early_stopping_stops_and_restores_best():
+    accs = [0.1, 0.5, 0.3, 0.5, 0.2, 0.9, 0.95]
+    model, result = scripted_run(accs, patience=3)
+    assert result.stopped_early and result.epochs == 5 and result.best_epoch == 2
+    assert result.best_val_acc == 0.5
+    assert model.w.item() == 2 * 2  # weights as they were after epoch 2 (2 steps per epoch)
+    assert [h["val_acc"] for h in result.history] == accs[:5]
+
+
+def test_runs_to_max_epochs_without_patience_hit():
+    model, result = scripted_run([0.1, 0.2, 0.3], patience=5)
+    assert not result.stopped_early and result.epochs == 3 and result.best_epoch == 3
+    assert model.w.item() == 6
+
+
+def test_killed_run_resumes_from_checkpoint(tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    accs = [0.1, 0.2, 0.3, 0.4, 0.5]
+    with pytest.raises(KeyboardInterrupt):
+        scripted_run(accs, patience=5, checkpoint=ckpt, fail_at=3)
+    calls = []
+    model, result = scripted_run(accs, patience=5, checkpoint=ckpt, calls=calls)
+    # epochs 1-3 came from the checkpoint: only epochs 4 and 5 ran (2 steps each)
+    assert len(calls) == 4 and result.epochs == 5
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]
+    assert model.w.item() == 10
+
+
+def test_fit_torch_learns_and_restores_best(small):
+    torch.manual_seed(0)
+    net = MLP((100, 100, 10))
+    result = fit_torch(net, small, max_epochs=12, patience=2, progress=False)
+    acc = evaluate(as_probs(net), small.val.x, small.val.y)["acc"]
+    assert acc == pytest.approx(result.best_val_acc)
+    assert acc > 0.8  # 2,000 real MNIST images are enough for > 80 %
+    assert result.history[result.best_epoch - 1]["val_acc"] == result.best_val_acc
+
+
+def test_l2_penalty_shrinks_weights():
+    data = toy_mnist()
+    norms = {}
+    for lam in (0.0, 1.0):
+        torch.manual_seed(0)
+        net = MLP((10,))
+        fit_torch(net, data, lam=lam, max_epochs=5, patience=5, progress=False, lr=0.05)
+        norms[lam] = net.layers[0].weight.norm().item()
+    assert norms[1.0] < 0.9 * norms[0.0]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"lr": 0.0},
+        {"momentum": 1.0},
+        {"batch_size": 0},
+        {"max_epochs": 1.5},
+        {"patience": -1},
+        {"lam": float("nan")},
+    ],
+)
+def test_bad_settings_raise_naming_the_argument(bad):
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        fit_torch(MLP((10,)), toy_mnist(), progress=False, **bad)
+
+
+def test_train_baseline_reuses_artifact(tmp_path):
+    data = toy_mnist()
+    net, meta = train_baseline("FC-10", 0.0, data, root=tmp_path, max_epochs=2, progress=False)
+    again, meta2 = train_baseline("FC-10", 0.0, data, root=tmp_path, max_epochs=2, progress=False)
+    assert meta2["saved_at"] == meta["saved_at"]  # loaded, not retrained
+    torch.testing.assert_close(again.state_dict(), net.state_dict())
+    _, meta3 = train_baseline("FC-10", 0.0, data, root=tmp_path, max_epochs=3, progress=False)
+    assert meta3["epochs"] == 3  # a different config retrains
+    assert not (tmp_path / "baseline" / "FC-10_lam0_seed0" / "checkpoint.pt").exists()
