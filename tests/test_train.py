@@ -127,3 +127,60 @@ def test_train_baseline_reuses_artifact(tmp_path):
     _, meta3 = train_baseline("FC-10", 0.0, data, root=tmp_path, max_epochs=3, progress=False)
     assert meta3["epochs"] == 3  # a different config retrains
     assert not (tmp_path / "baseline" / "FC-10_lam0_seed0" / "checkpoint.pt").exists()
+
+
+def test_fit_svi_resumes_after_kill(tmp_path, monkeypatch):
+    import pyro_bnn.train as train_module
+    from pyro_bnn.bnn import BayesianMLP
+    from pyro_bnn.guides import make_guide
+    from pyro_bnn.train import fit_svi
+
+    data = toy_mnist()
+    real = train_module.predictive_probs
+    calls, die_at = [], [3]
+
+    def failing(*args, **kwargs):  # validation runs once per epoch; die in epoch 3
+        calls.append(1)
+        if len(calls) == die_at[0]:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    def run():
+        bnn = BayesianMLP((8, 10))
+        guide = make_guide("softplus-normal", bnn)
+        result = fit_svi(
+            bnn,
+            guide,
+            data,
+            max_epochs=5,
+            patience=5,
+            lr=0.01,
+            progress=False,
+            checkpoint=tmp_path / "ckpt.pt",
+        )
+        return result, guide
+
+    monkeypatch.setattr(train_module, "predictive_probs", failing)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    calls.clear()
+    die_at[0] = -1
+    result, guide = run()
+    assert result.epochs == 5 and [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]
+    assert len(calls) == 3  # epochs 3, 4, 5 ran again; 1 and 2 came from the checkpoint
+
+
+def test_train_bnn_reuses_artifact(tmp_path):
+    from pyro_bnn.predict import posterior_mean
+    from pyro_bnn.train import train_bnn
+
+    data = toy_mnist()
+    bnn, guide, meta = train_bnn(
+        -3.0, data, arch="FC-8-10", root=tmp_path, max_epochs=2, progress=False
+    )
+    bnn2, guide2, meta2 = train_bnn(
+        -3.0, data, arch="FC-8-10", root=tmp_path, max_epochs=2, progress=False
+    )
+    assert meta2["saved_at"] == meta["saved_at"] and meta["epochs"] == 2
+    torch.testing.assert_close(posterior_mean(bnn, guide), posterior_mean(bnn2, guide2))
+    assert (tmp_path / "bnn" / "FC-8-10_rho-3_seed0" / "meta.json").is_file()

@@ -1,0 +1,133 @@
+import functools
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+import torch.nn.functional as F
+from pyro.infer.autoguide import AutoNormal
+
+from pyro_bnn.bnn import BayesianMLP, DatapointELBO, init_guide
+from pyro_bnn.guides import (
+    AutoSoftplusNormal,
+    SoftplusNormal,
+    make_guide,
+)
+
+
+def test_softplus_normal_matches_textbook_density_and_gradients():
+    loc = torch.randn(2, 3, requires_grad=True)
+    rho = torch.randn(2, 3, requires_grad=True)
+    q = SoftplusNormal(loc, rho, event_dim=2).expand([4])
+    w = q.rsample()
+    assert w.shape == (4, 2, 3) and q.log_prob(w).shape == (4,)
+    ours = q.log_prob(w).sum() + w.sin().sum()
+    g_ours = torch.autograd.grad(ours, (loc, rho), retain_graph=True)
+    ref = dist.Normal(loc, F.softplus(rho)).log_prob(w).sum() + w.sin().sum()
+    g_ref = torch.autograd.grad(ref, (loc, rho))
+    torch.testing.assert_close(ours, ref)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    other = torch.randn(4, 2, 3)  # a value it did not draw takes the textbook path
+    torch.testing.assert_close(
+        q.log_prob(other), dist.Normal(loc, F.softplus(rho)).log_prob(other).sum((-1, -2))
+    )
+
+
+def kl_estimate(model, guide, x, y, particles):
+    elbo = DatapointELBO(1, num_particles=particles, vectorize_particles=True, max_plate_nesting=1)
+    elbo.differentiable_loss(model, guide, x, y, num_data=1)
+    return elbo.parts["kl"].item()
+
+
+def test_monte_carlo_kl_converges_to_closed_form():
+    model = BayesianMLP((4, 3), in_features=5, prior=dist.Normal(0.0, 1.0))
+    guide = make_guide("softplus-normal", model, rho_init=-1.0)
+    init_guide(model, guide)
+    q = dist.Normal(guide.locs[0].detach(), F.softplus(guide.rhos[0]).detach())
+    exact = torch.distributions.kl_divergence(q, dist.Normal(0.0, 1.0)).sum().item()
+    x, y = torch.rand(1, 5), torch.tensor([0])
+    errors = {}
+    for k in (4, 4000):
+        estimates = [kl_estimate(model, guide, x, y, k) for _ in range(5)]
+        errors[k] = sum(abs(e - exact) for e in estimates) / 5 / exact
+    assert errors[4000] < 0.01
+    assert errors[4000] < errors[4] / 5  # error shrinks roughly like 1 / sqrt(k)
+
+
+def test_svi_recovers_bayesian_linear_regression_posterior():
+    """Orthogonal design: the exact posterior factorises, so mean-field VI is exact."""
+    torch.manual_seed(0)
+    n, sigma, prior_sd = 200, 0.5, 1.0
+    q, _ = torch.linalg.qr(torch.randn(n, 3))
+    X = q * torch.tensor([3.0, 5.0, 8.0])
+    y = X @ torch.tensor([1.0, -0.5, 0.25]) + sigma * torch.randn(n)
+
+    def model(X, y):
+        w = pyro.sample("w", dist.Normal(0.0, prior_sd).expand([3]).to_event(1))
+        with pyro.plate("data", n):
+            pyro.sample("y", dist.Normal((X * w).sum(-1), sigma), obs=y)
+
+    precision = 1 / prior_sd**2 + (X**2).sum(0) / sigma**2
+    post_mean = (X.T @ y) / sigma**2 / precision
+    post_sd = precision.rsqrt()
+
+    guide = AutoSoftplusNormal(model, rho_init=-3.0)
+    elbo = DatapointELBO(n, num_particles=16, vectorize_particles=True, max_plate_nesting=1)
+    guide(X, y)
+    opt = torch.optim.Adam(guide.parameters(), lr=0.03)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [600, 900], gamma=0.1)
+    for _ in range(1200):
+        opt.zero_grad()
+        elbo.differentiable_loss(model, guide, X, y).backward()
+        opt.step()
+        sched.step()
+    torch.testing.assert_close(
+        guide.median()["w"], post_mean, atol=0.05 * post_sd.min().item(), rtol=0
+    )
+    torch.testing.assert_close(guide.scales()["w"], post_sd, rtol=0.05, atol=0)
+
+
+def test_truncated_normal_init_uses_prior_moments():
+    model = BayesianMLP((100, 10))
+    guide = make_guide("softplus-normal", model, rho_init=-2.5)
+    init_guide(model, guide)
+    mu = guide.locs[0].detach()
+    prior_sd = math.sqrt(0.5 * math.exp(-2) + 0.5 * math.exp(-14))
+    assert mu.abs().max() <= 2 * prior_sd + 1e-6  # truncated at 2 standard deviations
+    assert mu.std().item() == pytest.approx(0.8796 * prior_sd, rel=0.02)  # sd of TN(0,1,[-2,2])
+    assert torch.all(guide.rhos[0] == -2.5)
+    torch.testing.assert_close(
+        guide.scales()["weights"][:3], torch.full((3,), math.log1p(math.exp(-2.5)))
+    )
+
+
+def test_guide_factory_errors_and_builders():
+    model = BayesianMLP((5,), in_features=4)
+    with pytest.raises(ValueError, match="known guides: softplus-normal"):
+        make_guide("laplace-approx", model)
+    for bad in (float("nan"), -100.0):
+        with pytest.raises(ValueError, match="rho_init"):
+            make_guide("softplus-normal", model, rho_init=bad)
+    guide = make_guide(functools.partial(AutoNormal, init_scale=0.05), model)
+    init_guide(model, guide)
+    assert isinstance(guide, AutoNormal)
+    with pytest.raises(ValueError, match="finite mean"):
+        init_guide(
+            BayesianMLP((5,), in_features=4, prior=dist.Cauchy(0.0, 1.0)),
+            make_guide(
+                "softplus-normal", BayesianMLP((5,), in_features=4, prior=dist.Cauchy(0.0, 1.0))
+            ),
+        )
+
+
+def test_two_guides_keep_separate_parameters():
+    model = BayesianMLP((5,), in_features=4)
+    a, b = make_guide("normal", model), make_guide("normal", model)
+    init_guide(model, a)
+    init_guide(model, b)
+    with torch.no_grad():
+        a.locs.weights.fill_(1.0)
+    assert not torch.equal(a.median()["weights"], b.median()["weights"])
+    assert len(pyro.get_param_store()) == 0  # nothing in Pyro's global store
