@@ -1,0 +1,484 @@
+"""Minimum-norm adversarial perturbations (eq. 5), the authors' 'paper' variant, and EOT.
+
+A *model function* ``fn`` maps x (N, 784) on the /126 pixel scale to logits or
+probabilities (N, C), as ``output="logits"|"probs"`` says, or to (K, N, C): K independent
+draws of a stochastic decision rule. With a leading K the loss is computed per draw and
+averaged over K (expectation over transformation, EOT), so its gradient is the mean of the
+per-draw gradients, and x + r counts as misclassified when more than ``confidence`` (by
+default half) of the K draws get it wrong.
+
+The rigorous default, :func:`min_norm_attack`, is DDN (Rony et al. 2019): gradient descent
+on eq. 5 with c adapted per example. For a given c the minimiser of c|r| + l(f, x + r, y)
+lies on a sphere |r| = eps on which it minimises the loss, and a larger c means a smaller
+eps; so instead of a binary search over c, DDN searches eps per example (the dual
+variable, multiplicatively): eps shrinks by (1 - gamma) while x + r is misclassified and
+grows by (1 + gamma) while it is not. Each step moves r along the normalised gradient of
+the loss, rescales it to eps and projects x + r into the pixel box [0, X_MAX]; r is signed.
+The loss is the margin log p_y - max_{j != y} log p_j, whose gradient does not vanish on a
+saturated softmax as cross-entropy's does. Until an example is first misclassified its
+radius may jump to the linearised distance to the boundary, |r| + margin/|grad| (as in
+FMN, Pintor et al. 2021), so no budget is spent growing eps. The smallest misclassified r
+seen is kept. There is no random start, and the step size and gamma decay with the step
+index alone, so the first T steps never depend on the budget: more steps never give a
+larger norm (hence also no early stop).
+
+:func:`eot_attack` runs the same attack on k draws of a stochastic model per step and
+judges success over fresh passes.
+
+:func:`paper_attack` is the authors' ``perturb_data`` (../shared/paper/AUTHORS_CODE.md),
+each of its choices an option. :mod:`pyro_bnn.attack_sets` stores results as artifacts.
+
+>>> result = min_norm_attack(net, data.test.x, data.test.y, steps=100)
+>>> result.distortion()["distortion"]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import PIXEL_SCALE, X_MAX
+
+__all__ = [
+    "OUTPUTS",
+    "AttackResult",
+    "ModelFn",
+    "SampleFn",
+    "distortion",
+    "eot_attack",
+    "eot_model",
+    "loss_grad",
+    "min_norm_attack",
+    "miss_rate",
+    "paper_attack",
+    "perturb",
+]
+
+ModelFn = Callable[[torch.Tensor], torch.Tensor]  # x (N, D) -> (N, C) or (K, N, C)
+SampleFn = Callable[[torch.Tensor, int], torch.Tensor]  # (x (N, D), k) -> probs (k, N, C)
+Judge = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_adv, y) -> miss rate (N,)
+OUTPUTS = ("logits", "probs")
+TINY = torch.finfo(torch.float32).tiny
+
+
+@dataclass
+class AttackResult:
+    """What an attack found. r: (N, D), zero where it failed; success: (N,) bool;
+    miss_rate: (N,) fraction of the judging passes that misclassify x + r (0 or 1 for a
+    deterministic model, 0 where nothing was found; success = miss_rate > 0.5);
+    config: the attack's settings."""
+
+    r: torch.Tensor
+    success: torch.Tensor
+    miss_rate: torch.Tensor
+    config: dict = field(default_factory=dict)
+
+    def norms(self) -> torch.Tensor:
+        """L2 norm of each r on the /126 scale: (N,)."""
+        return self.r.norm(dim=1)
+
+    def distortion(self) -> dict:
+        """:func:`distortion` of this result."""
+        return distortion(self.r, self.success)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"r": self.r, "success": self.success, "miss_rate": self.miss_rate}
+
+
+def distortion(r: torch.Tensor, success: torch.Tensor | None = None) -> dict:
+    """Summary of perturbations r (N, D) on the /126 scale; success (N,) bool (all if None).
+
+    distortion: (1/n) sum_i sqrt(||r_i||^2 / D) over the n successful examples (the paper's
+    formula); distortion_01: the same on Szegedy's [0, 1] pixel scale (times 126/255);
+    median_l2(_01): median ||r_i|| over successful examples; median_l2_all: the median over
+    all N with failures counted as infinite (the one more steps can only lower). n_zero:
+    successes with r = 0 (misclassified already); distortion_nonzero: the distortion of the
+    others. Medians are lower medians (torch.median); a statistic of no examples is nan.
+    """
+    if r.dim() != 2:
+        raise ValueError(f"r must be (N, D), got {tuple(r.shape)}")
+    success = torch.ones(len(r), dtype=torch.bool) if success is None else success.cpu()
+    if success.shape != (len(r),) or success.dtype != torch.bool:
+        raise ValueError(f"success must be a (N,) bool tensor with N={len(r)}")
+    norms = r.detach().cpu().double().norm(dim=1)
+    ok, nan, to_01 = norms[success], float("nan"), PIXEL_SCALE / 255.0
+    dist = float((ok / math.sqrt(r.shape[1])).mean()) if len(ok) else nan
+    moved = ok[ok > 0]
+    median = float(ok.median()) if len(ok) else nan
+    return {
+        "n": len(r),
+        "n_success": int(success.sum()),
+        "success_rate": float(success.double().mean()) if len(r) else nan,
+        "distortion": dist,
+        "distortion_01": dist * to_01,
+        "median_l2": median,
+        "median_l2_01": median * to_01,
+        "median_l2_all": float(norms.masked_fill(~success, math.inf).median()) if len(r) else nan,
+        "n_zero": len(ok) - len(moved),
+        "distortion_nonzero": float((moved / math.sqrt(r.shape[1])).mean()) if len(moved) else nan,
+    }
+
+
+def perturb(
+    x: torch.Tensor, r: torch.Tensor, *, scale: float = 1.0, clip: bool = True
+) -> torch.Tensor:
+    """x + scale * r, clipped to the pixel box [0, X_MAX] unless clip=False. x, r: (N, D)."""
+    out = x + scale * r
+    return out.clamp(0.0, X_MAX) if clip else out
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _number(name: str, value, low: float, high: float = math.inf, *, closed: bool = False):
+    """Raise unless value is a number with low < value < high (low <= value if closed)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not (ok and (value >= low if closed else value > low) and value < high):
+        sign = ">=" if closed else ">"
+        raise ValueError(f"{name} must be {sign} {low} and < {high}, got {value!r}")
+
+
+def _check_inputs(x: torch.Tensor, y: torch.Tensor, output: str) -> None:
+    if x.dim() != 2 or not x.is_floating_point():
+        raise ValueError(f"x must be a float (N, D) tensor, got {x.dtype} {tuple(x.shape)}")
+    if y.shape != (len(x),) or y.dtype != torch.long:
+        raise ValueError(f"y must be (N,) int64 with N={len(x)}, got {y.dtype} {tuple(y.shape)}")
+    if len(x) and (x.min() < 0 or x.max() > X_MAX):
+        raise ValueError(f"x must lie in the pixel box [0, {X_MAX:.4f}] (the /126 scale)")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+
+
+def _draws(out: torch.Tensor, n: int) -> torch.Tensor:
+    """A model output as (K, N, C)."""
+    out = out.unsqueeze(0) if out.dim() == 2 else out
+    if out.dim() != 3 or out.shape[1] != n:
+        raise ValueError(f"fn must return (N, C) or (K, N, C) with N={n}, got {tuple(out.shape)}")
+    return out
+
+
+def _log_probs(out: torch.Tensor, output: str) -> torch.Tensor:
+    return out.log_softmax(-1) if output == "logits" else out.clamp_min(TINY).log()
+
+
+def _agree(out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Fraction of the K draws whose argmax equals labels. out: (K, ..., C) -> (...)."""
+    return (out.argmax(-1) == labels).float().mean(0)
+
+
+def _into_box(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """r with 0 <= x + r <= X_MAX (x in the box), exactly in float32 and float64.
+
+    For floats 0 <= a, x <= X_MAX, x + fl(a - x) lands off a only on a rounding tie, and a
+    tie at a = X_MAX rounds back to X_MAX because its mantissa is even in both dtypes; so
+    the sum never leaves the box (tests/test_attacks.py checks the worst cases).
+    """
+    return (x + r).clamp_(0.0, X_MAX).sub_(x)
+
+
+def _decay(start: float, floor: float, t: int, half_life: float) -> float:
+    """start at t = 0, halving its distance to floor every half_life steps."""
+    return floor + (start - floor) * 0.5 ** (t / half_life)
+
+
+def _batched(attack_batch, x, y, *, batch_size, steps, desc, progress) -> tuple:
+    """Run attack_batch(xb, yb, bar) -> (r, miss rate) over batches; (r (N, D), rate (N,))."""
+    rs, rates = [torch.zeros(0, x.shape[1])], [torch.zeros(0)]
+    total = steps * math.ceil(len(x) / batch_size)
+    with tqdm(total=total, desc=desc, disable=not progress, dynamic_ncols=True) as bar:
+        for i in range(0, len(x), batch_size):
+            r, rate = attack_batch(x[i : i + batch_size], y[i : i + batch_size], bar)
+            rs.append(r.detach().cpu())
+            rates.append(rate.cpu())
+    return torch.cat(rs), torch.cat(rates)
+
+
+def loss_grad(
+    fn: ModelFn, x: torch.Tensor, y: torch.Tensor, *, output: str = "logits"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The attack loss and its input gradient: (margin (N,), grad (N, D), output (K, N, C)).
+
+    margin: the mean over the K draws of log p_y - max_{j != y} log p_j (< 0: misclassified).
+    """
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = _draws(fn(x), len(x))
+        logp = _log_probs(out, output)
+        index = y.expand(len(out), -1).unsqueeze(-1)
+        true = logp.gather(-1, index).squeeze(-1)
+        other = logp.scatter(-1, index, -math.inf).amax(-1)
+        margin = (true - other).mean(0)
+        (grad,) = torch.autograd.grad(margin.sum(), x)
+    return margin.detach(), grad, out.detach()
+
+
+# ----------------------------------------------------------------------------- rigorous
+
+
+def _ddn(fn, x, y, bar, *, steps, output, gamma, alpha, half_life, confidence):
+    """DDN on one batch: (best r (B, D), found (B,) bool)."""
+    delta, best = torch.zeros_like(x), torch.zeros_like(x)
+    best_norm = torch.full((len(x),), math.inf, dtype=x.dtype, device=x.device)
+    eps = torch.zeros_like(best_norm)  # the radius, set by the first step
+    far = torch.maximum(x, X_MAX - x).norm(dim=1)  # no r in the box is longer
+    for t in range(steps):
+        margin, grad, out = loss_grad(fn, x + delta, y, output=output)
+        with torch.no_grad():
+            adv = 1 - _agree(out, y) > confidence
+            norm = delta.norm(dim=1)
+            better = adv & (norm < best_norm)
+            best_norm = torch.where(better, norm, best_norm)
+            best = torch.where(better[:, None], delta, best)
+            g_t = _decay(gamma, gamma / 10, t, half_life)
+            grad_norm = grad.norm(dim=1).clamp_min(TINY)
+            # until the first success the radius may jump to the linearised boundary distance
+            reach = torch.maximum(norm + margin / grad_norm, eps * (1 + g_t))
+            grow = torch.where(best_norm.isfinite(), eps * (1 + g_t), reach)
+            eps = torch.where(adv, (eps * (1 - g_t)).minimum(best_norm), grow).minimum(far)
+            step = _decay(alpha, alpha / 100, t, half_life) * eps / grad_norm
+            delta = delta - grad.mul_(step[:, None])
+            delta.mul_((eps / delta.norm(dim=1).clamp_min(TINY))[:, None])
+            delta = _into_box(x, delta)
+        bar.update(1)
+    return best, best_norm.isfinite()
+
+
+def min_norm_attack(
+    fn: ModelFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    steps: int = 100,
+    output: str = "logits",
+    batch_size: int = 10_000,
+    gamma: float = 0.05,
+    alpha: float = 1.0,
+    half_life: float = 20.0,
+    confidence: float = 0.5,
+    judge: Judge | None = None,
+    progress: bool = True,
+) -> AttackResult:
+    """Untargeted minimum-L2 attack (DDN, see the module docstring), batch by batch.
+
+    fn: model function; x: (N, D) in [0, X_MAX]; y: (N,) int64. gamma: relative change of
+    the radius per step, decaying to gamma/10; alpha: step length relative to the radius,
+    decaying to alpha/100; both halve their distance to the floor every half_life steps.
+    Until an example is first misclassified its radius may jump to the linearised distance
+    to the boundary, |r| + margin/|grad|. judge(x + r, y) -> (N,) miss rate gives the final
+    verdict on the best r (default: one more call of fn); r is zeroed where it is <= 0.5.
+    confidence: during the attack x + r counts as misclassified when more than this
+    fraction of fn's K draws get it wrong. Above 0.5 it keeps the best r of a stochastic
+    model off its fuzzy boundary, where a fresh judgement would be a coin flip; with one
+    draw, or a deterministic model, it makes no difference.
+    """
+    _check_inputs(x, y, output)
+    _positive_int("steps", steps)
+    _positive_int("batch_size", batch_size)
+    _number("gamma", gamma, 0, 1)
+    _number("alpha", alpha, 0)
+    _number("half_life", half_life, 0)
+    _number("confidence", confidence, 0.5, 1, closed=True)
+    settings = {"steps": steps, "output": output, "gamma": gamma, "alpha": alpha}
+    settings |= {"half_life": half_life, "confidence": confidence}
+    if judge is None:
+
+        def judge(x_adv: torch.Tensor, y_adv: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return 1 - _agree(_draws(fn(x_adv), len(x_adv)), y_adv)
+
+    def attack_batch(xb, yb, bar):
+        best, found = _ddn(fn, xb, yb, bar, **settings)
+        rate = torch.where(found, judge(xb + best, yb), torch.zeros_like(best[:, 0]))
+        return torch.where((rate > 0.5)[:, None], best, torch.zeros_like(best)), rate
+
+    r, rate = _batched(
+        attack_batch, x, y, batch_size=batch_size, steps=steps, desc="min-norm", progress=progress
+    )
+    return AttackResult(r, rate > 0.5, rate, {"attack": "ddn", **settings})
+
+
+# ----------------------------------------------------------------------------- paper
+
+
+def _paper_batch(fn, x, y, tgt, bar, *, steps, output, brighten_only, r_init, r_min, box_max,
+                 lr, rho, rms_eps, c_max, prob_clip, mean_over):  # fmt: skip
+    """All targets tgt (T, B) of one batch at once: (best r (B, D), miss rate (B,))."""
+    n_t, (b, d) = len(tgt), x.shape
+    xx = x.expand(n_t, b, d)
+    low = torch.full_like(xx, r_min) if brighten_only else -xx
+    high = box_max - xx
+
+    def model(r: torch.Tensor) -> torch.Tensor:
+        out = _draws(fn((xx + r).reshape(n_t * b, d)), n_t * b)
+        return out.reshape(len(out), n_t, b, -1)  # (K, T, B, C)
+
+    r = torch.full_like(xx, r_init)  # as in the authors' code, clipped after the first step
+    mean_sq = torch.zeros_like(r)
+    for t in range(steps):
+        c = c_max * (t + 1) / steps
+        r.requires_grad_(True)
+        with torch.enable_grad():
+            logp = _log_probs(model(r), output)
+            picked = logp.gather(-1, tgt.expand(len(logp), -1, -1).unsqueeze(-1))
+            if prob_clip:
+                picked = picked.exp().clamp(prob_clip, 1 - prob_clip).log()
+            loss = (r.norm(dim=-1).sum() - picked.mean(0).sum() / c) / mean_over
+            (grad,) = torch.autograd.grad(loss, r)
+        with torch.no_grad():
+            mean_sq = rho * mean_sq + (1 - rho) * grad.square()
+            r = (r - lr * grad / (mean_sq.sqrt() + rms_eps)).clamp(low, high)
+        bar.update(1)
+    with torch.no_grad():
+        out = model(r)
+        hit = (_agree(out, tgt) > 0.5) & (tgt != y)  # (T, B)
+        best_norm, best_t = torch.where(hit, r.norm(dim=-1), math.inf).min(0)
+        found, cols = best_norm.isfinite(), torch.arange(b, device=x.device)
+        rate = torch.where(found, 1 - _agree(out[:, best_t, cols], y), torch.zeros_like(best_norm))
+        return torch.where(found[:, None], r[best_t, cols], torch.zeros_like(x)), rate
+
+
+def paper_attack(
+    fn: ModelFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    steps: int = 4000,
+    output: str = "logits",
+    targets: Sequence[int] | None = None,
+    brighten_only: bool = True,
+    r_init: float = 0.02,
+    r_min: float = 1e-6,
+    box_max: float = 2.03,
+    lr: float = 0.01,
+    rho: float = 0.9,
+    rms_eps: float = 1e-7,
+    c_max: float = 2.0,
+    prob_clip: float = 1e-7,
+    mean_over: int = 10_000,
+    batch_size: int = 1_000,
+    progress: bool = True,
+) -> AttackResult:
+    """The authors' targeted attack (``perturb_data``), vectorised over examples and targets.
+
+    For each target k (default: every class but y; a listed k equal to y is skipped) it
+    minimises ||r||_2 + (1/c) CE(fn(x + r), k), c ramped linearly from c_max/steps to c_max,
+    by RMSprop as in Keras (lr, rho, rms_eps; accumulator starting at 0). r starts at r_init
+    and is clipped after every step to [r_min, box_max - x] (brighten_only; the authors'
+    2.03 is slightly above X_MAX) or else to [-x, box_max - x]. CE clips the target's
+    probability to [prob_clip, 1 - prob_clip] as Keras does (0: no clip), which zeroes the
+    gradient of targets below prob_clip. The loss is a mean over mean_over examples (their
+    batch), which scales the gradient RMSprop sees. Success for k is judged once, at the
+    end: argmax fn(x + r) == k. The smallest-norm success over targets is kept; examples
+    with none fail (r = 0), and the authors drop them. batch_size: examples per batch (each
+    batch runs T x batch_size rows through fn).
+    """
+    _check_inputs(x, y, output)
+    _positive_int("steps", steps)
+    _positive_int("mean_over", mean_over)
+    _positive_int("batch_size", batch_size)
+    _number("r_init", r_init, 0, closed=True)
+    _number("r_min", r_min, 0, closed=True)
+    _number("box_max", box_max, 0)
+    _number("lr", lr, 0)
+    _number("rho", rho, 0, 1, closed=True)
+    _number("rms_eps", rms_eps, 0, closed=True)
+    _number("c_max", c_max, 0)
+    _number("prob_clip", prob_clip, 0, 0.5, closed=True)
+    with torch.no_grad():
+        n_classes = _draws(fn(x[:1]), 1).shape[-1] if len(x) else 0
+    if targets is not None and (not targets or not all(0 <= k < n_classes for k in targets)):
+        raise ValueError(f"targets must be class indices in [0, {n_classes}), got {targets!r}")
+    settings = {"steps": steps, "output": output, "brighten_only": brighten_only}
+    settings |= {"r_init": r_init, "r_min": r_min, "box_max": box_max, "lr": lr, "rho": rho}
+    settings |= {"rms_eps": rms_eps, "c_max": c_max, "prob_clip": prob_clip}
+    settings["mean_over"] = mean_over
+
+    def attack_batch(xb, yb, bar):
+        if targets is None:
+            offsets = torch.arange(1, n_classes, device=xb.device)
+            tgt = (yb + offsets[:, None]) % n_classes  # (T, B): every class but y
+        else:
+            tgt = torch.tensor(list(targets), device=xb.device)[:, None].expand(-1, len(yb))
+        return _paper_batch(fn, xb, yb, tgt, bar, **settings)
+
+    r, rate = _batched(
+        attack_batch, x, y, batch_size=batch_size, steps=steps, desc="paper", progress=progress
+    )
+    return AttackResult(r, rate > 0.5, rate, {"attack": "paper", "targets": targets, **settings})
+
+
+# ----------------------------------------------------------------------------- EOT
+
+
+def eot_model(sample_fn: SampleFn, k: int) -> ModelFn:
+    """The model function of a stochastic model for EOT: x (N, D) -> probs (k, N, C).
+
+    sample_fn(x, k) returns k independent draws of the decision rule (each one weight
+    sample, or the mean of N samples) with fresh randomness on every call.
+    """
+    _positive_int("k", k)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return sample_fn(x, k)
+
+    return fn
+
+
+@torch.no_grad()
+def miss_rate(
+    sample_fn: SampleFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    passes: int = 32,
+    batch_size: int = 10_000,
+) -> torch.Tensor:
+    """Fraction of ``passes`` fresh forward passes that misclassify each example: (N,)."""
+    _positive_int("passes", passes)
+    _positive_int("batch_size", batch_size)
+    rates = [torch.zeros(0, device=x.device)]
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+        rates.append(1 - _agree(_draws(sample_fn(xb, passes), len(xb)), yb))
+    return torch.cat(rates)
+
+
+def eot_attack(
+    sample_fn: SampleFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    k: int = 20,
+    passes: int = 32,
+    confidence: float = 0.8,
+    progress: bool = True,
+    **settings,
+) -> AttackResult:
+    """White-box EOT attack on a stochastic model: :func:`min_norm_attack` on
+    ``eot_model(sample_fn, k)``, so each step averages the gradients of k draws; success is
+    judged over ``passes`` fresh passes (a majority misclassifies). During the attack x + r
+    counts as misclassified when more than ``confidence`` of the k draws get it wrong.
+    ``settings`` go to :func:`min_norm_attack` (steps, batch_size, gamma, alpha, half_life).
+    """
+    if "output" in settings or "judge" in settings:
+        raise ValueError("eot_attack sets output='probs' and judge itself")
+    _positive_int("passes", passes)
+
+    def judge(x_adv: torch.Tensor, y_adv: torch.Tensor) -> torch.Tensor:
+        return miss_rate(sample_fn, x_adv, y_adv, passes=passes)
+
+    fn = eot_model(sample_fn, k)
+    result = min_norm_attack(
+        fn, x, y, output="probs", confidence=confidence, judge=judge, progress=progress, **settings
+    )
+    result.config |= {"attack": "eot", "k": k, "passes": passes}
+    return result

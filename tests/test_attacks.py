@@ -1,0 +1,303 @@
+import math
+import runpy
+from pathlib import Path
+
+import pyro
+import pytest
+import torch
+from torch import nn
+
+from pyro_bnn.attacks import (
+    _into_box,
+    distortion,
+    eot_attack,
+    eot_model,
+    loss_grad,
+    min_norm_attack,
+    miss_rate,
+    paper_attack,
+    perturb,
+)
+from pyro_bnn.bnn import BayesianMLP
+from pyro_bnn.data import X_MAX
+from pyro_bnn.guides import make_guide
+from pyro_bnn.nets import MLP, mlp_forward
+from pyro_bnn.predict import sampler
+from pyro_bnn.train import fit_svi, fit_torch
+
+
+@pytest.fixture(scope="module")
+def net(small):
+    """A small MLP trained on 2,000 real MNIST images (about 90 % accurate)."""
+    torch.manual_seed(0)
+    model = MLP((64, 10))
+    fit_torch(model, small, max_epochs=8, patience=8, lr=0.01, progress=False)
+    return model.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def batch(small):
+    return small.test.x[:200], small.test.y[:200]
+
+
+def noisy(net, sigma):
+    """A toy stochastic model: the net's weights plus fresh N(0, sigma^2) noise per draw."""
+    params = [(layer.weight, layer.bias) for layer in net.layers]
+
+    def sample_fn(x, k):
+        draws = [(w + sigma * torch.randn(k, *w.shape), b + sigma * torch.randn(k, *b.shape))
+                 for w, b in params]  # fmt: skip
+        return mlp_forward(x, draws).softmax(-1)  # (k, N, C)
+
+    return sample_fn
+
+
+def test_box_constraint_always_holds(net, batch):
+    x, y = batch
+    x = x.clone()
+    x[:50] = X_MAX * (x[:50] > 0.5)  # saturated images: most pixels on the box's faces
+    result = min_norm_attack(net, x, y, steps=30, batch_size=64, progress=False)
+    adv = x + result.r
+    assert adv.min() >= 0 and adv.max() <= X_MAX  # exactly, not up to rounding
+    assert result.success.float().mean() > 0.95
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_projection_into_the_box_is_exact(dtype):
+    """Worst cases for rounding: tiny x with few mantissa bits (ties), the pixel grid, noise."""
+    ulp = torch.finfo(dtype).eps * 2  # spacing of the floats in [2, 4), where X_MAX lies
+    tiny = torch.arange(1, 4097, dtype=dtype) * ulp / 2
+    grid = torch.arange(256, dtype=dtype) / 126
+    noise = torch.rand(100_000, dtype=dtype) * X_MAX
+    x = torch.cat([tiny, grid, noise, X_MAX - tiny]).clamp(0, X_MAX)[:, None]
+    for target in (X_MAX, 0.0, X_MAX * (1 - 1e-7)):
+        r = _into_box(x, torch.full_like(x, target) - x + torch.randn_like(x).abs() * 1e-3)
+        assert ((x + r) <= X_MAX).all() and ((x + r) >= 0).all()
+        r = _into_box(x, torch.full_like(x, target) - x - torch.randn_like(x).abs() * 1e-3)
+        assert ((x + r) <= X_MAX).all() and ((x + r) >= 0).all()
+
+
+def test_successes_are_misclassified_when_reevaluated(net, batch):
+    x, y = batch
+    result = min_norm_attack(net, x, y, steps=30, progress=False)
+    pred = net(x + result.r).argmax(-1)
+    assert (pred[result.success] != y[result.success]).all()
+    assert (result.r[~result.success] == 0).all()
+    torch.testing.assert_close(result.miss_rate, result.success.float())
+
+
+def test_distortion_matches_hand_computation():
+    r = torch.zeros(4, 784)
+    r[0, :4] = 3.0  # ||r|| = 6
+    r[1, 0] = 2.0  # ||r|| = 2
+    r[2, :16] = 1.0  # ||r|| = 4, but a failure
+    success = torch.tensor([True, True, False, True])  # r[3] = 0: already misclassified
+    d = distortion(r, success)
+    expected = (6 / 28 + 2 / 28 + 0 / 28) / 3  # sqrt(||r||^2 / 784) = ||r|| / 28
+    assert d["n"] == 4 and d["n_success"] == 3 and d["success_rate"] == 0.75
+    assert d["distortion"] == pytest.approx(expected)
+    assert d["distortion_01"] == pytest.approx(expected * 126 / 255)
+    assert d["median_l2"] == pytest.approx(2.0)  # of 0, 2, 6
+    assert d["median_l2_01"] == pytest.approx(2.0 * 126 / 255)
+    assert d["median_l2_all"] == pytest.approx(2.0)  # lower median of 0, 2, 6, inf
+    assert d["n_zero"] == 1 and d["distortion_nonzero"] == pytest.approx((6 / 28 + 2 / 28) / 2)
+    assert math.isnan(distortion(r, torch.zeros(4, dtype=torch.bool))["distortion"])
+
+
+def test_more_steps_never_give_a_larger_norm(net, batch):
+    x, y = batch[0][:100], batch[1][:100]
+    norms, medians = [], []
+    for steps in (5, 10, 20, 40):
+        result = min_norm_attack(net, x, y, steps=steps, progress=False)
+        norms.append(result.norms().masked_fill(~result.success, math.inf))
+        medians.append(result.distortion()["median_l2_all"])
+    for fewer, more in zip(norms, norms[1:]):
+        assert (more <= fewer).all()
+    assert medians == sorted(medians, reverse=True) and medians[-1] < medians[0]
+
+
+def test_finds_the_analytic_minimum_of_a_linear_model():
+    """For f(x) = Wx + b away from the box's faces the minimal L2 perturbation is known:
+    min over j != y of (z_y - z_j) / ||w_y - w_j||."""
+    torch.manual_seed(0)
+    model = nn.Linear(784, 10).requires_grad_(False)
+    x = 1.0 + 0.05 * torch.randn(64, 784)
+    y = model(x).argmax(-1)
+    z = model(x)
+    w = model.weight
+    gaps = z.gather(1, y[:, None]) - z  # (N, C)
+    dists = gaps / (w[y][:, None, :] - w[None]).norm(dim=-1)
+    exact = dists.masked_fill(gaps == 0, math.inf).min(1).values
+    result = min_norm_attack(model, x, y, steps=100, progress=False)
+    assert result.success.all()
+    excess = result.norms() / exact - 1
+    assert excess.min() > -1e-5  # nothing beats the minimum
+    assert excess.max() < 0.02 and excess.mean() < 0.005
+
+
+def test_eot_gradient_of_a_deterministic_model_equals_the_plain_gradient(net, batch):
+    x, y = batch[0][:20], batch[1][:20]
+    margin, grad, _ = loss_grad(net, x, y, output="logits")
+    repeated = eot_model(lambda x, k: net(x).softmax(-1).expand(k, -1, -1), 20)
+    eot_margin, eot_grad, out = loss_grad(repeated, x, y, output="probs")
+    assert out.shape == (20, 20, 10)
+    torch.testing.assert_close(eot_margin, margin, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(eot_grad, grad, rtol=1e-3, atol=1e-5)
+
+
+def test_eot_gradient_is_the_mean_of_per_draw_gradients(net, batch):
+    x, y = batch[0][:20], batch[1][:20]
+    torch.manual_seed(1)
+    params = [(layer.weight, layer.bias) for layer in net.layers]
+    noise = [(0.05 * torch.randn(5, *w.shape), 0.05 * torch.randn(5, *b.shape)) for w, b in params]
+
+    def draws(x):  # (5, N, C), the same 5 weight draws on every call
+        return mlp_forward(x, [(w + dw, b + db) for (w, b), (dw, db) in zip(params, noise)])
+
+    assert draws(x).shape == (5, 20, 10)
+    _, grad, _ = loss_grad(draws, x, y)
+    per_draw = [loss_grad(lambda x, i=i: draws(x)[i], x, y)[1] for i in range(5)]
+    torch.testing.assert_close(grad, torch.stack(per_draw).mean(0))
+
+
+def test_eot_with_20_draws_succeeds_more_often_than_with_1(net, batch):
+    x, y = batch[0][:100], batch[1][:100]
+    sample_fn = noisy(net, 0.05)
+    torch.manual_seed(0)
+    rates = {k: eot_attack(sample_fn, x, y, k=k, steps=30, progress=False) for k in (1, 20)}
+    one, twenty = (rates[k].success.float().mean().item() for k in (1, 20))
+    assert twenty > 0.9 and twenty > one + 0.3
+    result = rates[20]
+    fresh = miss_rate(sample_fn, x + result.r, y, passes=64)
+    assert fresh[result.success].mean() > 0.7  # successes hold up on fresh passes
+    assert result.config["k"] == 20 and result.config["attack"] == "eot"
+
+
+def test_miss_rate_of_a_deterministic_model_is_zero_or_one(net, batch):
+    x, y = batch
+    rate = miss_rate(lambda x, k: net(x).softmax(-1).expand(k, -1, -1), x, y, passes=3)
+    torch.testing.assert_close(rate, (net(x).argmax(-1) != y).float())
+
+
+def test_paper_attack_only_brightens_and_keeps_its_smallest_target(net, batch):
+    x, y = batch[0][:60], batch[1][:60]
+    result = paper_attack(net, x, y, steps=40, c_max=0.1, progress=False)
+    ok = result.success
+    assert ok.float().mean() > 0.5
+    assert (result.r >= 0).all() and (result.r[ok] >= 1e-6).all()
+    assert (x + result.r).max() <= 2.03 + 1e-6  # the authors' box
+    assert (result.r[~ok] == 0).all()
+    pred = net(x + result.r).argmax(-1)
+    assert (pred[ok] != y[ok]).all()
+    # each single-target run finds nothing smaller than the kept r
+    for target in range(10):
+        single = paper_attack(net, x, y, steps=40, c_max=0.1, targets=[target], progress=False)
+        both = single.success & ok
+        assert (result.norms()[both] <= single.norms()[both] + 1e-5).all()
+
+
+def test_paper_attack_matches_a_per_target_reference_loop(net, batch):
+    """One target, with torch.optim.RMSprop on the authors' loss, example by example."""
+    x, y = batch[0][:8], batch[1][:8]
+    target, steps = 3, 25
+    settings = {"targets": [target], "c_max": 0.1, "prob_clip": 0.0, "mean_over": 8}
+    result = paper_attack(net, x, y, steps=steps, progress=False, **settings)
+    r = torch.full_like(x, 0.02).requires_grad_(True)
+    opt = torch.optim.RMSprop([r], lr=0.01, alpha=0.9, eps=1e-7)
+    for t in range(steps):
+        c = 0.1 * (t + 1) / steps
+        opt.zero_grad()
+        ce = nn.functional.cross_entropy(net(x + r), torch.full_like(y, target))
+        (r.norm(dim=1).mean() + ce / c).backward()
+        opt.step()
+        with torch.no_grad():
+            r.copy_(r.clamp(torch.full_like(x, 1e-6), 2.03 - x))
+    hit = (net(x + r).argmax(-1) == target) & (y != target)
+    assert 0 < hit.sum() < len(hit)
+    torch.testing.assert_close(result.success, hit)
+    torch.testing.assert_close(result.r[hit], r.detach()[hit], rtol=1e-4, atol=1e-5)
+
+
+def test_signed_paper_variant_may_darken(net, batch):
+    x, y = batch[0][:30], batch[1][:30]
+    result = paper_attack(net, x, y, steps=30, brighten_only=False, c_max=0.1, progress=False)
+    assert (result.r < 0).any() and (x + result.r).min() >= 0
+
+
+def test_perturb_scales_and_clips():
+    x = torch.full((1, 784), 2.0)
+    r = torch.full((1, 784), 0.1)
+    assert perturb(x, r, scale=3).max() == pytest.approx(X_MAX)
+    assert perturb(x, r, scale=3, clip=False).max() == pytest.approx(2.3)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"steps": 0},
+        {"batch_size": 1.5},
+        {"output": "logit"},
+        {"gamma": 1.0},
+        {"alpha": -1.0},
+        {"half_life": 0},
+        {"confidence": 0.4},
+    ],
+)
+def test_min_norm_attack_rejects_bad_settings_by_name(net, batch, bad):
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        min_norm_attack(net, *batch, progress=False, **bad)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"steps": -3},
+        {"rho": 1.0},
+        {"lr": 0.0},
+        {"prob_clip": 0.5},
+        {"targets": [10]},
+        {"mean_over": 0},
+        {"r_min": -1.0},
+    ],
+)
+def test_paper_attack_rejects_bad_settings_by_name(net, batch, bad):
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        paper_attack(net, *batch, progress=False, **bad)
+
+
+def test_bad_inputs_raise_value_error(net, batch):
+    x, y = batch
+    with pytest.raises(ValueError, match="x must lie in the pixel box"):
+        min_norm_attack(net, x * 3, y, progress=False)
+    with pytest.raises(ValueError, match="y must be"):
+        min_norm_attack(net, x, y.float(), progress=False)
+    with pytest.raises(ValueError, match="fn must return"):
+        min_norm_attack(lambda x: x[:, :10].T, x, y, progress=False)
+    with pytest.raises(ValueError, match="k must be"):
+        eot_model(noisy(net, 0.1), 0)
+    with pytest.raises(ValueError, match="passes must be"):
+        miss_rate(noisy(net, 0.1), x, y, passes=0)
+
+
+def test_speed_benchmark_quick_mode(capsys):
+    bench = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "attack_speed.py"))
+    table = bench["main"](["--n", "20", "--steps", "2", "--archs", "FC-10", "FC-20-10"])
+    assert list(table["arch"]) == ["FC-10", "FC-20-10"]
+    assert ((table["model_share"] > 0) & (table["model_share"] <= 1)).all()
+    assert "model_share" in capsys.readouterr().out
+
+
+def test_eot_against_a_bnn_succeeds_more_often_with_20_draws_than_with_1(small):
+    pyro.set_rng_seed(0)
+    bnn = BayesianMLP((32, 10))
+    guide = make_guide("softplus-normal", bnn, rho_init=-3.0)
+    fit_svi(bnn, guide, small, max_epochs=5, patience=5, lr=0.05, progress=False)
+    x, y = small.test.x[:100], small.test.y[:100]
+    draw = sampler(bnn, guide)  # one weight sample per draw
+    success = {
+        k: eot_attack(draw, x, y, k=k, steps=20, progress=False).success.float().mean().item()
+        for k in (1, 20)
+    }
+    assert success[20] > 0.8 and success[20] > success[1] + 0.2
