@@ -39,7 +39,10 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=300, help="steps per timed block")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--samples", type=int, default=100, help="predictive weight samples")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     data = load_mnist()
     n = len(data.train)

@@ -24,7 +24,8 @@ from .predict import (
     single_sample_fn,
 )
 from .priors import ScaleMixtureNormal, make_prior
-from .train import FitResult, fit_svi, fit_torch, train_baseline, train_bnn
+from .train import FitResult, fit_svi, fit_torch
+from .zoo import train_baseline, train_bnn
 
 pyro.settings.set(module_local_params=True)
 

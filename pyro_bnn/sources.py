@@ -23,7 +23,8 @@ from .attack_sets import attack_config, attack_set
 from .attacks import distortion
 from .data import MNIST
 from .nets import MLP, arch_name, parse_arch
-from .train import accuracy_of, baseline_name, train_baseline
+from .train import accuracy_of
+from .zoo import baseline_name, train_baseline
 
 __all__ = [
     "SOURCE_ARCHS",

@@ -21,32 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .artifacts import (
-    DEFAULT_ROOT,
-    artifact_dir,
-    load_artifact,
-    load_checkpoint,
-    matching_meta,
-    save_artifact,
-    save_checkpoint,
-)
-from .bnn import BayesianMLP, DatapointELBO, check_inputs, init_guide
+from .artifacts import load_checkpoint, save_checkpoint
+from .bnn import BayesianMLP, DatapointELBO, check_inputs
 from .data import MNIST
-from .guides import make_guide
-from .nets import MLP, arch_name, l2_penalty, parse_arch
+from .nets import MLP, l2_penalty
 from .predict import predictive_probs, sample_weights
-from .priors import make_prior
 
-__all__ = [
-    "FitResult",
-    "baseline_name",
-    "bnn_name",
-    "build_bnn",
-    "fit_svi",
-    "fit_torch",
-    "train_baseline",
-    "train_bnn",
-]
+__all__ = ["FitResult", "fit_svi", "fit_torch", "run_epochs"]
 
 
 @dataclass
@@ -269,60 +250,6 @@ def fit_torch(
     )
 
 
-def baseline_name(arch: str, lam: float, seed: int) -> str:
-    """Artifact name of a plain net, e.g. 'FC-100-100-10_lam0.0001_seed0'."""
-    return f"{arch}_lam{lam:g}_seed{seed}"
-
-
-def train_baseline(
-    arch: str,
-    lam: float,
-    data: MNIST,
-    *,
-    root: str | os.PathLike = DEFAULT_ROOT,
-    kind: str = "baseline",
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-    **settings,
-) -> tuple[MLP, dict]:
-    """Train a plain net, or load it if a finished artifact with the same config exists.
-
-    The artifact is ``<root>/<kind>/<arch>_lam<lam>_seed<seed>/``; training checkpoints
-    there every epoch and resumes after a kill. ``settings`` go to :func:`fit_torch`.
-    Returns the trained model and its meta (config, metrics, wall time).
-    """
-    widths = parse_arch(arch)
-    config = {
-        "arch": arch_name(widths),
-        "lam": lam,
-        "seed": seed,
-        "n_train": len(data.train),
-        "n_val": len(data.val),
-        **settings,
-    }
-    path = artifact_dir(root, kind, baseline_name(arch_name(widths), lam, seed))
-    torch.manual_seed(seed)
-    model = MLP(widths)
-    if matching_meta(path, config) is None:
-        result = fit_torch(
-            model,
-            data,
-            lam=lam,
-            seed=seed,
-            device=device,
-            checkpoint=path / "checkpoint.pt",
-            progress=progress,
-            **settings,
-        )
-        state = {k: v.cpu() for k, v in model.state_dict().items()}
-        save_artifact(path, state, config, **result.summary(), history=result.history)
-        (path / "checkpoint.pt").unlink(missing_ok=True)
-    tensors, meta = load_artifact(path)
-    model.load_state_dict(tensors)
-    return model.to(device), meta
-
-
 def fit_svi(
     model: BayesianMLP,
     guide,
@@ -410,79 +337,3 @@ def fit_svi(
             config=config,
             desc=f"SVI {model.arch} {type(guide).__name__}",
         )
-
-
-def bnn_name(arch: str, rho_init: float, seed: int, guide: str = "softplus-normal") -> str:
-    """Artifact name of a BNN, e.g. 'FC-100-100-10_rho-3_seed0'."""
-    suffix = "" if guide == "softplus-normal" else f"_{guide}"
-    return f"{arch}_rho{rho_init:g}_seed{seed}{suffix}"
-
-
-def build_bnn(
-    arch: str = "FC-100-100-10",
-    prior: str = "scale-mixture",
-    prior_kwargs: dict | None = None,
-    guide: str = "softplus-normal",
-    rho_init: float = -3.0,
-    state: dict | None = None,
-):
-    """A (BayesianMLP, guide) pair from names; loads a guide state dict if given."""
-    model = BayesianMLP(arch, prior=make_prior(prior, **(prior_kwargs or {})))
-    kwargs = {} if guide == "delta" else {"rho_init": rho_init}
-    guide_module = make_guide(guide, model, **kwargs)
-    if state is not None:
-        init_guide(model, guide_module)
-        guide_module.load_state_dict(state)
-    return model, guide_module
-
-
-def train_bnn(
-    rho_init: float,
-    data: MNIST,
-    *,
-    arch: str = "FC-100-100-10",
-    prior: str = "scale-mixture",
-    prior_kwargs: dict | None = None,
-    guide: str = "softplus-normal",
-    root: str | os.PathLike = DEFAULT_ROOT,
-    kind: str = "bnn",
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-    **settings,
-):
-    """Fit a BNN by SVI, or load it if a finished artifact with the same config exists.
-
-    The artifact is ``<root>/<kind>/<arch>_rho<rho_init>_seed<seed>/`` holding the guide's
-    state dict; training checkpoints every epoch and resumes after a kill. ``settings`` go
-    to :func:`fit_svi`. Returns (model, guide, meta).
-    """
-    arch = arch_name(parse_arch(arch))
-    spec = {
-        "arch": arch,
-        "prior": prior,
-        "prior_kwargs": prior_kwargs or {},
-        "guide": guide,
-        "rho_init": rho_init,
-    }
-    config = {**spec, "seed": seed, "n_train": len(data.train), "n_val": len(data.val), **settings}
-    path = artifact_dir(root, kind, bnn_name(arch, rho_init, seed, guide))
-    if matching_meta(path, config) is None:
-        pyro.set_rng_seed(seed)
-        model, guide_module = build_bnn(**spec)
-        result = fit_svi(
-            model,
-            guide_module,
-            data,
-            seed=seed,
-            device=device,
-            checkpoint=path / "checkpoint.pt",
-            progress=progress,
-            **settings,
-        )
-        state = {k: v.detach().cpu() for k, v in guide_module.state_dict().items()}
-        save_artifact(path, state, config, **result.summary(), history=result.history)
-        (path / "checkpoint.pt").unlink(missing_ok=True)
-    tensors, meta = load_artifact(path)
-    model, guide_module = build_bnn(**spec, state=tensors)
-    return model, guide_module.to(device), meta

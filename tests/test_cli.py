@@ -51,3 +51,28 @@ def test_train_baseline_smoke(tmp_path):
     stamp = meta.stat().st_mtime_ns
     again = run_cli(*args)
     assert again.returncode == 0 and meta.stat().st_mtime_ns == stamp  # reused, not retrained
+
+
+def test_train_bnn_smoke(tmp_path):
+    args = [
+        "train-bnn",
+        "--limit",
+        "300",
+        "--max-epochs",
+        "1",
+        "--rho-init",
+        "-3",
+        "-2",
+        "--runs",
+        "3",
+        "--root",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    out = run_cli(*args)
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| FC-100-100-10")]
+    assert len(rows) == 2
+    assert (tmp_path / "bnn" / "FC-100-100-10_rho-2_seed0" / "meta.json").is_file()
+    bad = run_cli("train-bnn", "--guide", "laplace", "--limit", "50", "--root", str(tmp_path))
+    assert bad.returncode == 1 and "known guides" in bad.stderr and "Traceback" not in bad.stderr

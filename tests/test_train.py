@@ -4,7 +4,7 @@ from torch import nn
 
 from pyro_bnn.evaluate import as_probs, evaluate
 from pyro_bnn.nets import MLP
-from pyro_bnn.train import fit_torch, run_epochs, train_baseline
+from pyro_bnn.train import fit_torch, run_epochs
 from tests.conftest import toy_mnist
 
 
@@ -118,17 +118,6 @@ def test_bad_settings_raise_naming_the_argument(bad):
         fit_torch(MLP((10,)), toy_mnist(), progress=False, **bad)
 
 
-def test_train_baseline_reuses_artifact(tmp_path):
-    data = toy_mnist()
-    net, meta = train_baseline("FC-10", 0.0, data, root=tmp_path, max_epochs=2, progress=False)
-    again, meta2 = train_baseline("FC-10", 0.0, data, root=tmp_path, max_epochs=2, progress=False)
-    assert meta2["saved_at"] == meta["saved_at"]  # loaded, not retrained
-    torch.testing.assert_close(again.state_dict(), net.state_dict())
-    _, meta3 = train_baseline("FC-10", 0.0, data, root=tmp_path, max_epochs=3, progress=False)
-    assert meta3["epochs"] == 3  # a different config retrains
-    assert not (tmp_path / "baseline" / "FC-10_lam0_seed0" / "checkpoint.pt").exists()
-
-
 def test_fit_svi_resumes_after_kill(tmp_path, monkeypatch):
     import pyro_bnn.train as train_module
     from pyro_bnn.bnn import BayesianMLP
@@ -168,19 +157,3 @@ def test_fit_svi_resumes_after_kill(tmp_path, monkeypatch):
     result, guide = run()
     assert result.epochs == 5 and [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]
     assert len(calls) == 3  # epochs 3, 4, 5 ran again; 1 and 2 came from the checkpoint
-
-
-def test_train_bnn_reuses_artifact(tmp_path):
-    from pyro_bnn.predict import posterior_mean
-    from pyro_bnn.train import train_bnn
-
-    data = toy_mnist()
-    bnn, guide, meta = train_bnn(
-        -3.0, data, arch="FC-8-10", root=tmp_path, max_epochs=2, progress=False
-    )
-    bnn2, guide2, meta2 = train_bnn(
-        -3.0, data, arch="FC-8-10", root=tmp_path, max_epochs=2, progress=False
-    )
-    assert meta2["saved_at"] == meta["saved_at"] and meta["epochs"] == 2
-    torch.testing.assert_close(posterior_mean(bnn, guide), posterior_mean(bnn2, guide2))
-    assert (tmp_path / "bnn" / "FC-8-10_rho-3_seed0" / "meta.json").is_file()
