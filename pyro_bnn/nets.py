@@ -62,10 +62,16 @@ def mlp_forward(
     for i, (weight, bias) in enumerate(params):
         if weight.dim() == 2:
             h = F.linear(h, weight, bias)
+        elif h.dim() == 2 and weight.dim() == 3:  # one input, S weight samples: one GEMM
+            s, out, _ = weight.shape
+            h = F.linear(h, weight.reshape(s * out, -1), bias.reshape(s * out))
+            h = h.view(len(h), s, out).transpose(0, 1)  # (S, N, out)
+        elif h.dim() == 3 and weight.dim() == 3:
+            h = torch.baddbmm(bias.unsqueeze(-2), h, weight.transpose(-1, -2))
         else:
             h = torch.matmul(h, weight.transpose(-1, -2)) + bias.unsqueeze(-2)
         if i < last:
-            h = F.relu(h)
+            h = h.relu_()
     return h
 
 

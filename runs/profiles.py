@@ -1,0 +1,88 @@
+"""Settings of the two reproduction profiles, 'quick' and 'full', as one dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that sets the size of a reproduction run.
+
+    n_train / n_eval: train examples and val/test examples used (None: all of MNIST).
+    *_epochs: the max-epoch caps (early stopping with patience 5 still applies).
+    runs: single-sample runs per BNN accuracy (the paper's 100).
+    attack_* / paper_* / eot_*: steps and examples of the rigorous, paper-variant and
+    white-box EOT attacks; None examples means the whole split.
+    pool: plain FC-100-100-10 nets (seeds 1..pool) for the ensemble control of Table 3.
+    """
+
+    name: str
+    n_train: int | None
+    n_eval: int | None
+    plain_epochs: int
+    source_epochs: int
+    bnn_epochs: int
+    runs: int
+    attack_steps: int
+    attack_examples: int | None
+    paper_steps: int
+    paper_examples: int | None
+    eot_steps: int
+    eot_examples: int
+    eot_k: int
+    eot_passes: int
+    pool: int
+    ensemble_sizes: tuple[int, ...] = (1, 5, 10, 25, 100)
+    prune_rates: tuple[float, ...] = (0.25, 0.50, 0.75, 0.90, 0.95, 0.98)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES = {
+    "quick": Profile(
+        name="quick",
+        n_train=2000,
+        n_eval=300,
+        plain_epochs=3,
+        source_epochs=3,
+        bnn_epochs=3,
+        runs=10,
+        attack_steps=20,
+        attack_examples=None,
+        paper_steps=10,
+        paper_examples=None,
+        eot_steps=10,
+        eot_examples=50,
+        eot_k=4,
+        eot_passes=8,
+        pool=2,
+        ensemble_sizes=(1, 5, 10),
+        prune_rates=(0.5, 0.9),
+    ),
+    "full": Profile(
+        name="full",
+        n_train=None,
+        n_eval=None,
+        plain_epochs=100,
+        source_epochs=100,
+        bnn_epochs=300,
+        runs=100,
+        attack_steps=100,
+        attack_examples=None,
+        paper_steps=100,
+        paper_examples=2000,
+        eot_steps=100,
+        eot_examples=1000,
+        eot_k=10,
+        eot_passes=32,
+        pool=10,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; known profiles: {', '.join(PROFILES)}")
+    return PROFILES[name]

@@ -1,0 +1,94 @@
+"""The runs/ entry points, each through its real command line in quick mode."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "runs"))
+
+
+def run(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_paper_values_are_transcribed_consistently():
+    import paper
+
+    def averages(rows):
+        return [sum(col) / len(col) for col in zip(*rows)]
+
+    def close(ours, printed):  # printed to 2 decimals, rounded half up
+        return all(abs(a - b) <= 0.005 + 1e-9 for a, b in zip(ours, printed, strict=True))
+
+    # the averages printed in the paper, recomputed from the transcribed cells
+    assert close(averages(paper.TABLE2_BNN), [81.01, 80.62, 83.04, 83.22, 80.61, 78.19, 71.90])
+    assert close(averages(paper.TABLE2_PLAIN), [66.42, 64.27, 67.78, 61.99])
+    assert close(averages(paper.TABLE3), [83.21, 87.18, 87.86, 88.14, 88.28])
+    assert close(averages(paper.TABLE4), [84.26, 84.23, 76.59, 54.39, 39.82, 26.75])
+
+
+def test_reproduce_quick_then_rerun_reuses_everything(tmp_path):
+    args = [
+        "runs/reproduce.py",
+        "--profile",
+        "quick",
+        "--no-progress",
+        "--root",
+        str(tmp_path / "artifacts"),
+        "--results",
+        str(tmp_path / "results"),
+        "--report",
+        str(tmp_path / "REPORT.md"),
+        "--workers",
+        "2",
+    ]
+    first = run(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = tmp_path / "results"
+    for protocol in ("paper", "rigorous"):
+        for table in ("table1", "table2", "table3", "table4", "attacks"):
+            assert (results / protocol / f"{table}.csv").is_file(), (protocol, table)
+        t2 = pd.read_csv(results / protocol / "table2.csv")
+        assert len(t2) == 12 * (7 + 4)  # 12 attack sets x (7 BNNs + 4 baselines)
+        assert {"acc", "paper", "diff"} <= set(t2.columns) and t2["paper"].notna().all()
+        assert t2["acc"].between(0, 100).all()
+    for extra in ("noise", "whitebox"):
+        assert (results / "rigorous" / f"{extra}.csv").is_file()
+    for png in (
+        "accuracy_vs_rho",
+        "accuracy_vs_ensemble",
+        "accuracy_vs_pruning",
+        "adversarial_digits",
+    ):
+        assert (results / f"{png}.png").stat().st_size > 10_000
+    report = (tmp_path / "REPORT.md").read_text()
+    for heading in (
+        "## Table 1",
+        "## Protocol 'paper'",
+        "## Protocol 'rigorous'",
+        "Headline claims",
+        "## Wall time",
+    ):
+        assert heading in report
+    info = json.loads((results / "run.json").read_text())
+    assert info["profile"]["name"] == "quick" and info["compute_seconds"]["bnn"] > 0
+
+    metas = {p: p.stat().st_mtime_ns for p in (tmp_path / "artifacts").rglob("meta.json")}
+    second = run(*args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "25 of 25 nets already trained; 0 to go" in second.stdout
+    assert {p: p.stat().st_mtime_ns for p in metas} == metas  # nothing was recomputed
+    assert json.loads((results / "run.json").read_text())["total_seconds"] < 60
+
+
+def test_train_bnns_quick():
+    out = run("runs/train_bnns.py", "--quick", "--no-progress", timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("|") and "rho" not in line]
+    assert len(rows) == 1 + 2  # the separator and two rho_init rows
