@@ -9,6 +9,7 @@ import pyro
 import pyro.nn  # registers the module_local_params setting before it is set below
 
 from .artifacts import load_artifact, save_artifact
+from .attacks import distortion, eot_attack, min_norm_attack, paper_attack, perturb
 from .bnn import BayesianMLP, DatapointELBO
 from .data import MNIST, DataError, Split, load_mnist
 from .evaluate import as_probs, evaluate, evaluate_many, write_table
@@ -24,6 +25,7 @@ from .predict import (
     single_sample_fn,
 )
 from .priors import ScaleMixtureNormal, make_prior
+from .pruning import prune
 from .train import FitResult, fit_svi, fit_torch
 from .zoo import train_baseline, train_bnn
 
@@ -42,6 +44,8 @@ __all__ = [
     "ScaleMixtureNormal",
     "Split",
     "as_probs",
+    "distortion",
+    "eot_attack",
     "ensemble_fn",
     "evaluate",
     "evaluate_many",
@@ -54,11 +58,15 @@ __all__ = [
     "make_guide",
     "make_prior",
     "mean_fn",
+    "min_norm_attack",
     "mlp_forward",
+    "paper_attack",
     "param_shapes",
     "parse_arch",
     "posterior_mean",
+    "perturb",
     "predictive_probs",
+    "prune",
     "sample_weights",
     "sampler",
     "save_artifact",

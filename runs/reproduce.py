@@ -61,6 +61,7 @@ PROTOCOLS = {  # split attacked, multiplier for BNNs / plain nets, failures kept
     "rigorous": {"split": "test", "bnn_mult": 1.0, "plain_mult": 1.0, "keep_failures": True},
 }
 BASELINE_ARCH = "FC-100-100-10"
+TABLE_VERSIONS = {"attacks": 2}  # bump when a table's code changes, so it is recomputed
 
 
 class Stages:
@@ -313,13 +314,15 @@ def protocol_jobs(protocol, profile, zoo, prints, sets, data, root, progress) ->
     spec = PROTOCOLS[protocol]
     kw = {"bnn_mult": spec["bnn_mult"], "keep_failures": spec["keep_failures"]}
     jobs = {
-        "attacks": lambda: tables.attack_summary(sets),
+        "attacks": lambda: tables.attack_summary(sets, data),
         "table2": lambda: tables.table2(
             zoo, sets, data, profile.runs, plain_mult=spec["plain_mult"], **kw
         ),
         "table3": lambda: tables.table3(zoo, sets, data, profile.ensemble_sizes, **kw),
         "table4": lambda: tables.table4(zoo, sets, data, profile.prune_rates, **kw),
     }
+    if protocol == "paper":
+        jobs["multiplier"] = lambda: tables.multiplier_control(zoo, sets, data, profile.runs)
     if protocol == "rigorous":
         jobs["noise"] = lambda: tables.noise_control(zoo, sets, data, profile.runs, zoo.seed)
         jobs["whitebox"] = lambda: whitebox_rows(profile, zoo, prints, data, root, progress)
@@ -347,8 +350,9 @@ def run_seed(args, profile, data, root, seed, stage, progress) -> dict[str, pd.D
         jobs = protocol_jobs(protocol, profile, zoo, prints, sets, data, root, progress)
         for table, compute in jobs.items():
             with stage(f"{table} ({protocol})"):
+                version = {"version": TABLE_VERSIONS[table]} if table in TABLE_VERSIONS else {}
                 out[f"{protocol}/{table}"] = cached_table(
-                    root, f"{protocol}_{table}_seed{seed}", config, compute, seed
+                    root, f"{protocol}_{table}_seed{seed}", config | version, compute, seed
                 )
         out["digits"][protocol] = report.digit_examples(
             sets, data, PROTOCOLS[protocol]["bnn_mult"], protocol
