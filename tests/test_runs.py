@@ -33,7 +33,7 @@ def test_paper_values_are_transcribed_consistently():
     assert close(averages(paper.TABLE4), [84.26, 84.23, 76.59, 54.39, 39.82, 26.75])
 
 
-def test_reproduce_quick_then_rerun_reuses_everything(tmp_path):
+def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
     args = [
         "runs/reproduce.py",
         "--profile",
@@ -48,8 +48,28 @@ def test_reproduce_quick_then_rerun_reuses_everything(tmp_path):
         "--workers",
         "2",
     ]
+    # 1. kill the run once the nets are trained and the attacks have started
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for line in proc.stdout:
+        if "attack sets (paper) ..." in line:
+            proc.kill()
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    trained = {p: p.stat().st_mtime_ns for p in (tmp_path / "artifacts").rglob("meta.json")}
+    assert len(trained) >= 25  # 4 baselines, 12 sources, 7 BNNs, 2 pool nets, table 1
+
+    # 2. the restart keeps every finished artifact and completes
     first = run(*args)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "25 of 25 nets already trained; 0 to go" in first.stdout
+    assert {p: p.stat().st_mtime_ns for p in trained} == trained
     results = tmp_path / "results"
     for protocol in ("paper", "rigorous"):
         for table in ("table1", "table2", "table3", "table4", "attacks"):
@@ -58,6 +78,7 @@ def test_reproduce_quick_then_rerun_reuses_everything(tmp_path):
         assert len(t2) == 12 * (7 + 4)  # 12 attack sets x (7 BNNs + 4 baselines)
         assert {"acc", "paper", "diff"} <= set(t2.columns) and t2["paper"].notna().all()
         assert t2["acc"].between(0, 100).all()
+    assert (results / "paper" / "multiplier.csv").is_file()
     for extra in ("noise", "whitebox"):
         assert (results / "rigorous" / f"{extra}.csv").is_file()
     for png in (
@@ -77,12 +98,12 @@ def test_reproduce_quick_then_rerun_reuses_everything(tmp_path):
     ):
         assert heading in report
     info = json.loads((results / "run.json").read_text())
-    assert info["profile"]["name"] == "quick" and info["compute_seconds"]["bnn"] > 0
+    assert info["profile"]["name"] == "quick" and info["compute_seconds"]["bnn"]["0"] > 0
 
+    # 3. a rerun reuses everything
     metas = {p: p.stat().st_mtime_ns for p in (tmp_path / "artifacts").rglob("meta.json")}
     second = run(*args)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "25 of 25 nets already trained; 0 to go" in second.stdout
     assert {p: p.stat().st_mtime_ns for p in metas} == metas  # nothing was recomputed
     assert json.loads((results / "run.json").read_text())["total_seconds"] < 60
 
@@ -92,3 +113,9 @@ def test_train_bnns_quick():
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith("|") and "rho" not in line]
     assert len(rows) == 1 + 2  # the separator and two rho_init rows
+
+
+def test_bnn_patience_quick():
+    out = run("runs/bnn_patience.py", "--quick", "--workers", "1", timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("|      -3.00 |") == 2
