@@ -75,20 +75,40 @@ def _ints(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+REPRODUCTION_KINDS = (
+    "baseline",
+    "bnn",
+    "pool",
+    "source",
+    "attack-paper",
+    "attack-rigorous",
+    "attack-eot",
+    "tables",
+)
+
+
 def compute_seconds(root: Path) -> dict[str, dict[str, float]]:
-    """Seconds each kind of artifact took to compute, from their meta.json, per seed."""
+    """Seconds each stage of the reproduction took to compute, from the artifacts'
+    meta.json, per seed: {'<kind> <detail>': {'<seed>': seconds}}, where the detail is
+    the architecture of a source net or attack set, or the name of a table."""
     totals: dict[str, dict[str, float]] = {}
     for meta_path in Path(root).glob("*/*/meta.json"):
+        kind, name = meta_path.parent.parent.name, meta_path.parent.name
+        if kind not in REPRODUCTION_KINDS:
+            continue
         meta = json.loads(meta_path.read_text())
-        kind = meta_path.parent.parent.name
-        found = re.search(r"_seed(\d+)", meta_path.parent.name)
+        found = re.search(r"_seed(\d+)", name)
         seed = int(found.group(1)) if found else -1
         seed = seed // 1000 - 1 if kind == "pool" else seed  # pool seeds are 1000 (s + 1) + k
+        if kind == "tables":
+            kind = "table " + re.sub(r"_seed\d+$", "", name)
+        elif kind in ("source", "attack-paper", "attack-rigorous"):
+            kind = f"{kind} {name.split('_')[0]}"
         per_seed = totals.setdefault(kind, {})
         per_seed[str(seed)] = round(
             per_seed.get(str(seed), 0.0) + float(meta.get("wall_time_s") or 0.0), 1
         )
-    return totals
+    return dict(sorted(totals.items()))
 
 
 def digit_examples(sets, data, multiplier: float, protocol: str, n: int = 8) -> dict:
@@ -156,9 +176,22 @@ def claims(frames: dict, protocol: str) -> list[dict]:
                     "ours": avg["bnn"].max() - avg["plain"].max(),
                 },
             )
-    for c in out:
-        c["holds"] = "yes" if c["ours"] > 0 else "no"
     return out
+
+
+def claims_over_seeds(per_seed: list[dict], seeds: list[int], protocol: str) -> pd.DataFrame:
+    """The headline claims per seed, their mean and spread, and whether they hold."""
+    runs = [claims(frames, protocol) for frames in per_seed]
+    rows = []
+    for i, claim in enumerate(runs[0]):
+        values = pd.Series([run[i]["ours"] for run in runs])
+        row = {"claim": claim["claim"], "paper": claim["paper"], "ours": values.mean()}
+        if len(seeds) > 1:
+            row["sd over seeds"] = values.std()
+            row |= {f"seed {s}": v for s, v in zip(seeds, values)}
+        row["holds"] = "yes" if (values > 0).all() else "no" if (values <= 0).all() else "mixed"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- plots
@@ -315,7 +348,7 @@ def _md(frame: pd.DataFrame, index: bool = True, floatfmt: str = ".2f") -> str:
     return _ints(frame).to_markdown(index=index, floatfmt=floatfmt)
 
 
-def write_report(path: Path, frames: dict, info: dict, results: Path) -> None:
+def write_report(path: Path, frames: dict, per_seed: list[dict], info: dict, results: Path) -> None:
     rel = (
         Path(results).resolve().relative_to(Path(path).resolve().parent)
         if Path(results).resolve().is_relative_to(Path(path).resolve().parent)
@@ -341,8 +374,10 @@ def write_report(path: Path, frames: dict, info: dict, results: Path) -> None:
             index=False,
         ),
         "",
-        "Compute time recorded in the artifacts (what a run from scratch spends; a rerun that "
-        "reuses them spends ~0), s:",
+        "Compute time per stage, recorded in the artifacts' meta.json (s). This is what a run "
+        "from scratch spends and a rerun that reuses the artifacts does not. Training runs in "
+        "worker processes (`--workers`, one torch thread each), so its seconds add up to more "
+        "than its wall time; everything else runs in the main process on all threads.",
         "",
         _md(_compute_table(info["compute_seconds"])),
         "",
@@ -356,7 +391,8 @@ def write_report(path: Path, frames: dict, info: dict, results: Path) -> None:
         cells.columns = [f"{label} {c:g}" for c in cells.columns]
         lines += [f"**{'BNN' if kind == 'bnn' else 'Baselines'}**", "", _md(cells), ""]
     for protocol in info["protocols"]:
-        lines += _protocol_section(frames, protocol, prof, rel)
+        claim_table = claims_over_seeds(per_seed, info["seeds"], protocol)
+        lines += _protocol_section(frames, protocol, prof, claim_table)
     lines += [
         "## Plots",
         "",
@@ -386,7 +422,7 @@ PROTOCOL_TEXT = {
 }
 
 
-def _protocol_section(frames: dict, protocol: str, prof: dict, rel) -> list[str]:
+def _protocol_section(frames: dict, protocol: str, prof: dict, claim_table) -> list[str]:
     steps = prof["paper_steps"] if protocol == "paper" else prof["attack_steps"]
     n = prof["paper_examples"] if protocol == "paper" else prof["attack_examples"]
     lines = [
@@ -494,7 +530,7 @@ def _protocol_section(frames: dict, protocol: str, prof: dict, rel) -> list[str]
     lines += [
         f"**Headline claims ({protocol} protocol)**",
         "",
-        _md(pd.DataFrame(claims(frames, protocol)), index=False),
+        _md(claim_table, index=False),
         "",
     ]
     return lines

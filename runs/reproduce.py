@@ -433,7 +433,7 @@ def main(argv=None) -> None:
         }
         text = json.dumps(run_info, indent=2)
         atomic_write(results / "run.json", lambda tmp: tmp.write_text(text + "\n"))
-        report.write_report(report_path, frames, run_info, results)
+        report.write_report(report_path, frames, per_seed, run_info, results)
     print(f"done in {time.perf_counter() - start:.0f} s; report: {report_path}")
 
 

@@ -28,6 +28,12 @@ class Zoo:
     sources: list
     pool: list
 
+    def prob_fns(self, runs: int) -> dict:
+        """(kind, param) -> prob function of every FC-100-100-10 model: BNNs as single
+        samples (``runs`` of them), baselines as they are."""
+        fns = {("bnn", rho): single_sample_fn(b, g, runs) for rho, (b, g) in self.bnns.items()}
+        return fns | {("plain", lam): as_probs(net) for lam, net in self.plains.items()}
+
 
 @dataclass
 class AttackSet:
@@ -132,11 +138,7 @@ def multiplier_control(
     for s in sets:
         for mult in multipliers:
             x, y = s.eval_set(data, mult, keep_failures=False)
-            models = {
-                ("bnn", rho): single_sample_fn(b, g, runs) for rho, (b, g) in zoo.bnns.items()
-            }
-            models |= {("plain", lam): as_probs(n) for lam, n in zoo.plains.items()}
-            for (kind, param), fn in models.items():
+            for (kind, param), fn in zoo.prob_fns(runs).items():
                 rows.append(
                     {
                         "source": s.source.name,
@@ -296,9 +298,7 @@ def noise_control(
         z = torch.randn(x.shape, generator=gen)
         norms = s.tensors["r"].norm(dim=1, keepdim=True)
         x_noise = (x + z * norms / z.norm(dim=1, keepdim=True)).clamp(0.0, X_MAX)
-        models = {("bnn", rho): single_sample_fn(b, g, runs) for rho, (b, g) in zoo.bnns.items()}
-        models |= {("plain", lam): as_probs(n) for lam, n in zoo.plains.items()}
-        for (kind, param), fn in models.items():
+        for (kind, param), fn in zoo.prob_fns(runs).items():
             rows.append(
                 {
                     "source": s.source.name,
