@@ -62,7 +62,8 @@ ModelFn = Callable[[torch.Tensor], torch.Tensor]  # x (N, D) -> (N, C) or (K, N,
 SampleFn = Callable[[torch.Tensor, int], torch.Tensor]  # (x (N, D), k) -> probs (k, N, C)
 Judge = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_adv, y) -> miss rate (N,)
 OUTPUTS = ("logits", "probs")
-TINY = torch.finfo(torch.float32).tiny
+TINY = torch.finfo(torch.float32).tiny  # floor for probabilities before log
+NORM_FLOOR = 1e-12  # floor for norms we divide by: x / NORM_FLOOR stays finite, 0 * it is 0
 
 
 @dataclass
@@ -239,14 +240,14 @@ def _ddn(fn, x, y, bar, *, steps, output, gamma, alpha, half_life, confidence):
             best_norm = torch.where(better, norm, best_norm)
             best = torch.where(better[:, None], delta, best)
             g_t = _decay(gamma, gamma / 10, t, half_life)
-            grad_norm = grad.norm(dim=1).clamp_min(TINY)
+            grad_norm = grad.norm(dim=1).clamp_min(NORM_FLOOR)
             # until the first success the radius may jump to the linearised boundary distance
             reach = torch.maximum(norm + margin / grad_norm, eps * (1 + g_t))
             grow = torch.where(best_norm.isfinite(), eps * (1 + g_t), reach)
             eps = torch.where(adv, (eps * (1 - g_t)).minimum(best_norm), grow).minimum(far)
             step = _decay(alpha, alpha / 100, t, half_life) * eps / grad_norm
-            delta = delta - grad.mul_(step[:, None])
-            delta.mul_((eps / delta.norm(dim=1).clamp_min(TINY))[:, None])
+            delta = delta - grad * step[:, None]  # grad may be an expanded view: no mul_
+            delta.mul_((eps / delta.norm(dim=1).clamp_min(NORM_FLOOR))[:, None])
             delta = _into_box(x, delta)
         bar.update(1)
     return best, best_norm.isfinite()

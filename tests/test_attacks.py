@@ -135,6 +135,26 @@ def test_finds_the_analytic_minimum_of_a_linear_model():
     assert excess.max() < 0.02 and excess.mean() < 0.005
 
 
+def test_a_zero_gradient_fails_cleanly_and_spares_the_rest_of_the_batch():
+    """Where the model is flat (here a dead ReLU: logits do not depend on x) the gradient is
+    exactly zero; the attack must report a failure with r = 0 for that example, not NaN,
+    and still solve the others in the same batch."""
+
+    def model(x):
+        assert torch.isfinite(x).all()  # a BNN's forward rejects NaN inputs
+        h = torch.relu(x.sum(1, keepdim=True) - 100.0)  # dead for sum(x) < 100
+        return torch.tensor([1.0, 0.0]) + h * torch.tensor([-1.0, 1.0])
+
+    x = torch.zeros(3, 784)
+    x[1] += 101.5 / 784  # alive: class 0 until sum(x) passes 101
+    x[2] += 101.2 / 784
+    y = torch.zeros(3, dtype=torch.long)
+    result = min_norm_attack(model, x, y, steps=50, progress=False)
+    assert torch.isfinite(result.r).all()
+    assert result.success.tolist() == [False, True, True]
+    assert result.r[0].abs().max() == 0
+
+
 def test_eot_gradient_of_a_deterministic_model_equals_the_plain_gradient(net, batch):
     x, y = batch[0][:20], batch[1][:20]
     margin, grad, _ = loss_grad(net, x, y, output="logits")
