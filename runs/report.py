@@ -44,6 +44,9 @@ def combine(per_seed: list[dict], seeds: list[int]) -> dict[str, pd.DataFrame]:
             frames[name] = per_seed[0][name]
             continue
         long = pd.concat([run[name].assign(seed=s) for run, s in zip(per_seed, seeds)])
+        for col in ("source", "set"):  # a source net's name carries its seed: drop it
+            if col in long.columns:
+                long[col] = long[col].str.replace(r"_seed\d+$", "", regex=True)
         keys = [k for k in KEYS if k in long.columns]
         grouped = long.groupby(keys, dropna=False, sort=False)
         frame = grouped.mean(numeric_only=True).drop(columns="seed").reset_index()
@@ -307,6 +310,7 @@ def _save(fig, path: Path) -> None:
 def _compute_table(seconds: dict) -> pd.DataFrame:
     """kind x seed seconds, with a total row and per-seed minutes."""
     frame = pd.DataFrame(seconds).T.fillna(0.0)
+    frame = frame[sorted(frame.columns, key=int)]
     frame.columns = [f"seed {c}" for c in frame.columns]
     frame.loc["total (s)"] = frame.sum()
     frame.loc["total (min)"] = frame.loc["total (s)"] / 60
@@ -314,8 +318,12 @@ def _compute_table(seconds: dict) -> pd.DataFrame:
 
 
 def _cells(frame: pd.DataFrame, index: str, columns: str, value: str = "acc") -> pd.DataFrame:
-    """Pivot to 'ours (paper)' strings with an Average row."""
+    """Pivot to 'ours (paper)' strings with an Average row; 'ours ± sd (paper)' where
+    several seeds give a spread (sd over seeds; the Average row has none)."""
     ours = frame.pivot_table(index=index, columns=columns, values=value, sort=False)
+    spread = None
+    if value == "acc" and frame.get("seeds", pd.Series([1])).max() > 1:
+        spread = frame.pivot_table(index=index, columns=columns, values="acc_seed_std", sort=False)
     ref = (
         frame.pivot_table(index=index, columns=columns, values="paper", sort=False)
         if "paper" in frame and frame["paper"].notna().any()
@@ -329,8 +337,11 @@ def _cells(frame: pd.DataFrame, index: str, columns: str, value: str = "acc") ->
     for r in ours.index:
         for c in ours.columns:
             paper_v = None if ref is None else ref.loc[r, c]
-            out.loc[r, c] = f"{ours.loc[r, c]:.2f}" + (
-                f" ({paper_v:.2f})" if paper_v is not None and pd.notna(paper_v) else ""
+            sd = None if spread is None or r == "Average" else spread.loc[r, c]
+            out.loc[r, c] = (
+                f"{ours.loc[r, c]:.2f}"
+                + (f" ± {sd:.2f}" if sd is not None and pd.notna(sd) else "")
+                + (f" ({paper_v:.2f})" if paper_v is not None and pd.notna(paper_v) else "")
             )
     return out
 
