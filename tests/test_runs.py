@@ -119,3 +119,18 @@ def test_bnn_patience_quick():
     out = run("runs/bnn_patience.py", "--quick", "--workers", "1", timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("|      -3.00 |") == 2
+
+
+def test_combine_averages_a_source_net_over_seeds():
+    import report
+
+    def frame(seed, acc):
+        return pd.DataFrame(
+            [{"kind": "bnn", "param": -3.0, "source": f"FC-10_lam0_seed{seed}", "acc": acc}]
+        )
+
+    frames = report.combine([{"t2": frame(0, 80.0)}, {"t2": frame(1, 90.0)}], [0, 1])
+    t2 = frames["t2"]
+    assert t2["source"].tolist() == ["FC-10_lam0"]
+    assert t2["acc"].item() == 85.0
+    assert abs(t2["acc_seed_std"].item() - 50**0.5) < 1e-9
