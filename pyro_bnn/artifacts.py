@@ -117,21 +117,62 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict, dict]:
     return tensors, meta
 
 
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The settings where two normalised configs differ, as 'key: old -> new' lines."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            line
+            for key in sorted(set(old) | set(new), key=str)
+            for line in _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
+    return [] if old == new else [f"{prefix[:-1] or 'config'}: {old!r} -> {new!r}"]
+
+
 def cached(
     path: str | os.PathLike,
     config: Mapping[str, Any],
     compute: Callable[[], tuple[Mapping[str, Any], Mapping[str, Any]]],
+    *,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[dict, dict]:
     """Load the artifact at ``path`` if its config matches; else ``compute()`` and save it.
 
-    ``compute`` returns ``(tensors, extra_meta)``. The result is ``(tensors, meta)``.
+    A finished artifact made under another config is never overwritten: that raises a
+    ValueError naming each setting that differs (saved -> asked).
+
+    :param path: the artifact's folder.
+    :param config: what identifies the artifact (JSON-able); stored in meta.json.
+    :param compute: returns ``(tensors, extra_meta)``; called only when nothing matches.
+    :param log: called with one line, ``reused <path> (saved <time>)`` or
+        ``saved <path> (<seconds> s)``, e.g. ``print``.
+    :returns: ``(tensors, meta)``.
+
+    >>> tensors, meta = cached(path, {"steps": 10}, lambda: ({"r": r}, {}), log=print)
     """
-    if matching_meta(path, config) is not None:
+    path = Path(path)
+    meta = matching_meta(path, config)
+    if meta is not None:
+        if log is not None:
+            log(f"reused {path} (saved {meta['saved_at']})")
         return load_artifact(path)
+    if (path / META).is_file():
+        try:
+            saved = json.loads((path / META).read_text()).get("config")
+        except json.JSONDecodeError:
+            saved = None
+        changed = _differences(saved, _normalise(dict(config))) if saved is not None else []
+        if changed:
+            raise ValueError(
+                f"{path} holds a finished artifact made with other settings "
+                f"({'; '.join(changed)}); it is kept: delete that folder to redo it, or "
+                "use another root"
+            )
     start = time.perf_counter()
     tensors, extra = compute()
     extra = {"wall_time_s": round(time.perf_counter() - start, 2), **dict(extra)}
     meta = save_artifact(path, tensors, config, **extra)
+    if log is not None:
+        log(f"saved {path} ({meta['wall_time_s']:g} s)")
     return dict(tensors), meta
 
 

@@ -37,8 +37,27 @@ def test_cached_computes_once(tmp_path):
     first, meta = cached(path, {"k": 1}, compute)
     second, meta2 = cached(path, {"k": 1}, compute)
     assert len(calls) == 1 and meta2["n"] == 2 and "wall_time_s" in meta
-    cached(path, {"k": 2}, compute)
+    cached(tmp_path / "b", {"k": 2}, compute)
     assert len(calls) == 2
+
+
+def test_cached_says_whether_it_reused(tmp_path):
+    lines = []
+    path = tmp_path / "a"
+    _, meta = cached(path, {"k": 1}, lambda: ({"r": torch.ones(2)}, {}), log=lines.append)
+    cached(path, {"k": 1}, lambda: ({"r": torch.ones(2)}, {}), log=lines.append)
+    assert lines[0].startswith(f"saved {path} (")
+    assert lines[1] == f"reused {path} (saved {meta['saved_at']})"
+
+
+def test_cached_never_overwrites_another_config(tmp_path):
+    path = tmp_path / "a"
+    cached(path, {"k": 1, "fit": {"epochs": 5}}, lambda: ({"r": torch.ones(2)}, {}))
+    stamp = (path / "meta.json").stat().st_mtime_ns
+    with pytest.raises(ValueError, match=r"fit\.epochs: 5 -> 10.*delete that folder"):
+        cached(path, {"k": 1, "fit": {"epochs": 10}}, lambda: ({"r": torch.zeros(2)}, {}))
+    assert (path / "meta.json").stat().st_mtime_ns == stamp
+    assert load_artifact(path)[0]["r"].sum() == 2
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):
