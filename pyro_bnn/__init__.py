@@ -1,49 +1,55 @@
-"""pyro_bnn: Bayesian neural networks in Pyro, and an honest robustness reproduction.
+"""pyro_bnn: make any torch net Bayesian in Pyro, fit it by SVI, sample its posterior
+predictive, and attack it.
 
-Importing pyro_bnn switches Pyro to module-local parameters
-(``pyro.settings.set(module_local_params=True)``): every guide keeps its parameters on
-itself rather than in Pyro's global param store, so several BNNs can live in one process.
+Importing pyro_bnn changes no Pyro or torch setting. The library's own fitting and
+prediction keep each guide's parameters on the guide (Pyro's ``module_local_params``,
+scoped to those calls), so several BNNs live in one process; the guides also work with
+``pyro.infer.SVI`` and Pyro's global param store.
 """
-
-import pyro
-import pyro.nn  # registers the module_local_params setting before it is set below
 
 from .artifacts import load_artifact, save_artifact
 from .attacks import distortion, eot_attack, min_norm_attack, paper_attack, perturb
-from .bnn import BayesianMLP, DatapointELBO
-from .data import MNIST, DataError, Split, load_mnist
+from .bnn import BNN, BayesianMLP, DatapointELBO, init_guide
+from .data import MNIST, DataError, Split, as_split, load_mnist
 from .evaluate import as_probs, evaluate, evaluate_many, write_table
-from .guides import AutoSoftplusNormal, init_to_truncated_normal, make_guide
+from .guides import DEFAULT_RHO_INIT, AutoSoftplusNormal, init_to_truncated_normal, make_guide
+from .likelihoods import Bernoulli, Categorical, Gaussian, Likelihood, make_likelihood
 from .nets import MLP, l2_penalty, mlp_forward, param_shapes, parse_arch
 from .predict import (
     ensemble_fn,
     mean_fn,
     posterior_mean,
+    predict,
     predictive_probs,
+    sample_posterior,
     sample_weights,
     sampler,
     single_sample_fn,
 )
 from .priors import ScaleMixtureNormal, make_prior
 from .pruning import prune
-from .train import FitResult, fit_svi, fit_torch
-from .zoo import train_baseline, train_bnn
-
-pyro.settings.set(module_local_params=True)
+from .train import FitResult, fit_svi, fit_torch, sgd
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BNN",
+    "DEFAULT_RHO_INIT",
     "MLP",
     "MNIST",
     "AutoSoftplusNormal",
     "BayesianMLP",
+    "Bernoulli",
+    "Categorical",
+    "Gaussian",
+    "Likelihood",
     "DataError",
     "DatapointELBO",
     "FitResult",
     "ScaleMixtureNormal",
     "Split",
     "as_probs",
+    "as_split",
     "distortion",
     "eot_attack",
     "ensemble_fn",
@@ -51,11 +57,13 @@ __all__ = [
     "evaluate_many",
     "fit_svi",
     "fit_torch",
+    "init_guide",
     "init_to_truncated_normal",
     "l2_penalty",
     "load_artifact",
     "load_mnist",
     "make_guide",
+    "make_likelihood",
     "make_prior",
     "mean_fn",
     "min_norm_attack",
@@ -65,13 +73,14 @@ __all__ = [
     "parse_arch",
     "posterior_mean",
     "perturb",
+    "predict",
     "predictive_probs",
     "prune",
+    "sample_posterior",
     "sample_weights",
     "sampler",
     "save_artifact",
+    "sgd",
     "single_sample_fn",
-    "train_baseline",
-    "train_bnn",
     "write_table",
 ]

@@ -22,9 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-__all__ = ["PIXEL_SCALE", "X_MAX", "DataError", "MNIST", "Split", "load_mnist", "find_mnist_dir"]
+__all__ = [
+    "PIXEL_SCALE",
+    "X_MAX",
+    "DataError",
+    "MNIST",
+    "Split",
+    "as_split",
+    "find_mnist_dir",
+    "load_mnist",
+    "training_data",
+]
 
 PIXEL_SCALE = 126.0
 X_MAX = 255.0 / PIXEL_SCALE  # upper end of the pixel box, ~2.024
@@ -48,22 +59,35 @@ class DataError(RuntimeError):
     """A data file is missing, truncated or corrupt; the message names it and the fix."""
 
 
+def _check_count(name: str, n) -> None:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"{name} must be a positive integer or None, got {n!r}")
+
+
 @dataclass(frozen=True)
 class Split:
-    """One split held in memory. x: (N, 784) float32 in [0, X_MAX]; y: (N,) int64."""
+    """One split held in memory: x (N, ...) and targets y (N,). For MNIST, x is (N, 784)
+    float32 in [0, X_MAX] and y int64 labels."""
 
     x: torch.Tensor
     y: torch.Tensor
 
     def __post_init__(self) -> None:
-        if self.x.ndim != 2 or self.y.ndim != 1 or len(self.x) != len(self.y):
-            raise ValueError(f"Split needs x (N, D) and y (N,), got {self.x.shape}, {self.y.shape}")
+        for name, t in (("x", self.x), ("y", self.y)):
+            if not isinstance(t, torch.Tensor):
+                raise ValueError(f"{name} must be a torch tensor, got {type(t).__name__}")
+        if self.x.ndim < 2 or self.y.ndim != 1 or len(self.x) != len(self.y):
+            raise ValueError(
+                f"x must be (N, ...) and y (N,) with the same N, got x {tuple(self.x.shape)} "
+                f"and y {tuple(self.y.shape)}"
+            )
 
     def __len__(self) -> int:
         return len(self.y)
 
     def head(self, n: int | None) -> Split:
         """The first n examples (all of them when n is None)."""
+        _check_count("n", n)
         return self if n is None else Split(self.x[:n], self.y[:n])
 
     def to(self, device: torch.device | str) -> Split:
@@ -86,6 +110,8 @@ class MNIST:
 
     def head(self, n_train: int | None, n_eval: int | None = None) -> MNIST:
         """A slice for quick runs: the first n_train train and n_eval val/test examples."""
+        _check_count("n_train", n_train)
+        _check_count("n_eval", n_eval)
         n_eval = n_train if n_eval is None else n_eval
         return MNIST(
             self.train.head(n_train), self.val.head(n_eval), self.test.head(n_eval), self.source
@@ -178,3 +204,52 @@ def load_mnist(
         source=str(folder),
     )
     return data.to(device)
+
+
+def as_split(data, name: str = "data") -> Split:
+    """Any in-memory form of (x, y) as a :class:`Split`: a Split, an (x, y) tuple, a
+    TensorDataset of two tensors, or any map-style Dataset or DataLoader of (x, y) pairs
+    (collated into memory once).
+
+    >>> as_split((x, y)), as_split(TensorDataset(x, y)), as_split(loader)
+    """
+    if isinstance(data, Split):
+        split = data
+    elif isinstance(data, tuple) and len(data) == 2:
+        split = Split(*data)
+    elif isinstance(data, TensorDataset) and len(data.tensors) == 2:
+        split = Split(*data.tensors)
+    elif isinstance(data, (Dataset, DataLoader)):
+        loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=4096)
+        batches = list(loader)
+        if not batches:
+            raise ValueError(f"{name} is empty")
+        if not all(isinstance(b, (tuple, list)) and len(b) == 2 for b in batches):
+            raise ValueError(f"{name} must yield (x, y) pairs")
+        split = Split(torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]))
+    else:
+        raise ValueError(
+            f"{name} must be an (x, y) tuple of tensors, a Split, a torch Dataset or a "
+            f"DataLoader, got {type(data).__name__}"
+        )
+    if len(split) == 0:
+        raise ValueError(f"{name} is empty")
+    return split
+
+
+def training_data(data, val=None) -> tuple[Split | DataLoader, Split | None]:
+    """(train, val) for the fit functions. ``data`` may be the :class:`MNIST` container
+    (its train split, and its val split unless ``val`` is given), any form
+    :func:`as_split` takes, or a DataLoader, which is then iterated as it is every epoch.
+    ``val`` is optional and takes any form :func:`as_split` takes."""
+    if isinstance(data, MNIST):
+        train, val = data.train, data.val if val is None else val
+    elif isinstance(data, DataLoader):
+        train = data
+        if len(data.dataset) == 0:
+            raise ValueError("data is empty: the training set has no examples")
+    else:
+        train = as_split(data, "data")
+    if isinstance(train, Split) and len(train) == 0:
+        raise ValueError("data is empty: the training set has no examples")
+    return train, None if val is None else as_split(val, "val")

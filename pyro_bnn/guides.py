@@ -11,9 +11,12 @@ drop in through :func:`make_guide` or any ``builder(model) -> guide``::
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable
 from contextlib import ExitStack
+from operator import attrgetter
 
 import pyro
 import pyro.distributions as dist
@@ -26,10 +29,15 @@ from pyro.infer.autoguide import (
     AutoNormal,
 )
 from pyro.infer.autoguide.initialization import InitMessenger
+from pyro.infer.autoguide.utils import deep_setattr
+from pyro.nn import PyroModule, PyroParam
 from torch import nn
 from torch.distributions import constraints
 
+from .bnn import BNN, init_guide
+
 __all__ = [
+    "DEFAULT_RHO_INIT",
     "GUIDES",
     "AutoSoftplusNormal",
     "SoftplusNormal",
@@ -39,6 +47,7 @@ __all__ = [
 ]
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+DEFAULT_RHO_INIT = -3.0  # the paper's Table 3 and our default
 RHO_MIN = -80.0  # softplus(rho) underflows float32 near rho = -88
 
 
@@ -169,31 +178,43 @@ def _is_real(support: constraints.Constraint) -> bool:
 
 
 class AutoSoftplusNormal(AutoGuide):
-    """The paper's guide: mean-field N(mu, softplus(rho)^2) over every latent site.
+    """The paper's guide (Section 2.1): mean-field N(mu, softplus(rho)^2) over every latent site.
 
-    Args:
-        model: a Pyro model whose latent sites have real support (e.g. a BayesianMLP).
-        rho_init: the constant initial rho; the paper sweeps -30 ... -1.5.
-        init_loc_fn: initialiser for mu; default: truncated normal from the prior.
+    Parameters live on the guide as ``locs.<site>`` and ``rhos.<site>`` (Pyro ``PyroParam``s,
+    like :class:`~pyro.infer.autoguide.AutoNormal`), so the guide works with
+    ``pyro.infer.SVI`` and any ``pyro.optim`` optimiser, under Pyro's global param store or
+    module-local parameters, and with torch optimisers over ``guide.parameters()``.
+    For a :class:`~pyro_bnn.bnn.BNN` the parameters are created on first use (a call with
+    or without data, or ``load_state_dict`` on a fresh guide) from the model's latent sites
+    alone, so no data tensor is ever kept in the guide.
+
+    :param model: a Pyro model whose latent sites have real support (e.g. a BNN).
+    :param rho_init: the constant initial rho; the paper sweeps -30 ... -1.5.
+    :param init_loc_fn: initialiser for mu; default: truncated normal from the prior.
 
     >>> guide = AutoSoftplusNormal(BayesianMLP(), rho_init=-3.0)
+    >>> svi = pyro.infer.SVI(bnn, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
     """
 
     def __init__(
         self,
         model,
         *,
-        rho_init: float = -3.0,
+        rho_init: float = DEFAULT_RHO_INIT,
         init_loc_fn: Callable = init_to_truncated_normal,
         create_plates=None,
     ):
         self.rho_init = check_rho_init(rho_init)
+        self._bnn = isinstance(model, BNN)
         super().__init__(InitMessenger(init_loc_fn)(model), create_plates=create_plates)
 
     def _setup_prototype(self, *args, **kwargs) -> None:
-        super()._setup_prototype(*args, **kwargs)
+        if self._bnn:  # the latent sites need no data; a data batch would stay in the trace
+            args, kwargs = (), {}
+        with torch.no_grad():
+            super()._setup_prototype(*args, **kwargs)
         self._sites: list[tuple[str, int]] = []
-        self.locs, self.rhos = nn.ParameterList(), nn.ParameterList()
+        self.locs, self.rhos = PyroModule(), PyroModule()
         for name, site in self.prototype_trace.iter_stochastic_nodes():
             if not _is_real(site["fn"].support):
                 raise ValueError(
@@ -204,59 +225,98 @@ class AutoSoftplusNormal(AutoGuide):
                 if (frame.full_size or frame.size) != frame.size:
                     raise ValueError(f"site {name!r} is subsampled; use AutoNormal")
             loc = site["value"].detach()
-            self._sites.append((name, site["fn"].event_dim))
-            self.locs.append(nn.Parameter(loc.clone()))
-            self.rhos.append(nn.Parameter(torch.full_like(loc, self.rho_init)))
+            event_dim = site["fn"].event_dim
+            self._sites.append((name, event_dim))
+            deep_setattr(self.locs, name, PyroParam(loc.clone(), constraints.real, event_dim))
+            rho = torch.full_like(loc, self.rho_init)
+            deep_setattr(self.rhos, name, PyroParam(rho, constraints.real, event_dim))
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
         plates = self._create_plates(*args, **kwargs)
         result = {}
-        for (name, event_dim), loc, rho in zip(self._sites, self.locs, self.rhos):
+        for name, event_dim in self._sites:
             site = self.prototype_trace.nodes[name]
+            loc, rho = attrgetter(name)(self.locs), attrgetter(name)(self.rhos)
             with ExitStack() as stack:
                 for frame in site["cond_indep_stack"]:
                     stack.enter_context(plates[frame.name])
                 result[name] = pyro.sample(name, SoftplusNormal(loc, rho, event_dim))
         return result
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if self.prototype_trace is None and self._bnn:  # a fresh guide: create its parameters
+            self._setup_prototype()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @torch.no_grad()
     def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:
         """Posterior mean (= median) of each latent site."""
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        return {name: loc.detach() for (name, _), loc in zip(self._sites, self.locs)}
+        return {name: attrgetter(name)(self.locs).detach() for name, _ in self._sites}
 
     @torch.no_grad()
     def scales(self) -> dict[str, torch.Tensor]:
         """softplus(rho) of each latent site."""
-        return {name: F.softplus(rho) for (name, _), rho in zip(self._sites, self.rhos)}
+        return {name: F.softplus(attrgetter(name)(self.rhos)) for name, _ in self._sites}
 
 
 def _softplus(x: float) -> float:
     return math.log1p(math.exp(x)) if x < 30 else x
 
 
+def softplus_normal(
+    model, *, rho_init: float = DEFAULT_RHO_INIT, init_loc_fn: Callable = init_to_truncated_normal
+) -> AutoGuide:
+    """The paper's guide, :class:`AutoSoftplusNormal`."""
+    return AutoSoftplusNormal(model, rho_init=rho_init, init_loc_fn=init_loc_fn)
+
+
+def normal(
+    model, *, rho_init: float = DEFAULT_RHO_INIT, init_loc_fn: Callable = init_to_truncated_normal
+) -> AutoGuide:
+    """Pyro's AutoNormal with init_scale = softplus(rho_init)."""
+    scale = _softplus(check_rho_init(rho_init))
+    return AutoNormal(model, init_loc_fn=init_loc_fn, init_scale=scale)
+
+
+def lowrank(
+    model,
+    *,
+    rho_init: float = DEFAULT_RHO_INIT,
+    rank: int = 10,
+    init_loc_fn: Callable = init_to_truncated_normal,
+) -> AutoGuide:
+    """Pyro's AutoLowRankMultivariateNormal with init_scale = softplus(rho_init)."""
+    scale = _softplus(check_rho_init(rho_init))
+    return AutoLowRankMultivariateNormal(
+        model, init_loc_fn=init_loc_fn, rank=rank, init_scale=scale
+    )
+
+
+def delta(model, *, init_loc_fn: Callable = init_to_truncated_normal) -> AutoGuide:
+    """Pyro's AutoDelta: a point estimate (MAP)."""
+    return AutoDelta(model, init_loc_fn=init_loc_fn)
+
+
 GUIDES: dict[str, Callable[..., AutoGuide]] = {
-    "softplus-normal": lambda model, rho_init=-3.0, init_loc_fn=init_to_truncated_normal: (
-        AutoSoftplusNormal(model, rho_init=rho_init, init_loc_fn=init_loc_fn)
-    ),
-    "normal": lambda model, rho_init=-3.0, init_loc_fn=init_to_truncated_normal: AutoNormal(
-        model, init_loc_fn=init_loc_fn, init_scale=_softplus(check_rho_init(rho_init))
-    ),
-    "lowrank": lambda model, rho_init=-3.0, rank=10, init_loc_fn=init_to_truncated_normal: (
-        AutoLowRankMultivariateNormal(
-            model,
-            init_loc_fn=init_loc_fn,
-            rank=rank,
-            init_scale=_softplus(check_rho_init(rho_init)),
-        )
-    ),
-    "delta": lambda model, init_loc_fn=init_to_truncated_normal: AutoDelta(
-        model, init_loc_fn=init_loc_fn
-    ),
+    "softplus-normal": softplus_normal,
+    "normal": normal,
+    "lowrank": lowrank,
+    "delta": delta,
 }
+
+
+def _accepts(builder: Callable, name: str) -> bool:
+    """Whether ``builder`` takes keyword ``name`` and has not already bound it."""
+    if isinstance(builder, functools.partial) and name in builder.keywords:
+        return False
+    try:
+        return name in inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def make_guide(spec: str | Callable[..., AutoGuide], model, **kwargs) -> AutoGuide:
@@ -265,11 +325,42 @@ def make_guide(spec: str | Callable[..., AutoGuide], model, **kwargs) -> AutoGui
     Names: 'softplus-normal' (the paper's, default), 'normal' (Pyro's AutoNormal with
     init_scale = softplus(rho_init)), 'lowrank' (AutoLowRankMultivariateNormal), 'delta'
     (AutoDelta, i.e. MAP). All start mu from the truncated-normal initialiser.
+
+    A builder ``builder(model, **kwargs) -> guide`` (e.g. a Pyro autoguide class or a
+    ``functools.partial`` of one) gets the same initialisation as the names where it takes
+    the arguments and does not bind them itself: ``init_loc_fn`` (the truncated normal)
+    and ``init_scale`` = softplus(``rho_init``, default -3). Pyro's autoguides get their
+    parameters at once, from the model's latent sites alone (the paper's guide does so on
+    first use).
+
+    :param spec: a guide name or a builder.
+    :param model: the model, e.g. a :class:`~pyro_bnn.bnn.BNN`.
+    :param kwargs: the guide's arguments (``rho_init``, ``rank``, ...).
+
+    >>> guide = make_guide("softplus-normal", bnn, rho_init=-3.0)
+    >>> guide = make_guide(functools.partial(AutoLowRankMultivariateNormal, rank=5), bnn)
     """
     if isinstance(spec, str):
         if spec not in GUIDES:
             raise ValueError(f"unknown guide {spec!r}; known guides: {', '.join(GUIDES)}")
-        return GUIDES[spec](model, **kwargs)
-    if not callable(spec):
+        builder = GUIDES[spec]
+        known = [n for n in inspect.signature(builder).parameters if n != "model"]
+        unknown = sorted(set(kwargs) - set(known))
+        if unknown:
+            raise ValueError(
+                f"guide {spec!r} takes no argument {', '.join(unknown)}; "
+                f"it takes: {', '.join(known)}"
+            )
+        guide = builder(model, **kwargs)
+    elif callable(spec):
+        rho_init = kwargs.pop("rho_init", DEFAULT_RHO_INIT)
+        if _accepts(spec, "init_loc_fn") and "init_loc_fn" not in kwargs:
+            kwargs["init_loc_fn"] = init_to_truncated_normal
+        if _accepts(spec, "init_scale") and "init_scale" not in kwargs:
+            kwargs["init_scale"] = _softplus(check_rho_init(rho_init))
+        guide = spec(model, **kwargs)
+    else:
         raise ValueError(f"guide must be a name or a builder callable, got {spec!r}")
-    return spec(model, **kwargs)
+    if isinstance(model, BNN) and not isinstance(guide, AutoSoftplusNormal):
+        init_guide(model, guide)
+    return guide

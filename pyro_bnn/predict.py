@@ -1,4 +1,5 @@
-"""Posterior predictive of a BayesianMLP: (S, N, C) probabilities from S weight samples.
+"""Posterior predictive of a BNN: (S, N, C) probabilities (or Gaussian (loc, scale)) from S
+weight samples.
 
 Weights come from the guide through Pyro's ``Predictive(parallel=True)`` in one vectorised
 draw; the forward pass then runs all S samples at once, chunked over N to bound memory.
@@ -14,18 +15,21 @@ white-box (EOT) attacks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 from pyro.infer import Predictive
 
-from .bnn import BayesianMLP, check_inputs, init_guide
+from .bnn import BNN, init_guide, local_params
 
 __all__ = [
     "ensemble_fn",
     "mean_fn",
     "posterior_mean",
+    "predict",
     "predictive_probs",
+    "sample_posterior",
     "sample_weights",
     "sampler",
     "single_sample_fn",
@@ -34,44 +38,102 @@ __all__ = [
 MAX_ELEMENTS = 2**24  # per chunk: S * N_chunk * widest layer (64 MB of float32)
 
 
-def sample_weights(
-    model: BayesianMLP, guide, num_samples: int, *, parallel: bool = True
-) -> torch.Tensor:
-    """Draw weight vectors from the guide with ``pyro.infer.Predictive``: (S, P)."""
-    if not isinstance(num_samples, int) or num_samples < 1:
+def _device(guide) -> torch.device:
+    return next(iter(guide.parameters()), torch.empty(0)).device
+
+
+def sample_posterior(model: BNN, guide, num_samples: int) -> dict[str, torch.Tensor]:
+    """Every latent site drawn from the guide by ``pyro.infer.Predictive`` in one
+    vectorised draw: {'weights': (S, P), ...} (a learned noise scale adds 'log_scale' (S,)).
+
+    :param num_samples: S >= 1.
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
     init_guide(model, guide)
-    device = next(guide.parameters()).device
-    x = torch.zeros(1, model.in_features, device=device)
+    device = _device(guide)
+    # one dummy input when its shape is known keeps the sites' layout of a data call
+    args = () if model.input_shape is None else (model.example_input(1, device),)
+    names = [name for name, site in guide.prototype_trace.iter_stochastic_nodes()]
     predictive = Predictive(
-        model, guide=guide, num_samples=num_samples, parallel=parallel, return_sites=("weights",)
+        model, guide=guide, num_samples=num_samples, parallel=True, return_sites=names
     )
-    with torch.no_grad():
-        weights = predictive(x)["weights"]
+    with torch.no_grad(), local_params(model, guide):
+        samples = predictive(*args)
+    # under the data plate a site is (S, 1, *shape): drop the plate's singleton
+    return {k: v.squeeze(1) if args and v.dim() > 1 else v for k, v in samples.items()}
+
+
+def sample_weights(model: BNN, guide, num_samples: int) -> torch.Tensor:
+    """Draw weight vectors from the guide: (S, P).
+
+    >>> weights = sample_weights(bnn, guide, 100)
+    """
+    weights = sample_posterior(model, guide, num_samples)["weights"]
     return weights.reshape(num_samples, model.num_params)
 
 
-def posterior_mean(model: BayesianMLP, guide) -> torch.Tensor:
+def posterior_mean(model: BNN, guide) -> torch.Tensor:
     """The guide's posterior mean (its median for Normal guides) of the weights: (P,)."""
     init_guide(model, guide)
-    x = torch.zeros(1, model.in_features, device=next(guide.parameters()).device)
-    return guide.median(x)["weights"].detach().reshape(model.num_params)
+    with local_params(model, guide):
+        return guide.median()["weights"].detach().reshape(model.num_params)
 
 
-def predictive_probs(model: BayesianMLP, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Softmax outputs for every weight sample: weights (S, P), x (N, D) -> (S, N, C).
+def _weights(model: BNN, weights) -> tuple[torch.Tensor, dict]:
+    """(S, P) weights and the likelihood's latents from a tensor or a sample dict."""
+    latents = {}
+    if isinstance(weights, dict):
+        latents = {k: v for k, v in weights.items() if k != "weights"}
+        weights = weights["weights"]
+    if not isinstance(weights, torch.Tensor):
+        raise ValueError(f"weights must be a tensor (S, P), got {type(weights).__name__}")
+    if weights.dim() == 3 and weights.shape[1] == 1:  # (S, 1, P), as Predictive returns
+        weights = weights.squeeze(1)
+    if weights.dim() != 2 or weights.shape[-1] != model.num_params or len(weights) == 0:
+        raise ValueError(
+            f"weights must be (S, {model.num_params}) with S >= 1, got {tuple(weights.shape)}"
+        )
+    return weights, latents
+
+
+def _chunk(model: BNN, s: int) -> int:
+    width = max(getattr(model, "widths", ())) if hasattr(model, "widths") else None
+    per_example = width or 8 * math.prod(model.input_shape or (1,))
+    return max(1, MAX_ELEMENTS // (s * per_example))
+
+
+def predict(model: BNN, weights, x: torch.Tensor):
+    """Per-sample predictions: the likelihood's :meth:`predict` of the net's output.
+
+    :param weights: (S, P) (or (S, 1, P) as ``Predictive`` returns), or the dict of
+        :func:`sample_posterior`.
+    :param x: (N, ...) inputs.
+    :returns: classifiers: probabilities (S, N, C); Gaussian: (loc, scale), each (S, N).
 
     Runs the S samples in one batched pass per chunk of inputs; keeps autograd for x if it
     requires grad.
     """
-    if weights.dim() != 2:
-        raise ValueError(f"weights must be (S, P), got {tuple(weights.shape)}")
-    chunk = max(1, MAX_ELEMENTS // (weights.shape[0] * max(model.widths)))
-    probs = torch.cat(
-        [model.logits(x[i : i + chunk], weights).softmax(-1) for i in range(0, len(x), chunk)],
-        dim=-2,
-    )
-    assert probs.shape == (weights.shape[0], len(x), model.widths[-1])
+    weights, latents = _weights(model, weights)
+    model.check_x(x)
+    chunk = _chunk(model, weights.shape[0])
+    parts = [
+        model.likelihood.predict(model.apply(x[i : i + chunk], weights), latents)
+        for i in range(0, len(x), chunk)
+    ]
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(p, dim=-1) for p in zip(*parts))  # (S, N) each
+    return torch.cat(parts, dim=-2)  # (S, N, C)
+
+
+def predictive_probs(model: BNN, weights, x: torch.Tensor) -> torch.Tensor:
+    """Class probabilities for every weight sample: weights (S, P), x (N, ...) -> (S, N, C).
+
+    >>> probs = predictive_probs(bnn, sample_weights(bnn, guide, 100), x)  # (100, N, 10)
+    """
+    probs = predict(model, weights, x)
+    if isinstance(probs, tuple):
+        raise ValueError("predictive_probs needs a classifier; use predict() for regression")
     return probs
 
 
@@ -81,30 +143,27 @@ def _check_counts(**counts: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def sampler(
-    model: BayesianMLP, guide, ensemble: int = 1
-) -> Callable[[torch.Tensor, int], torch.Tensor]:
+def sampler(model: BNN, guide, ensemble: int = 1) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """``fn(x, k) -> (k, N, C)``: k fresh draws of the decision rule, each the mean of
     ``ensemble`` weight samples (1 = a single sample). Differentiable in x."""
     _check_counts(ensemble=ensemble)
 
     def draw(x: torch.Tensor, k: int) -> torch.Tensor:
         _check_counts(k=k)
-        check_inputs(x, in_features=model.in_features)
         probs = predictive_probs(model, sample_weights(model, guide, k * ensemble), x)
         return probs.view(k, ensemble, *probs.shape[1:]).mean(1)
 
     return draw
 
 
-def single_sample_fn(model: BayesianMLP, guide, runs: int = 100) -> Callable:
+def single_sample_fn(model: BNN, guide, runs: int = 100) -> Callable:
     """x -> (runs, N, C): each run uses one fresh weight sample for all of x."""
     _check_counts(runs=runs)
     draw = sampler(model, guide, 1)
     return torch.no_grad()(lambda x: draw(x, runs))
 
 
-def ensemble_fn(model: BayesianMLP, guide, size: int, runs: int | None = None) -> Callable:
+def ensemble_fn(model: BNN, guide, size: int, runs: int | None = None) -> Callable:
     """x -> (runs, N, C): each run averages the probabilities of ``size`` fresh samples.
 
     ``runs`` defaults to max(1, 100 // size), the paper's Table 3 protocol.
@@ -116,13 +175,12 @@ def ensemble_fn(model: BayesianMLP, guide, size: int, runs: int | None = None) -
     return torch.no_grad()(lambda x: draw(x, runs))
 
 
-def mean_fn(model: BayesianMLP, guide) -> Callable:
+def mean_fn(model: BNN, guide) -> Callable:
     """x -> (N, C): the network with every weight at its posterior mean."""
     weights = posterior_mean(model, guide).unsqueeze(0)
 
     @torch.no_grad()
     def probs(x: torch.Tensor) -> torch.Tensor:
-        check_inputs(x, in_features=model.in_features)
         return predictive_probs(model, weights, x)[0]
 
     return probs

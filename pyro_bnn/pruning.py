@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import torch
 
-from .bnn import BayesianMLP, init_guide
+from .bnn import BNN, init_guide
 from .guides import AutoSoftplusNormal
 
 __all__ = ["SCOPES", "prune", "prune_mask", "snr"]
 
 SCOPES = ("global", "tensor")
+LOC, RHO = "locs.weights_unconstrained", "rhos.weights_unconstrained"  # the guide's state keys
 
 
 def _check(guide, rate: float, scope: str) -> None:
@@ -31,10 +32,10 @@ def _check(guide, rate: float, scope: str) -> None:
 
 
 @torch.no_grad()
-def snr(model: BayesianMLP, guide: AutoSoftplusNormal) -> torch.Tensor:
+def snr(model: BNN, guide: AutoSoftplusNormal) -> torch.Tensor:
     """|mu| / sigma of every weight: (P,)."""
     init_guide(model, guide)
-    return guide.locs[0].abs() / guide.scales()["weights"]
+    return guide.median()["weights"].abs() / guide.scales()["weights"]
 
 
 def _lowest(values: torch.Tensor, rate: float) -> torch.Tensor:
@@ -47,7 +48,7 @@ def _lowest(values: torch.Tensor, rate: float) -> torch.Tensor:
 
 @torch.no_grad()
 def prune_mask(
-    model: BayesianMLP, guide: AutoSoftplusNormal, rate: float, scope: str = "global"
+    model: BNN, guide: AutoSoftplusNormal, rate: float, scope: str = "global"
 ) -> torch.Tensor:
     """(P,) bool, True where a weight is removed."""
     _check(guide, rate, scope)
@@ -59,7 +60,7 @@ def prune_mask(
 
 @torch.no_grad()
 def prune(
-    model: BayesianMLP, guide: AutoSoftplusNormal, rate: float, scope: str = "global"
+    model: BNN, guide: AutoSoftplusNormal, rate: float, scope: str = "global"
 ) -> AutoSoftplusNormal:
     """A copy of ``guide`` with the lowest-SNR ``rate`` fraction of weights set to exactly 0.
 
@@ -68,9 +69,10 @@ def prune(
     """
     removed = prune_mask(model, guide, rate, scope)
     state = {k: v.clone() for k, v in guide.state_dict().items()}
-    state["locs.0"][removed] = 0.0
-    state["rhos.0"][removed] = -float("inf")  # softplus(-inf) = 0
+    loc, rho = state[LOC], state[RHO]
+    loc[removed] = 0.0
+    rho[removed] = -float("inf")  # softplus(-inf) = 0
     pruned = AutoSoftplusNormal(model, rho_init=guide.rho_init)
     init_guide(model, pruned)
     pruned.load_state_dict(state)
-    return pruned.to(state["locs.0"].device)
+    return pruned.to(loc.device)

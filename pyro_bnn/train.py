@@ -1,42 +1,68 @@
-"""Training: ``fit_torch`` for the plain baselines, ``fit_svi`` for the Bayesian net.
+"""Training: ``fit_torch`` for plain nets, ``fit_svi`` for Bayesian nets, one epoch loop.
 
-Both share one epoch loop: minibatches drawn from in-memory tensors (no DataLoader),
-SGD with momentum, early stopping on validation accuracy that restores the best weights,
-a tqdm bar, and an optional checkpoint written atomically after every epoch so that a
-killed run resumes where it stopped.
+Both take the data in any form :func:`pyro_bnn.data.training_data` takes ((x, y) tensors,
+a Dataset or DataLoader, or the MNIST splits) and any torch optimiser; the default is the
+paper's SGD (Section 3.1: lr 1e-3, momentum 0.95, batch 128). In-memory tensors are
+minibatched by index, with no DataLoader in the hot loop. Early stopping on validation
+data (patience 5 in the paper's text) and a checkpoint written atomically after every
+epoch, so that a killed run resumes, are options; ``callbacks`` see every epoch's record
+and can stop the run.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pyro
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .artifacts import load_checkpoint, save_checkpoint
-from .bnn import BayesianMLP, DatapointELBO, check_inputs
-from .data import MNIST
-from .nets import MLP, l2_penalty
-from .predict import predictive_probs, sample_weights
+from .bnn import BNN, DatapointELBO, init_guide, local_params
+from .data import Split, training_data
+from .likelihoods import Gaussian
+from .nets import l2_penalty
+from .predict import predict, sample_weights
 
-__all__ = ["FitResult", "fit_svi", "fit_torch", "run_epochs"]
+__all__ = ["Callback", "FitResult", "OptimizerFactory", "fit_svi", "fit_torch", "run_epochs", "sgd"]
+
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
+Callback = Callable[[dict], "bool | None"]  # an epoch's record -> True to stop
+
+
+def sgd(lr: float = 1e-3, momentum: float = 0.95) -> OptimizerFactory:
+    """The paper's optimiser (Section 3.1): SGD with momentum, as a factory of parameters.
+
+    :param lr: learning rate (per datapoint: the losses here are means).
+    :param momentum: in [0, 1).
+
+    >>> fit_svi(bnn, guide, (x, y), optimizer=sgd(lr=1e-2))
+    >>> fit_svi(bnn, guide, (x, y), optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
+    """
+    check_positive("lr", lr)
+    if not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    return functools.partial(torch.optim.SGD, lr=lr, momentum=momentum)
 
 
 @dataclass
 class FitResult:
-    """What a fit did: epochs run, the best epoch (1-based) and its validation accuracy."""
+    """What a fit did: epochs run, the best epoch (1-based) and its validation score
+    ``best_val`` of the ``monitor`` metric (None without validation data)."""
 
     epochs: int
     best_epoch: int
-    best_val_acc: float
+    best_val: float | None
+    monitor: str | None
     stopped_early: bool
     wall_time_s: float
     history: list[dict] = field(default_factory=list)
@@ -47,7 +73,12 @@ class FitResult:
 
 def check_positive(name: str, value: float, integer: bool = False) -> None:
     """Raise ValueError naming ``name`` unless value is a finite number > 0."""
-    bad = not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0
+    bad = (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    )
     if integer and not bad:
         bad = int(value) != value
     if bad:
@@ -55,35 +86,77 @@ def check_positive(name: str, value: float, integer: bool = False) -> None:
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
-def check_sgd_settings(lr, momentum, batch_size, max_epochs, patience) -> None:
-    check_positive("lr", lr)
-    if not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+def _check_loop(batch_size, max_epochs, patience, callbacks) -> None:
     check_positive("batch_size", batch_size, integer=True)
     check_positive("max_epochs", max_epochs, integer=True)
-    check_positive("patience", patience, integer=True)
+    if patience is not None:
+        check_positive("patience", patience, integer=True)
+    if not all(callable(cb) for cb in callbacks):
+        raise ValueError(f"callbacks must be a sequence of callables, got {callbacks!r}")
+
+
+def _make_optimizer(optimizer: OptimizerFactory | None, params) -> torch.optim.Optimizer:
+    factory = sgd() if optimizer is None else optimizer
+    if isinstance(factory, torch.optim.Optimizer) or not callable(factory):
+        raise ValueError(
+            "optimizer must be a factory params -> torch optimizer, e.g. "
+            f"functools.partial(torch.optim.Adam, lr=1e-3), got {factory!r}"
+        )
+    opt = factory(params)
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise ValueError(f"optimizer must return a torch optimizer, got {type(opt).__name__}")
+    return opt
+
+
+def _optimizer_config(opt: torch.optim.Optimizer) -> dict:
+    return {"name": type(opt).__name__, **{k: repr(v) for k, v in sorted(opt.defaults.items())}}
+
+
+def minibatches(
+    train: Split | DataLoader, batch_size: int, seed: int, device: torch.device
+) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """epoch -> its (x, y) minibatches: in-memory tensors shuffled by a per-epoch seed, or
+    the DataLoader as it is."""
+    if isinstance(train, DataLoader):
+
+        def loader_batches(epoch: int):
+            for x, y in train:
+                yield x.to(device), y.to(device)
+
+        return loader_batches
+    x_all, y_all = train.x.to(device), train.y.to(device)
+
+    def tensor_batches(epoch: int):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(y_all), generator=generator).to(device)
+        for i in range(0, len(perm), batch_size):
+            idx = perm[i : i + batch_size]
+            yield x_all[idx], y_all[idx]
+
+    return tensor_batches
 
 
 def run_epochs(
     trainable: nn.Module,
     optimizer: torch.optim.Optimizer,
-    step: Callable[[torch.Tensor], dict[str, torch.Tensor]],
-    validate: Callable[[], float],
+    step: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]],
+    batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+    validate: Callable[[], dict[str, float]] | None,
     *,
-    n_train: int,
-    batch_size: int,
     max_epochs: int,
-    patience: int,
-    seed: int,
-    device: torch.device,
+    patience: int | None,
+    monitor: str | None = None,
+    callbacks: Sequence[Callback] = (),
     checkpoint: str | os.PathLike | None,
     progress: bool,
     desc: str,
     config: dict,
 ) -> FitResult:
-    """The shared loop. ``step(idx)`` trains on batch indices and returns metric tensors;
-    ``validate()`` returns validation accuracy in [0, 1]. A checkpoint is resumed only if it
-    was written under the same ``config``."""
+    """The shared loop. ``step(x, y)`` trains on one minibatch and returns metric tensors;
+    ``batches(epoch)`` yields the minibatches; ``validate()`` returns validation metrics,
+    where ``monitor`` (higher is better; a name starting with '-' is negated) picks the
+    best epoch, whose weights are restored at the end. Without ``validate`` the last epoch
+    is kept. A checkpoint is resumed only if it was written under the same ``config``."""
     state = load_checkpoint(checkpoint) if checkpoint else None
     if state is not None and state.get("config") == config:
         trainable.load_state_dict(state["trainable"])
@@ -94,7 +167,7 @@ def run_epochs(
             "config": config,
             "epoch": 0,
             "best": None,
-            "best_val": -1.0,
+            "best_val": None,
             "best_epoch": 0,
             "bad": 0,
             "history": [],
@@ -109,36 +182,33 @@ def run_epochs(
         unit="epoch",
         dynamic_ncols=True,
     )
+    sign, key = (-1.0, monitor[1:]) if monitor and monitor.startswith("-") else (1.0, monitor)
     while state["epoch"] < max_epochs and not state["stopped"]:
         start = time.perf_counter()
         epoch = state["epoch"]
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        perm = torch.randperm(n_train, generator=generator).to(device)
         sums: dict[str, torch.Tensor] = {}
         n_batches = 0
-        for i in range(0, n_train, batch_size):
-            for key, value in step(perm[i : i + batch_size]).items():
-                sums[key] = sums.get(key, 0.0) + value.detach()
+        for x, y in batches(epoch):
+            for name, value in step(x, y).items():
+                sums[name] = sums.get(name, 0.0) + value.detach()
             n_batches += 1
-        val_acc = float(validate())
-        record = {
-            "epoch": epoch + 1,
-            **{k: float(v) / n_batches for k, v in sums.items()},
-            "val_acc": val_acc,
-        }
+        record = {"epoch": epoch + 1, **{k: float(v) / n_batches for k, v in sums.items()}}
+        if validate is not None:
+            record |= {k: float(v) for k, v in validate().items()}
         if not all(math.isfinite(v) for v in record.values()):
             raise FloatingPointError(f"training diverged at epoch {epoch + 1}: {record}")
         state["history"].append(record)
-        if val_acc > state["best_val"]:
+        if validate is None or state["best_val"] is None or sign * record[key] > state["best_val"]:
             state.update(
-                best_val=val_acc,
+                best_val=None if validate is None else sign * record[key],
                 best_epoch=epoch + 1,
                 bad=0,
                 best=copy.deepcopy(trainable.state_dict()),
             )
         else:
             state["bad"] += 1
-        state["stopped"] = state["bad"] >= patience
+        stop = [bool(cb(record)) for cb in callbacks]  # every callback sees every epoch
+        state["stopped"] = any(stop) or (patience is not None and state["bad"] >= patience)
         state["epoch"] = epoch + 1
         state["wall"] += time.perf_counter() - start
         if checkpoint:
@@ -151,17 +221,18 @@ def run_epochs(
                     "rng": torch.get_rng_state(),
                 },
             )
-        bar.set_postfix(
-            {k: f"{v:.4g}" for k, v in record.items() if k != "epoch"}
-            | {"best": f"{state['best_val']:.4f}"}
-        )
+        shown = {k: f"{v:.4g}" for k, v in record.items() if k != "epoch"}
+        if state["best_val"] is not None:
+            shown["best"] = f"{sign * state['best_val']:.4f}"
+        bar.set_postfix(shown)
         bar.update(1)
     bar.close()
     trainable.load_state_dict(state["best"])
     return FitResult(
         epochs=state["epoch"],
         best_epoch=state["best_epoch"],
-        best_val_acc=state["best_val"],
+        best_val=None if state["best_val"] is None else sign * state["best_val"],
+        monitor=key if validate is not None else None,
         stopped_early=state["stopped"],
         wall_time_s=round(state["wall"], 2),
         history=state["history"],
@@ -176,6 +247,8 @@ def accuracy_of(
     chunk_size: int = 10_000,
 ) -> float:
     """Fraction of argmax(logits_fn(x)) == y, computed in chunks."""
+    if len(y) == 0:
+        raise ValueError("y is empty: nothing to score")
     correct = sum(
         int((logits_fn(x[i : i + chunk_size]).argmax(-1) == y[i : i + chunk_size]).sum())
         for i in range(0, len(y), chunk_size)
@@ -184,49 +257,61 @@ def accuracy_of(
 
 
 def fit_torch(
-    model: MLP,
-    data: MNIST,
+    model: nn.Module,
+    data,
     *,
+    val=None,
     lam: float = 0.0,
-    lr: float = 1e-3,
-    momentum: float = 0.95,
+    optimizer: OptimizerFactory | None = None,
     batch_size: int = 128,
     max_epochs: int = 100,
-    patience: int = 5,
+    patience: int | None = 5,
+    callbacks: Sequence[Callback] = (),
     seed: int = 0,
     device: str | torch.device = "cpu",
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> FitResult:
-    """Train a plain MLP with mean cross-entropy + the eq. 6 L2 penalty (``lam``).
+    """Train a plain classifier with mean cross-entropy + the eq. 6 L2 penalty ``lam``.
 
-    SGD with momentum on minibatches of the in-memory train split; early stopping on
-    validation accuracy with ``patience`` epochs; the best weights are restored in place.
+    :param model: any torch net mapping x (N, ...) to logits (N, C); ``lam`` > 0 needs an
+        :class:`~pyro_bnn.nets.MLP` (eq. 6 is defined per layer of units).
+    :param data: (x, y) tensors, a Split, Dataset or DataLoader, or the MNIST splits.
+    :param val: validation data in any of those forms (default: MNIST's val split).
+    :param optimizer: a factory ``params -> torch optimizer``; default :func:`sgd`.
+    :param patience: epochs without a better validation accuracy before stopping; None
+        turns early stopping off. The best epoch's weights are restored.
+    :param callbacks: callables called with each epoch's record; True stops the run.
+    :param checkpoint: a file to checkpoint every epoch and resume from.
 
     >>> result = fit_torch(MLP((100, 100, 10)), load_mnist(), lam=1e-4)
+    >>> result = fit_torch(net, (x, y), val=(x_val, y_val), patience=None, max_epochs=10)
     """
-    check_sgd_settings(lr, momentum, batch_size, max_epochs, patience)
+    _check_loop(batch_size, max_epochs, patience, callbacks)
     if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+    train, val = training_data(data, val)
     device = torch.device(device)
     torch.manual_seed(seed)
     model.to(device)
-    train, val = data.train.to(device), data.val.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    opt = _make_optimizer(optimizer, model.parameters())
 
-    def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        optimizer.zero_grad(set_to_none=True)
-        ce = F.cross_entropy(model(train.x[idx]), train.y[idx])
+    def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        opt.zero_grad(set_to_none=True)
+        ce = F.cross_entropy(model(x), y)
         loss = ce + l2_penalty(model, lam) if lam else ce
         loss.backward()
-        optimizer.step()
+        opt.step()
         return {"loss": loss, "ce": ce}
 
+    validate = None
+    if val is not None:
+        val = val.to(device)
+        validate = lambda: {"val_acc": accuracy_of(model, val.x, val.y)}  # noqa: E731
     config = {
-        "arch": model.arch,
+        "model": repr(model),
         "lam": lam,
-        "lr": lr,
-        "momentum": momentum,
+        "optimizer": _optimizer_config(opt),
         "batch_size": batch_size,
         "max_epochs": max_epochs,
         "patience": patience,
@@ -234,32 +319,48 @@ def fit_torch(
     }
     return run_epochs(
         model,
-        optimizer,
+        opt,
         step,
-        lambda: accuracy_of(model, val.x, val.y),
-        n_train=len(train),
-        batch_size=batch_size,
+        minibatches(train, batch_size, seed, device),
+        validate,
         max_epochs=max_epochs,
-        patience=patience,
-        seed=seed,
-        device=device,
+        patience=patience if val is not None else None,
+        monitor="val_acc",
+        callbacks=callbacks,
         checkpoint=checkpoint,
         progress=progress,
-        desc=f"{model.arch} lam={lam:g}",
+        desc=f"{getattr(model, 'arch', type(model).__name__)} lam={lam:g}",
         config=config,
     )
 
 
+def _check_split(model: BNN, split: Split | DataLoader, name: str) -> None:
+    if isinstance(split, DataLoader):
+        return
+    try:
+        model.check_x(split.x)
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}") from None
+    if model.out_features is None:  # learn the output width from one example
+        with torch.no_grad(), pyro.poutine.block():
+            model(split.x[:1])
+    try:
+        model.check_y(split.y, len(split.y))
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}") from None
+
+
 def fit_svi(
-    model: BayesianMLP,
+    model: BNN,
     guide,
-    data: MNIST,
+    data,
     *,
-    lr: float = 1e-3,
-    momentum: float = 0.95,
+    val=None,
+    optimizer: OptimizerFactory | None = None,
     batch_size: int = 128,
     max_epochs: int = 100,
-    patience: int = 5,
+    patience: int | None = 5,
+    callbacks: Sequence[Callback] = (),
     val_samples: int = 10,
     num_particles: int = 1,
     seed: int = 0,
@@ -267,73 +368,95 @@ def fit_svi(
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> FitResult:
-    """Fit ``guide`` to ``model`` by SVI on the train split; the guide is updated in place.
+    """Fit ``guide`` to ``model`` by SVI (eq. 2); the guide is updated in place.
 
     The loss is the ELBO per datapoint (:class:`~pyro_bnn.bnn.DatapointELBO`) with
-    ``num_particles`` weight samples per step (1, as in the paper), minimised by SGD with
-    momentum. Early stopping watches validation accuracy of the mean prediction of
-    ``val_samples`` weight samples (the authors used 10) and restores the best guide.
-    The bar shows the epoch means of ELBO, NLL and KL, all per datapoint.
+    ``num_particles`` weight samples per step (1, as in the paper). Validation scores the
+    mean prediction of ``val_samples`` weight samples (the authors used 10): accuracy for
+    classifiers, RMSE for a Gaussian likelihood. The guide keeps its parameters on itself
+    during the fit (Pyro's ``module_local_params``, scoped to this call), so several BNNs
+    train in one process. The bar shows the epoch means of ELBO, NLL and KL per datapoint.
+
+    :param data: (x, y) tensors, a Split, Dataset or DataLoader, or the MNIST splits.
+    :param val: validation data (default: MNIST's val split; none for other forms).
+    :param optimizer: a factory ``params -> torch optimizer``; default :func:`sgd`.
+    :param patience: epochs without a better validation score before stopping; None turns
+        early stopping off. The best epoch's guide is restored.
+    :param callbacks: callables called with each epoch's record; True stops the run.
+    :param checkpoint: a file to checkpoint every epoch and resume from.
 
     >>> bnn = BayesianMLP(); guide = make_guide("softplus-normal", bnn, rho_init=-3.0)
     >>> result = fit_svi(bnn, guide, load_mnist())
+    >>> result = fit_svi(bnn, guide, (x, y), optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
     """
-    check_sgd_settings(lr, momentum, batch_size, max_epochs, patience)
+    if not isinstance(model, BNN):
+        raise ValueError(f"model must be a pyro_bnn BNN, got {type(model).__name__}")
+    _check_loop(batch_size, max_epochs, patience, callbacks)
     check_positive("val_samples", val_samples, integer=True)
     check_positive("num_particles", num_particles, integer=True)
+    train, val = training_data(data, val)
     device = torch.device(device)
-    train, val = data.train.to(device), data.val.to(device)
-    for split in (train, val):
-        check_inputs(split.x, split.y, model.in_features)
-    pyro.set_rng_seed(seed)
-    n = len(train)
-    with torch.no_grad():  # creates the guide's parameters on first call
-        guide(train.x[:batch_size], train.y[:batch_size], num_data=n)
-    guide.to(device)
-    optimizer = torch.optim.SGD(guide.parameters(), lr=lr, momentum=momentum)
-    elbo = DatapointELBO(
-        n, num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1
-    )
-
-    def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        optimizer.zero_grad(set_to_none=True)
-        loss = elbo.differentiable_loss(model, guide, train.x[idx], train.y[idx], num_data=n)
-        loss.backward()
-        optimizer.step()
-        return elbo.parts
-
-    def validate() -> float:
-        weights = sample_weights(model, guide, val_samples)
-        probs = predictive_probs(model, weights, val.x).mean(0)
-        return (probs.argmax(-1) == val.y).double().mean().item()
-
-    config = {
-        "arch": model.arch,
-        "prior": repr(model.prior),
-        "guide": type(guide).__name__,
-        "lr": lr,
-        "momentum": momentum,
-        "batch_size": batch_size,
-        "max_epochs": max_epochs,
-        "patience": patience,
-        "val_samples": val_samples,
-        "num_particles": num_particles,
-        "seed": seed,
-    }
-    with pyro.validation_enabled(False):  # inputs were checked above; saves ~10% per step
-        return run_epochs(
-            guide,
-            optimizer,
-            step,
-            validate,
-            n_train=n,
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            patience=patience,
-            seed=seed,
-            device=device,
-            checkpoint=checkpoint,
-            progress=progress,
-            config=config,
-            desc=f"SVI {model.arch} {type(guide).__name__}",
+    _check_split(model, train, "data")
+    if val is not None:
+        _check_split(model, val, "val")
+        val = val.to(device)
+    n = len(train.dataset) if isinstance(train, DataLoader) else len(train)
+    regression = isinstance(model.likelihood, Gaussian)
+    with local_params(model, guide):
+        pyro.set_rng_seed(seed)
+        init_guide(model, guide)
+        guide.to(device)
+        model.to(device)
+        opt = _make_optimizer(optimizer, guide.parameters())
+        elbo = DatapointELBO(
+            n,
+            num_particles=num_particles,
+            vectorize_particles=num_particles > 1,
+            max_plate_nesting=1,
         )
+
+        def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+            opt.zero_grad(set_to_none=True)
+            loss = elbo.differentiable_loss(model, guide, x, y, num_data=n)
+            loss.backward()
+            opt.step()
+            return elbo.parts
+
+        def validate() -> dict[str, float]:
+            pred = predict(model, sample_weights(model, guide, val_samples), val.x)
+            if regression:
+                rmse = (pred[0].mean(0) - val.y).square().mean().sqrt()
+                return {"val_rmse": float(rmse)}
+            return {"val_acc": float((pred.mean(0).argmax(-1) == val.y).double().mean())}
+
+        config = {
+            "model": repr(model.net),
+            "prior": repr(model.prior),
+            "likelihood": repr(model.likelihood),
+            "guide": type(guide).__name__,
+            "optimizer": _optimizer_config(opt),
+            "batch_size": batch_size,
+            "max_epochs": max_epochs,
+            "patience": patience,
+            "val_samples": val_samples,
+            "num_particles": num_particles,
+            "seed": seed,
+        }
+        # inputs were checked above; validation off saves ~10% per step
+        with pyro.validation_enabled(False):
+            return run_epochs(
+                guide,
+                opt,
+                step,
+                minibatches(train, batch_size, seed, device),
+                None if val is None else validate,
+                max_epochs=max_epochs,
+                patience=patience if val is not None else None,
+                monitor="-val_rmse" if regression else "val_acc",
+                callbacks=callbacks,
+                checkpoint=checkpoint,
+                progress=progress,
+                config=config,
+                desc=f"SVI {getattr(model, 'arch', type(model.net).__name__)} "
+                f"{type(guide).__name__}",
+            )
