@@ -15,13 +15,13 @@ from pathlib import Path
 import pyro
 import torch
 
-from .artifacts import DEFAULT_ROOT, artifact_dir, load_artifact, matching_meta, save_artifact
-from .bnn import BayesianMLP, init_guide
-from .data import MNIST
-from .guides import make_guide
-from .nets import MLP, arch_name, parse_arch
-from .priors import make_prior
-from .train import fit_svi, fit_torch
+from pyro_bnn.artifacts import DEFAULT_ROOT, artifact_dir, load_artifact, matching_meta, save_artifact
+from pyro_bnn.bnn import BayesianMLP, init_guide
+from pyro_bnn.data import MNIST
+from pyro_bnn.guides import make_guide
+from pyro_bnn.nets import MLP, arch_name, parse_arch
+from pyro_bnn.priors import make_prior
+from pyro_bnn.train import fit_svi, fit_torch
 
 __all__ = [
     "baseline_artifact",

@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import torch
 
-from .artifacts import DEFAULT_ROOT, artifact_dir, cached, load_artifact
-from .attacks import AttackResult, ModelFn, SampleFn, eot_attack, min_norm_attack, paper_attack
-from .data import MNIST
+from pyro_bnn.artifacts import DEFAULT_ROOT, artifact_dir, cached, load_artifact
+from pyro_bnn.attacks import AttackResult, ModelFn, SampleFn, eot_attack, min_norm_attack, paper_attack
+from pyro_bnn.data import MNIST
 
 __all__ = ["PROTOCOLS", "attack_config", "attack_set", "get_protocol", "load_attack_set"]
 

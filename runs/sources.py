@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from .artifacts import DEFAULT_ROOT
+from pyro_bnn.artifacts import DEFAULT_ROOT
 from .attack_sets import attack_config, attack_set
-from .attacks import distortion
-from .data import MNIST
-from .nets import MLP, arch_name, parse_arch
-from .train import accuracy_of
+from pyro_bnn.attacks import distortion
+from pyro_bnn.data import MNIST
+from pyro_bnn.nets import MLP, arch_name, parse_arch
+from pyro_bnn.train import accuracy_of
 from .zoo import baseline_name, train_baseline
 
 __all__ = [

@@ -125,7 +125,7 @@ def _sources(p: argparse.ArgumentParser) -> None:
 
 
 def _load_data(args):
-    from .data import load_mnist
+    from pyro_bnn.data import load_mnist
 
     data = load_mnist(args.data_dir)
     return data.head(args.limit) if args.limit else data
@@ -144,7 +144,7 @@ def _settings(args) -> dict:
 def cmd_train_baseline(args) -> None:
     import pandas as pd
 
-    from .evaluate import as_probs, evaluate
+    from pyro_bnn.evaluate import as_probs, evaluate
     from .zoo import train_baseline
 
     data = _load_data(args)
@@ -198,8 +198,8 @@ def _train_sources(args, data):
 def cmd_train_bnn(args) -> None:
     import pandas as pd
 
-    from .evaluate import evaluate
-    from .predict import single_sample_fn
+    from pyro_bnn.evaluate import evaluate
+    from pyro_bnn.predict import single_sample_fn
     from .zoo import train_bnn
 
     data = _load_data(args)
@@ -281,7 +281,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .data import DataError
+    from pyro_bnn.data import DataError
 
     try:
         COMMANDS[args.command](args)
