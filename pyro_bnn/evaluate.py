@@ -3,11 +3,15 @@
 A *prob function* maps x (N, D) to class probabilities (N, C), or to (R, N, C) when it
 makes R independent stochastic predictions at once (a BNN drawing R weight samples).
 The harness scores accuracy, NLL and ECE per run and reports mean and standard deviation
-over runs. Results come back as pandas DataFrames.
+over runs, plus the mean uncertainty (entropy, expected entropy, mutual information) of the
+stacked runs; :func:`detect` scores how well an uncertainty measure flags unusual inputs.
+A regression model enters as a function from x to a Gaussian ``(loc, scale)``.
+Results come back as dicts, and as pandas DataFrames from :func:`evaluate_many`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,12 +22,15 @@ from tqdm.auto import tqdm
 
 from .artifacts import atomic_write
 from .data import Split
+from .uncertainty import MEASURES, auroc, uncertainty
 
 __all__ = [
+    "GaussianFn",
     "ProbFn",
     "accuracy",
     "as_probs",
     "ece",
+    "detect",
     "evaluate",
     "evaluate_many",
     "nll",
@@ -32,6 +39,7 @@ __all__ = [
 ]
 
 ProbFn = Callable[[torch.Tensor], torch.Tensor]
+GaussianFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 EvalSet = Split | tuple[torch.Tensor, torch.Tensor]
 
 
@@ -87,31 +95,156 @@ def ece(probs: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> torch.Tensor:
     return (gap.abs() / max(n, 1)).view(runs, n_bins).sum(-1)
 
 
+def _stack_probs(outs: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([probs.unsqueeze(0) if probs.dim() == 2 else probs for probs in outs])
+
+
 def run_probs(predict: ProbFn, x: torch.Tensor, runs: int = 1) -> torch.Tensor:
     """Call ``predict`` ``runs`` times and stack every run: (R_total, N, C)."""
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
-    outs = []
-    for _ in range(runs):
-        probs = predict(x)
-        outs.append(probs.unsqueeze(0) if probs.dim() == 2 else probs)
-    return torch.cat(outs)
+    return _stack_probs([predict(x) for _ in range(runs)])
 
 
-def evaluate(predict: ProbFn, x: torch.Tensor, y: torch.Tensor, *, runs: int = 1) -> dict:
-    """Accuracy, NLL and ECE of ``predict`` on (x, y), mean and std over runs.
+def _gaussian_draws(outs: list, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack ``(loc, scale)`` outputs of every run into float64 (R, N) each."""
+    n = len(y)
+    if not y.is_floating_point() or y.dim() != 1:
+        raise ValueError(f"y must be a 1-d float tensor of targets, got {y.dtype} {tuple(y.shape)}")
+    locs, scales = [], []
+    for out in outs:
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise ValueError("predict must return (loc, scale) on every run, or probs on every run")
+        loc, scale = out
+        if not isinstance(loc, torch.Tensor) or not isinstance(scale, torch.Tensor):
+            raise ValueError("loc and scale must be tensors")
+        no_draws = loc.dim() == 2 and loc.shape[0] == 0
+        if loc.dim() not in (1, 2) or loc.shape[-1] != n or no_draws:
+            raise ValueError(f"loc must be (N,) or (R, N) with N={n}, got {tuple(loc.shape)}")
+        if scale.shape != loc.shape:
+            raise ValueError(
+                f"scale must have loc's shape {tuple(loc.shape)}, got {tuple(scale.shape)}"
+            )
+        locs.append(loc.double() if loc.dim() == 2 else loc.double().unsqueeze(0))
+        scales.append(scale.double() if scale.dim() == 2 else scale.double().unsqueeze(0))
+    loc, scale = torch.cat(locs), torch.cat(scales)  # loc, scale: (R, N)
+    if not torch.isfinite(loc).all():
+        raise ValueError("loc must be finite")
+    if not (torch.isfinite(scale).all() and (scale > 0).all()):
+        raise ValueError("scale must be finite and > 0")
+    return loc, scale
+
+
+def _evaluate_gaussian(outs: list, y: torch.Tensor) -> dict:
+    loc, scale = _gaussian_draws(outs, y)  # loc, scale: (R, N)
+    target = y.to(loc.device).double()  # target: (N,)
+    draws = loc.shape[0]
+    mean = loc.mean(0)  # mean: (N,)
+    # mixture variance: mean of the draws' variances plus the variance of their means
+    sd = ((scale**2).mean(0) + loc.var(0, unbiased=False)).sqrt()
+    log_density = torch.distributions.Normal(loc, scale).log_prob(target)  # (R, N)
+    mixture = torch.logsumexp(log_density, 0) - math.log(draws)  # (N,)
+    return {
+        "n": len(y),
+        "runs": draws,
+        "rmse": float((mean - target).pow(2).mean().sqrt()),
+        "nll": float(-mixture.mean()),
+        "coverage_95": float(((target - mean).abs() <= 1.96 * sd).double().mean()),
+    }
+
+
+def evaluate(
+    predict: ProbFn | GaussianFn, x: torch.Tensor, y: torch.Tensor, *, runs: int = 1
+) -> dict:
+    """Score ``predict`` on (x, y): a classifier by accuracy, NLL, ECE and uncertainty.
+
+    Classification (``predict`` returns probabilities (N, C) or (R, N, C)): ``acc``,
+    ``nll`` and ``ece`` are means over the R runs, with ``_std`` their spread; ``entropy``,
+    ``expected_entropy`` and ``mutual_information`` (nats, see :mod:`pyro_bnn.uncertainty`)
+    are means over the N inputs of the stacked (R, N, C) predictions, so a deterministic net
+    has mutual information 0.
+
+    Regression (``predict`` returns a tuple ``(loc, scale)``, each (N,) or (R, N): R draws
+    of a Gaussian predictive mean and noise sd; ``y`` float (N,)): the prediction is the
+    equal mixture of the R Gaussians. ``rmse`` is of the mixture mean, ``nll`` the mean
+    over N of -log mixture density (nats), and ``coverage_95`` the fraction of ``y`` within
+    mean +- 1.96 total sd, a Gaussian approximation of the mixture's central 95% interval.
+
+    :param predict: prob function or Gaussian function of x.
+    :param x: inputs, (N, D).
+    :param y: int64 labels (N,), or float targets (N,) for regression.
+    :param runs: how many times to call ``predict``; R counts every draw of every call.
 
     >>> evaluate(as_probs(net), data.test.x, data.test.y)["acc"]
+    >>> evaluate(lambda x: (net(x), torch.ones(len(x))), x, y_float)["rmse"]
     """
     if x.dim() != 2 or len(x) != len(y):
         raise ValueError(f"x must be (N, D) with N={len(y)}, got {tuple(x.shape)}")
-    probs = run_probs(predict, x, runs)
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    outs = [predict(x) for _ in range(runs)]
+    if isinstance(outs[0], tuple):
+        return _evaluate_gaussian(outs, y)
+    if any(isinstance(out, tuple) for out in outs):
+        raise ValueError("predict must return (loc, scale) on every run, or probs on every run")
+    probs = _stack_probs(outs)  # probs: (R, N, C)
     row = {"n": len(y), "runs": probs.shape[0]}
     for name, metric in (("acc", accuracy), ("nll", nll), ("ece", ece)):
         values = metric(probs, y)
         row[name] = float(values.mean())
         row[f"{name}_std"] = float(values.std()) if len(values) > 1 else 0.0
+    for name in ("entropy", "expected_entropy", "mutual_information"):
+        row[name] = float(uncertainty(probs, name).mean())
     return row
+
+
+def detect(
+    predict: ProbFn,
+    x_in: torch.Tensor,
+    x_out: torch.Tensor,
+    *,
+    measure: str = "mutual_information",
+    runs: int = 1,
+) -> dict:
+    """How well an uncertainty measure tells ``x_out`` (positives) from ``x_in``.
+
+    ``auroc`` is the probability that a random input of ``x_out`` is more uncertain than a
+    random one of ``x_in`` (ties 1/2): 0.5 is chance, 1.0 perfect detection.
+
+    :param predict: prob function, x (N, D) -> (N, C) or (R, N, C).
+    :param x_in: clean inputs, (N_in, D).
+    :param x_out: inputs to flag, e.g. adversarial or noise, (N_out, D).
+    :param measure: a key of :data:`pyro_bnn.uncertainty.MEASURES`.
+    :param runs: how many times to call ``predict`` on each set.
+    :returns: ``measure``, ``auroc``, ``in_mean``, ``out_mean`` (mean measure on each set),
+        ``n_in``, ``n_out``.
+
+    >>> detect(single_sample_fn(bnn, guide, 100), test.x, x_adv)["auroc"]
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"measure must be one of {sorted(MEASURES)}, got {measure!r}")
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    for name, x in (("x_in", x_in), ("x_out", x_out)):
+        if x.dim() != 2 or len(x) == 0:
+            raise ValueError(f"{name} must be a non-empty (N, D) tensor, got {tuple(x.shape)}")
+    scores = {}
+    for name, x in (("in", x_in), ("out", x_out)):
+        outs = [predict(x) for _ in range(runs)]
+        if any(isinstance(out, tuple) for out in outs):
+            raise ValueError("predict must return class probabilities for detect, got a tuple")
+        probs = _stack_probs(outs)  # probs: (R, N, C)
+        if probs.shape[1] != len(x):
+            raise ValueError(f"predict must give (R, {len(x)}, C), got {tuple(probs.shape)}")
+        scores[name] = uncertainty(probs, measure)  # (N,)
+    return {
+        "measure": measure,
+        "auroc": auroc(scores["in"], scores["out"]),
+        "in_mean": float(scores["in"].mean()),
+        "out_mean": float(scores["out"].mean()),
+        "n_in": len(x_in),
+        "n_out": len(x_out),
+    }
 
 
 def evaluate_many(
