@@ -34,7 +34,7 @@ from pyro.nn import PyroModule, PyroParam
 from torch import nn
 from torch.distributions import constraints
 
-from .bnn import BNN, init_guide
+from .bnn import BNN
 
 __all__ = [
     "DEFAULT_RHO_INIT",
@@ -65,6 +65,12 @@ def init_to_truncated_normal(site: dict) -> torch.Tensor:
     This is Keras' ``TruncatedNormal(mean, stddev)``, which the authors used for mu.
     """
     fn = site["fn"]
+    if not _is_real(fn.support):
+        raise ValueError(
+            f"site {site['name']!r} is not a real-valued latent; if it is the observation "
+            "site, create the guide's parameters without data (pyro_bnn.init_guide(model, "
+            "guide), or guide() with no arguments) or pass y with x"
+        )
     mean, std = fn.mean, fn.stddev
     if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
         raise ValueError(
@@ -329,9 +335,9 @@ def make_guide(spec: str | Callable[..., AutoGuide], model, **kwargs) -> AutoGui
     A builder ``builder(model, **kwargs) -> guide`` (e.g. a Pyro autoguide class or a
     ``functools.partial`` of one) gets the same initialisation as the names where it takes
     the arguments and does not bind them itself: ``init_loc_fn`` (the truncated normal)
-    and ``init_scale`` = softplus(``rho_init``, default -3). Pyro's autoguides get their
-    parameters at once, from the model's latent sites alone (the paper's guide does so on
-    first use).
+    and ``init_scale`` = softplus(``rho_init``, default -3). Every guide creates its
+    parameters on first use; :func:`~pyro_bnn.bnn.init_guide` does it from the model's
+    latent sites alone, without data.
 
     :param spec: a guide name or a builder.
     :param model: the model, e.g. a :class:`~pyro_bnn.bnn.BNN`.
@@ -361,6 +367,4 @@ def make_guide(spec: str | Callable[..., AutoGuide], model, **kwargs) -> AutoGui
         guide = spec(model, **kwargs)
     else:
         raise ValueError(f"guide must be a name or a builder callable, got {spec!r}")
-    if isinstance(model, BNN) and not isinstance(guide, AutoSoftplusNormal):
-        init_guide(model, guide)
     return guide

@@ -27,7 +27,7 @@ __all__ = [
     "ensemble_fn",
     "mean_fn",
     "posterior_mean",
-    "predict",
+    "predictive",
     "predictive_probs",
     "sample_posterior",
     "sample_weights",
@@ -103,7 +103,7 @@ def _chunk(model: BNN, s: int) -> int:
     return max(1, MAX_ELEMENTS // (s * per_example))
 
 
-def predict(model: BNN, weights, x: torch.Tensor):
+def predictive(model: BNN, weights, x: torch.Tensor):
     """Per-sample predictions: the likelihood's :meth:`predict` of the net's output.
 
     :param weights: (S, P) (or (S, 1, P) as ``Predictive`` returns), or the dict of
@@ -131,9 +131,9 @@ def predictive_probs(model: BNN, weights, x: torch.Tensor) -> torch.Tensor:
 
     >>> probs = predictive_probs(bnn, sample_weights(bnn, guide, 100), x)  # (100, N, 10)
     """
-    probs = predict(model, weights, x)
+    probs = predictive(model, weights, x)
     if isinstance(probs, tuple):
-        raise ValueError("predictive_probs needs a classifier; use predict() for regression")
+        raise ValueError("predictive_probs needs a classifier; use predictive() for regression")
     return probs
 
 

@@ -31,7 +31,7 @@ from .bnn import BNN, DatapointELBO, init_guide, local_params
 from .data import Split, training_data
 from .likelihoods import Gaussian
 from .nets import l2_penalty
-from .predict import predict, sample_weights
+from .predict import predictive, sample_weights
 
 __all__ = ["Callback", "FitResult", "OptimizerFactory", "fit_svi", "fit_torch", "run_epochs", "sgd"]
 
@@ -423,7 +423,7 @@ def fit_svi(
             return elbo.parts
 
         def validate() -> dict[str, float]:
-            pred = predict(model, sample_weights(model, guide, val_samples), val.x)
+            pred = predictive(model, sample_weights(model, guide, val_samples), val.x)
             if regression:
                 rmse = (pred[0].mean(0) - val.y).square().mean().sqrt()
                 return {"val_rmse": float(rmse)}

@@ -23,7 +23,7 @@ from pyro_bnn.data import X_MAX
 from pyro_bnn.guides import make_guide
 from pyro_bnn.nets import MLP, mlp_forward
 from pyro_bnn.predict import sampler
-from pyro_bnn.train import fit_svi, fit_torch
+from pyro_bnn.train import fit_svi, fit_torch, sgd
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def net(small):
     """A small MLP trained on 2,000 real MNIST images (about 90 % accurate)."""
     torch.manual_seed(0)
     model = MLP((64, 10))
-    fit_torch(model, small, max_epochs=8, patience=8, lr=0.01, progress=False)
+    fit_torch(model, small, max_epochs=8, patience=8, optimizer=sgd(lr=0.01), progress=False)
     return model.eval().requires_grad_(False)
 
 
@@ -313,7 +313,7 @@ def test_eot_against_a_bnn_succeeds_more_often_with_20_draws_than_with_1(small):
     pyro.set_rng_seed(0)
     bnn = BayesianMLP((32, 10))
     guide = make_guide("softplus-normal", bnn, rho_init=-3.0)
-    fit_svi(bnn, guide, small, max_epochs=5, patience=5, lr=0.05, progress=False)
+    fit_svi(bnn, guide, small, max_epochs=5, patience=5, optimizer=sgd(lr=0.05), progress=False)
     x, y = small.test.x[:100], small.test.y[:100]
     draw = sampler(bnn, guide)  # one weight sample per draw
     success = {

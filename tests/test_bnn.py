@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyro_bnn.bnn import BayesianMLP, DatapointELBO, check_inputs, init_guide
+from pyro_bnn.bnn import BayesianMLP, DatapointELBO, init_guide
 from pyro_bnn.guides import make_guide
 from pyro_bnn.nets import MLP
 from pyro_bnn.priors import ScaleMixtureNormal
-from pyro_bnn.train import fit_svi
+from pyro_bnn.train import fit_svi, sgd
 from tests.conftest import toy_mnist
 
 
@@ -16,7 +16,7 @@ def test_logits_with_sample_dims_match_the_plain_mlp():
     bnn = BayesianMLP((7, 3), in_features=5)
     weights = torch.randn(4, bnn.num_params)
     x = torch.rand(6, 5)
-    logits = bnn.logits(x, weights)
+    logits = bnn.apply(x, weights)
     assert logits.shape == (4, 6, 3)
     for s in range(4):
         net = MLP((7, 3), in_features=5)
@@ -34,7 +34,7 @@ def test_elbo_parts_and_vectorised_particles():
         elbo = DatapointELBO(100, num_particles=k, vectorize_particles=k > 1, max_plate_nesting=1)
         losses.append(elbo.differentiable_loss(bnn, guide, x, y, num_data=100).item())
         w = guide.median()["weights"]
-        ce = F.cross_entropy(bnn.logits(x, w), y)
+        ce = F.cross_entropy(bnn.apply(x, w), y)
         torch.testing.assert_close(elbo.parts["nll"], ce.detach())  # mean NLL per datapoint
         kl = -bnn.prior.log_prob(w).item() / 100  # a point mass: KL part is -log p(w) / N
         assert elbo.parts["kl"].item() == pytest.approx(kl, rel=1e-5)
@@ -50,7 +50,13 @@ def test_fast_guide_equals_pyro_autonormal(small):
         bnn = BayesianMLP((20, 10))
         guide = make_guide(name, bnn, rho_init=-3.0)
         result = fit_svi(
-            bnn, guide, small.head(512, 128), max_epochs=3, patience=3, lr=0.01, progress=False
+            bnn,
+            guide,
+            small.head(512, 128),
+            max_epochs=3,
+            patience=3,
+            optimizer=sgd(lr=0.01),
+            progress=False,
         )
         paths[name] = [h["elbo"] for h in result.history]
     assert paths["softplus-normal"] == pytest.approx(paths["normal"], rel=1e-4)
@@ -76,7 +82,7 @@ def test_every_prior_with_every_guide_trains(prior, guide):
     bnn = BayesianMLP((16, 10), prior=PRIORS[prior])
     kwargs = {} if guide == "delta" else {"rho_init": -3.0}
     q = make_guide(guide, bnn, **kwargs)
-    result = fit_svi(bnn, q, data, max_epochs=8, patience=8, lr=0.01, progress=False)
+    result = fit_svi(bnn, q, data, max_epochs=8, patience=8, optimizer=sgd(lr=0.01), progress=False)
     first, last = result.history[0], result.history[-1]
     assert last["elbo"] > first["elbo"]
     assert last["nll"] < first["nll"] / 1.5
@@ -87,8 +93,10 @@ def test_every_autoguide_trains_on_real_mnist(small):
         pyro.set_rng_seed(0)
         bnn = BayesianMLP((100, 100, 10))
         guide = make_guide(name, bnn)
-        result = fit_svi(bnn, guide, small, max_epochs=6, patience=6, lr=0.01, progress=False)
-        assert result.best_val_acc > 0.6, name
+        result = fit_svi(
+            bnn, guide, small, max_epochs=6, patience=6, optimizer=sgd(lr=0.01), progress=False
+        )
+        assert result.best_val > 0.6, name
 
 
 @pytest.mark.parametrize(
@@ -97,13 +105,24 @@ def test_every_autoguide_trains_on_real_mnist(small):
         (torch.rand(4, 783), None, "x must have shape"),
         (torch.randint(0, 2, (4, 784)), None, "x must be a floating-point"),
         (torch.full((4, 784), float("nan")), None, "x contains NaN"),
+        (torch.rand(4, 784).double(), None, "x must be float32"),
         (torch.rand(4, 784), torch.zeros(4), "y must be an int64"),
-        (torch.rand(4, 784), torch.zeros(3, dtype=torch.long), "y must have shape"),
+        (torch.rand(4, 784), torch.zeros(3, dtype=torch.long), "the same N"),
+        (torch.rand(4, 784), torch.tensor([0, 1, 10, 2]), r"labels in \[0, 10\)"),
+        (torch.rand(4, 784), torch.tensor([0, -1, 1, 2]), r"labels in \[0, 10\)"),
     ],
 )
 def test_bad_inputs_name_the_argument(x, y, match):
+    bnn = BayesianMLP((8, 10))
+    guide = make_guide("softplus-normal", bnn)
     with pytest.raises(ValueError, match=match):
-        check_inputs(x, y)
+        fit_svi(
+            bnn,
+            guide,
+            (x, torch.zeros(4, dtype=torch.long) if y is None else y),
+            max_epochs=1,
+            progress=False,
+        )
 
 
 def test_bad_data_and_settings_in_fit_svi():

@@ -45,7 +45,7 @@ def test_monte_carlo_kl_converges_to_closed_form():
     model = BayesianMLP((4, 3), in_features=5, prior=dist.Normal(0.0, 1.0))
     guide = make_guide("softplus-normal", model, rho_init=-1.0)
     init_guide(model, guide)
-    q = dist.Normal(guide.locs[0].detach(), F.softplus(guide.rhos[0]).detach())
+    q = dist.Normal(guide.locs.weights.detach(), F.softplus(guide.rhos.weights).detach())
     exact = torch.distributions.kl_divergence(q, dist.Normal(0.0, 1.0)).sum().item()
     x, y = torch.rand(1, 5), torch.tensor([0])
     errors = {}
@@ -93,11 +93,11 @@ def test_truncated_normal_init_uses_prior_moments():
     model = BayesianMLP((100, 10))
     guide = make_guide("softplus-normal", model, rho_init=-2.5)
     init_guide(model, guide)
-    mu = guide.locs[0].detach()
+    mu = guide.locs.weights.detach()
     prior_sd = math.sqrt(0.5 * math.exp(-2) + 0.5 * math.exp(-14))
     assert mu.abs().max() <= 2 * prior_sd + 1e-6  # truncated at 2 standard deviations
     assert mu.std().item() == pytest.approx(0.8796 * prior_sd, rel=0.02)  # sd of TN(0,1,[-2,2])
-    assert torch.all(guide.rhos[0] == -2.5)
+    assert torch.all(guide.rhos.weights == -2.5)
     torch.testing.assert_close(
         guide.scales()["weights"][:3], torch.full((3,), math.log1p(math.exp(-2.5)))
     )
@@ -113,13 +113,9 @@ def test_guide_factory_errors_and_builders():
     guide = make_guide(functools.partial(AutoNormal, init_scale=0.05), model)
     init_guide(model, guide)
     assert isinstance(guide, AutoNormal)
+    cauchy = BayesianMLP((5,), in_features=4, prior=dist.Cauchy(0.0, 1.0))
     with pytest.raises(ValueError, match="finite mean"):
-        init_guide(
-            BayesianMLP((5,), in_features=4, prior=dist.Cauchy(0.0, 1.0)),
-            make_guide(
-                "softplus-normal", BayesianMLP((5,), in_features=4, prior=dist.Cauchy(0.0, 1.0))
-            ),
-        )
+        init_guide(cauchy, make_guide("softplus-normal", cauchy))
 
 
 def test_two_guides_keep_separate_parameters():

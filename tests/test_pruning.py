@@ -13,8 +13,8 @@ def bnn_and_guide():
     guide = make_guide("softplus-normal", bnn, rho_init=-2.0)
     init_guide(bnn, guide)
     with torch.no_grad():
-        guide.locs[0].copy_(torch.arange(1, 40, dtype=torch.float32))  # SNR grows with index
-        guide.rhos[0].fill_(0.0)
+        guide.locs.weights.copy_(torch.arange(1, 40, dtype=torch.float32))  # SNR grows with index
+        guide.rhos.weights.fill_(0.0)
     return bnn, guide
 
 
@@ -35,13 +35,13 @@ def test_per_tensor_ranking_removes_a_share_of_every_tensor(bnn_and_guide):
 
 def test_pruned_weights_are_exactly_zero_and_others_untouched(bnn_and_guide):
     bnn, guide = bnn_and_guide
-    before = guide.locs[0].detach().clone()
+    before = guide.locs.weights.detach().clone()
     pruned = prune(bnn, guide, 0.75, "tensor")
     removed = prune_mask(bnn, guide, 0.75, "tensor")
     w = sample_weights(bnn, pruned, 50)
     assert torch.all(w[:, removed] == 0)
     assert torch.all(w[:, ~removed].std(0) > 0.1)  # kept weights still vary
-    torch.testing.assert_close(guide.locs[0].detach(), before)  # the original is untouched
+    torch.testing.assert_close(guide.locs.weights.detach(), before)  # the original is untouched
     torch.testing.assert_close(
         snr(bnn, guide), before / torch.nn.functional.softplus(torch.zeros(1))
     )

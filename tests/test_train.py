@@ -4,7 +4,7 @@ from torch import nn
 
 from pyro_bnn.evaluate import as_probs, evaluate
 from pyro_bnn.nets import MLP
-from pyro_bnn.train import fit_torch, run_epochs
+from pyro_bnn.train import fit_torch, run_epochs, sgd
 from tests.conftest import toy_mnist
 
 
@@ -16,11 +16,11 @@ class Counter(nn.Module):
         self.w = nn.Parameter(torch.zeros(()))
 
 
-def scripted_run(val_accs, *, patience, checkpoint=None, fail_at=None, calls=None):
+def scripted_run(val_accs, *, patience, checkpoint=None, fail_at=None, calls=None, callbacks=()):
     model = Counter()
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
 
-    def step(idx):
+    def step(x, y):
         with torch.no_grad():
             model.w += 1
         if calls is not None:
@@ -31,19 +31,18 @@ def scripted_run(val_accs, *, patience, checkpoint=None, fail_at=None, calls=Non
         e = int(model.w.item()) // 2 - 1  # 0-based epoch: two steps per epoch
         if fail_at is not None and e == fail_at:
             raise KeyboardInterrupt
-        return val_accs[e]
+        return {"val_acc": val_accs[e]}
 
     result = run_epochs(
         model,
         opt,
         step,
+        lambda epoch: [(None, None)] * 2,  # two steps per epoch
         validate,
-        n_train=4,
-        batch_size=2,
         max_epochs=len(val_accs),
         patience=patience,
-        seed=0,
-        device=torch.device("cpu"),
+        monitor="val_acc",
+        callbacks=callbacks,
         checkpoint=checkpoint,
         progress=False,
         desc="t",
@@ -56,7 +55,7 @@ def test_early_stopping_stops_and_restores_best():
     accs = [0.1, 0.5, 0.3, 0.5, 0.2, 0.9, 0.95]
     model, result = scripted_run(accs, patience=3)
     assert result.stopped_early and result.epochs == 5 and result.best_epoch == 2
-    assert result.best_val_acc == 0.5
+    assert result.best_val == 0.5
     assert model.w.item() == 2 * 2  # weights as they were after epoch 2 (2 steps per epoch)
     assert [h["val_acc"] for h in result.history] == accs[:5]
 
@@ -85,9 +84,9 @@ def test_fit_torch_learns_and_restores_best(small):
     net = MLP((100, 100, 10))
     result = fit_torch(net, small, max_epochs=12, patience=2, progress=False)
     acc = evaluate(as_probs(net), small.val.x, small.val.y)["acc"]
-    assert acc == pytest.approx(result.best_val_acc)
+    assert acc == pytest.approx(result.best_val)
     assert acc > 0.8  # 2,000 real MNIST images are enough for > 80 %
-    assert result.history[result.best_epoch - 1]["val_acc"] == result.best_val_acc
+    assert result.history[result.best_epoch - 1]["val_acc"] == result.best_val
 
 
 def test_l2_penalty_shrinks_weights():
@@ -96,7 +95,9 @@ def test_l2_penalty_shrinks_weights():
     for lam in (0.0, 1.0):
         torch.manual_seed(0)
         net = MLP((10,))
-        fit_torch(net, data, lam=lam, max_epochs=5, patience=5, progress=False, lr=0.05)
+        fit_torch(
+            net, data, lam=lam, max_epochs=5, patience=5, progress=False, optimizer=sgd(lr=0.05)
+        )
         norms[lam] = net.layers[0].weight.norm().item()
     assert norms[1.0] < 0.9 * norms[0.0]
 
@@ -104,8 +105,6 @@ def test_l2_penalty_shrinks_weights():
 @pytest.mark.parametrize(
     "bad",
     [
-        {"lr": 0.0},
-        {"momentum": 1.0},
         {"batch_size": 0},
         {"max_epochs": 1.5},
         {"patience": -1},
@@ -118,6 +117,26 @@ def test_bad_settings_raise_naming_the_argument(bad):
         fit_torch(MLP((10,)), toy_mnist(), progress=False, **bad)
 
 
+@pytest.mark.parametrize("bad", [{"lr": 0.0}, {"momentum": 1.0}])
+def test_bad_sgd_settings_raise_naming_the_argument(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        sgd(**bad)
+
+
+def test_patience_none_and_a_callback_replace_early_stopping():
+    accs = [0.5, 0.1, 0.1, 0.1, 0.1, 0.1]
+    model, result = scripted_run(accs, patience=None)
+    assert not result.stopped_early and result.epochs == 6 and result.best_epoch == 1
+    seen = []
+
+    def stop_at_three(record):
+        seen.append(record["epoch"])
+        return record["epoch"] == 3
+
+    model, result = scripted_run(accs, patience=None, callbacks=[stop_at_three])
+    assert seen == [1, 2, 3] and result.stopped_early and result.epochs == 3
+
+
 def test_fit_svi_resumes_after_kill(tmp_path, monkeypatch):
     import pyro_bnn.train as train_module
     from pyro_bnn.bnn import BayesianMLP
@@ -125,7 +144,7 @@ def test_fit_svi_resumes_after_kill(tmp_path, monkeypatch):
     from pyro_bnn.train import fit_svi
 
     data = toy_mnist()
-    real = train_module.predictive_probs
+    real = train_module.predictive
     calls, die_at = [], [3]
 
     def failing(*args, **kwargs):  # validation runs once per epoch; die in epoch 3
@@ -143,13 +162,13 @@ def test_fit_svi_resumes_after_kill(tmp_path, monkeypatch):
             data,
             max_epochs=5,
             patience=5,
-            lr=0.01,
+            optimizer=sgd(lr=0.01),
             progress=False,
             checkpoint=tmp_path / "ckpt.pt",
         )
         return result, guide
 
-    monkeypatch.setattr(train_module, "predictive_probs", failing)
+    monkeypatch.setattr(train_module, "predictive", failing)
     with pytest.raises(KeyboardInterrupt):
         run()
     calls.clear()
