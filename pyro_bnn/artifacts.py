@@ -8,6 +8,7 @@ half-written file under the real name.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -26,9 +27,11 @@ __all__ = [
     "cached",
     "library_versions",
     "load_artifact",
+    "load_bnn",
     "load_checkpoint",
     "matching_meta",
     "save_artifact",
+    "save_bnn",
     "save_checkpoint",
 ]
 
@@ -187,3 +190,76 @@ def load_checkpoint(path: str | os.PathLike) -> dict | None:
     if not path.is_file():
         return None
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+BNN_FILE = "bnn.pt"
+
+
+def save_bnn(path: str | os.PathLike, model, guide, **meta: Any) -> dict:
+    """Save a fitted BNN in one folder: the model (net, prior, likelihood), how its guide
+    was built, and the guide's parameters; plus ``meta.json``. No data tensor is saved.
+
+    The model is pickled (``torch.save``): its net's class must be importable where it is
+    loaded. A prior that cannot be pickled (a lambda or a locally defined class inside a
+    distribution) raises a ValueError saying what to use instead.
+
+    :param path: the folder to write (atomically, file by file).
+    :param model: a :class:`~pyro_bnn.bnn.BNN`.
+    :param guide: its fitted guide, from :func:`~pyro_bnn.guides.make_guide` or an
+        autoguide class that takes the model alone.
+    :param meta: anything JSON-able to keep beside it (e.g. the fit's summary).
+
+    >>> save_bnn("runs/artifacts/my-bnn", bnn, guide, epochs=20)
+    >>> bnn, guide = load_bnn("runs/artifacts/my-bnn")
+    """
+    import pickle
+
+    from .bnn import BNN, init_guide
+
+    if not isinstance(model, BNN):
+        raise ValueError(f"model must be a pyro_bnn BNN, got {type(model).__name__}")
+    init_guide(model, guide)
+    recipe = getattr(guide, "recipe", None) or (type(guide), {})
+    state = {k: v.detach().cpu() for k, v in guide.state_dict().items()}
+    blob = {"model": copy.deepcopy(model).cpu(), "guide": recipe, "state": state}
+    try:
+        payload = pickle.dumps(blob)
+    except (pickle.PicklingError, AttributeError, TypeError) as err:
+        raise ValueError(
+            f"this BNN cannot be saved: {err}. A prior given as a lambda, or a distribution "
+            "defined inside a function, cannot be pickled: use a module-level function or "
+            "class, a mapping of names to distributions, or save the guide's state_dict() "
+            "and rebuild the model in code"
+        ) from None
+    path = Path(path)
+    atomic_write(path / BNN_FILE, lambda tmp: tmp.write_bytes(payload))
+    record = {"versions": library_versions(), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    record |= _normalise(meta)
+    atomic_write(path / META, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+    return record
+
+
+def load_bnn(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """Load a BNN saved by :func:`save_bnn`: returns ``(model, guide)`` on ``device``.
+
+    Unpickles the saved model: load only folders you trust.
+    """
+    from .bnn import init_guide
+    from .guides import make_guide
+
+    path = Path(path)
+    if not (path / BNN_FILE).is_file():
+        raise FileNotFoundError(f"no saved BNN at {path} (missing {BNN_FILE})")
+    blob = torch.load(path / BNN_FILE, map_location="cpu", weights_only=False)
+    model = blob["model"]
+    spec, kwargs = blob["guide"]
+    guide = make_guide(spec, model, **kwargs)
+    init_guide(model, guide)
+    try:
+        guide.load_state_dict(blob["state"])
+    except RuntimeError as err:
+        raise ValueError(
+            f"the saved guide's parameters do not fit a {type(guide).__name__} rebuilt from "
+            f"{spec!r}: {err}; build guides with make_guide so their settings are recorded"
+        ) from None
+    return model.to(device), guide.to(device)

@@ -346,6 +346,7 @@ def make_guide(spec: str | Callable[..., AutoGuide], model, **kwargs) -> AutoGui
     >>> guide = make_guide("softplus-normal", bnn, rho_init=-3.0)
     >>> guide = make_guide(functools.partial(AutoLowRankMultivariateNormal, rank=5), bnn)
     """
+    recipe = (spec, dict(kwargs))
     if isinstance(spec, str):
         if spec not in GUIDES:
             raise ValueError(f"unknown guide {spec!r}; known guides: {', '.join(GUIDES)}")
@@ -367,4 +368,5 @@ def make_guide(spec: str | Callable[..., AutoGuide], model, **kwargs) -> AutoGui
         guide = spec(model, **kwargs)
     else:
         raise ValueError(f"guide must be a name or a builder callable, got {spec!r}")
+    guide.recipe = recipe  # how to rebuild it: pyro_bnn.artifacts.save_bnn stores this
     return guide

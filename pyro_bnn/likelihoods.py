@@ -179,7 +179,10 @@ class Gaussian(Likelihood):
         if self.scale == "heteroskedastic":
             scale = F.softplus(out[..., 1]) + self.min_scale
         elif self.scale == "learned":
-            scale = latents["log_scale"].exp().expand(loc.shape)  # () or (*S, 1) -> (*S, N)
+            scale = latents["log_scale"].exp()  # (), (*S, 1) under plates, or (S,) drawn
+            if 0 < scale.dim() < loc.dim():
+                scale = scale.unsqueeze(-1)
+            scale = scale.expand(loc.shape)  # (*S, N)
         else:
             scale = torch.full_like(loc, self.scale)
         return loc, scale
