@@ -222,17 +222,18 @@ def save_bnn(path: str | os.PathLike, model, guide, **meta: Any) -> dict:
     recipe = getattr(guide, "recipe", None) or (type(guide), {})
     state = {k: v.detach().cpu() for k, v in guide.state_dict().items()}
     blob = {"model": copy.deepcopy(model).cpu(), "guide": recipe, "state": state}
+    path = Path(path)
     try:
-        payload = pickle.dumps(blob)
+        atomic_write(path / BNN_FILE, lambda tmp: torch.save(blob, tmp))
     except (pickle.PicklingError, AttributeError, TypeError) as err:
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()  # leave nothing behind
         raise ValueError(
             f"this BNN cannot be saved: {err}. A prior given as a lambda, or a distribution "
             "defined inside a function, cannot be pickled: use a module-level function or "
             "class, a mapping of names to distributions, or save the guide's state_dict() "
             "and rebuild the model in code"
         ) from None
-    path = Path(path)
-    atomic_write(path / BNN_FILE, lambda tmp: tmp.write_bytes(payload))
     record = {"versions": library_versions(), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     record |= _normalise(meta)
     atomic_write(path / META, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
