@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from pyro_bnn import MLP, BayesianMLP, DatapointELBO, load_mnist, make_guide
-from pyro_bnn.bnn import init_guide
+from pyro_bnn.bnn import init_guide, local_params
 from pyro_bnn.predict import predictive_probs, sample_weights
 
 
@@ -89,7 +89,7 @@ def main(argv=None) -> None:
         predictive_probs(bnn, sample_weights(bnn, guide, args.samples), x_test)
 
     step_ratios, pred_ratios, rows = [], [], []
-    with pyro.validation_enabled(False):  # as in fit_svi
+    with pyro.validation_enabled(False), local_params(bnn, guide):  # as in fit_svi
         timed(plain_step, 50), timed(svi_step, 50)  # warm up
         for _ in range(args.repeats):
             t_plain, t_svi = timed(plain_step, args.steps), timed(svi_step, args.steps)

@@ -7,11 +7,11 @@ scoped to those calls), so several BNNs live in one process; the guides also wor
 ``pyro.infer.SVI`` and Pyro's global param store.
 """
 
-from .artifacts import load_artifact, save_artifact
+from .artifacts import load_artifact, load_bnn, save_artifact, save_bnn
 from .attacks import distortion, eot_attack, min_norm_attack, paper_attack, perturb
 from .bnn import BNN, BayesianMLP, DatapointELBO, init_guide
 from .data import MNIST, DataError, Split, as_split, load_mnist
-from .evaluate import as_probs, evaluate, evaluate_many, write_table
+from .evaluate import as_probs, detect, evaluate, evaluate_many, write_table
 from .guides import DEFAULT_RHO_INIT, AutoSoftplusNormal, init_to_truncated_normal, make_guide
 from .likelihoods import Bernoulli, Categorical, Gaussian, Likelihood, make_likelihood
 from .nets import MLP, l2_penalty, mlp_forward, param_shapes, parse_arch
@@ -29,38 +29,49 @@ from .predict import (
 from .priors import ScaleMixtureNormal, make_prior
 from .pruning import prune
 from .train import FitResult, fit_svi, fit_torch, sgd
+from .uncertainty import (
+    auroc,
+    expected_entropy,
+    mutual_information,
+    predictive_entropy,
+    uncertainty,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BNN",
-    "DEFAULT_RHO_INIT",
-    "MLP",
-    "MNIST",
     "AutoSoftplusNormal",
+    "BNN",
     "BayesianMLP",
     "Bernoulli",
     "Categorical",
-    "Gaussian",
-    "Likelihood",
+    "DEFAULT_RHO_INIT",
     "DataError",
     "DatapointELBO",
     "FitResult",
+    "Gaussian",
+    "Likelihood",
+    "MLP",
+    "MNIST",
     "ScaleMixtureNormal",
     "Split",
     "as_probs",
     "as_split",
+    "auroc",
+    "detect",
     "distortion",
-    "eot_attack",
     "ensemble_fn",
+    "eot_attack",
     "evaluate",
     "evaluate_many",
+    "expected_entropy",
     "fit_svi",
     "fit_torch",
     "init_guide",
     "init_to_truncated_normal",
     "l2_penalty",
     "load_artifact",
+    "load_bnn",
     "load_mnist",
     "make_guide",
     "make_likelihood",
@@ -68,19 +79,23 @@ __all__ = [
     "mean_fn",
     "min_norm_attack",
     "mlp_forward",
+    "mutual_information",
     "paper_attack",
     "param_shapes",
     "parse_arch",
-    "posterior_mean",
     "perturb",
+    "posterior_mean",
     "predictive",
+    "predictive_entropy",
     "predictive_probs",
     "prune",
     "sample_posterior",
     "sample_weights",
     "sampler",
     "save_artifact",
+    "save_bnn",
     "sgd",
     "single_sample_fn",
+    "uncertainty",
     "write_table",
 ]
