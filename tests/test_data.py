@@ -3,8 +3,9 @@ import shutil
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
-from pyro_bnn.data import PIXEL_SCALE, SHA256, SHIPPED_DIR, X_MAX, DataError, load_mnist
+from pyro_bnn.data import PIXEL_SCALE, SHA256, SHIPPED_DIR, X_MAX, DataError, as_split, load_mnist
 
 
 def test_split_sizes_and_range(mnist):
@@ -87,3 +88,24 @@ def test_head_slices(mnist):
     assert (len(small.train), len(small.val), len(small.test)) == (100, 10, 10)
     with pytest.raises(ValueError, match="split"):
         mnist.split("validation")
+
+
+@pytest.mark.parametrize("n", [0, -5, 2.5, True])
+def test_head_refuses_counts_that_are_not_positive_integers(mnist, n):
+    with pytest.raises(ValueError, match="n_train"):
+        mnist.head(n)
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        mnist.train.head(n)
+
+
+def test_as_split_takes_every_form_and_names_bad_ones():
+    x, y = torch.rand(10, 3), torch.arange(10)
+    for form in ((x, y), TensorDataset(x, y), DataLoader(TensorDataset(x, y), batch_size=3)):
+        split = as_split(form)
+        assert torch.equal(split.x, x) and torch.equal(split.y, y)
+    with pytest.raises(ValueError, match="val is empty"):
+        as_split((x[:0], y[:0]), "val")
+    with pytest.raises(ValueError, match="same N"):
+        as_split((x, y[:3]))
+    with pytest.raises(ValueError, match="data must be an"):
+        as_split([x, y, y])
