@@ -1,0 +1,53 @@
+"""The runs/ examples through their real command lines, in quick mode, writing to tmp_path."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(script: str, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, f"runs/{script}", "--quick", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_cnn_mnist_quick(tmp_path):
+    args = ("--root", str(tmp_path / "art"), "--results", str(tmp_path / "res"), "--no-progress")
+    out = run_script("cnn_mnist.py", *args)
+    table = pd.read_csv(tmp_path / "res" / "cnn_mnist.csv")
+    assert list(table["rule"]) == ["one weight sample", "mean of 10 samples"]
+    assert table["epochs"].eq(1).all() and table["n_test"].eq(500).all()
+    assert table["test_acc"].between(0, 1).all() and table["acc_sd"].ge(0).all()
+    assert (table["test_nll"] > 0).all() and table["test_nll"].map(math.isfinite).all()
+    assert "| one weight sample" in out and (tmp_path / "res" / "cnn_mnist.md").is_file()
+    (artifact,) = (tmp_path / "art").iterdir()
+    assert {"tensors.pt", "meta.json"} <= {p.name for p in artifact.iterdir()}
+    # a rerun with the same settings reuses the fitted guide and says so
+    again = run_script("cnn_mnist.py", *args)
+    assert f"reused {artifact}" in again
+    assert pd.read_csv(tmp_path / "res" / "cnn_mnist.csv")["epochs"].eq(1).all()
+
+
+def test_regression_quick(tmp_path):
+    out = run_script("regression.py", "--results", str(tmp_path))
+    png = tmp_path / "regression_toy.png"
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_csv(tmp_path / "regression.csv")
+    assert list(table["model"]) == ["BNN", "plain"]
+    assert table["seeds"].eq(1).all() and table["n_test"].eq(88).all()
+    # diabetes targets span 25-346 (sd 77): any fitted net lands well inside (0, 200)
+    assert table["test_rmse"].between(1, 200).all()
+    assert table["test_nll"].map(math.isfinite).all()
+    assert table["coverage_95"].between(0, 1).all()
+    assert "| BNN" in out and (tmp_path / "regression.md").is_file()
