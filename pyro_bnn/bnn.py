@@ -5,8 +5,9 @@ All parameters of the net form one latent site, ``"weights"`` of shape (P,), in 
 ``net.named_parameters()``; :meth:`BNN.unflatten` turns it back into named tensors. One site
 instead of one per tensor keeps Pyro's per-site overhead out of the SVI step; per-parameter
 priors still work by name through :func:`pyro_bnn.priors.pack_prior`. This is Section 2.1 of
-the paper: a prior p(w) on every weight and bias, a likelihood p(y | x, w) (eq. 1), and a
-variational posterior q(w) fit by maximising the ELBO (eq. 2).
+the paper: a prior p(w) on every weight and bias (eq. 2), a likelihood p(D | w), and a
+variational posterior q(w) (eq. 1, :mod:`pyro_bnn.guides`) fit by minimising
+log q(w) - log p(w) p(D | w), a one-sample negative ELBO (steps 1-4, eqs. 3-4).
 
 The forward pass takes leading sample dims: weights (*S, P) give outputs (*S, N, K), which
 is what ``Predictive(parallel=True)`` and vectorised ELBO particles need. A general net
@@ -43,6 +44,9 @@ def local_params(*modules: nn.Module) -> Iterator[None]:
     Pyro gives a PyroModule its local param state only when it is built under that
     setting; modules built without it get an empty one here.
 
+    :param modules: the modules (e.g. a BNN and its guide) whose PyroModules keep their
+        parameters locally inside the block.
+
     >>> with local_params(bnn, guide):
     ...     guide()
     """
@@ -55,7 +59,7 @@ def local_params(*modules: nn.Module) -> Iterator[None]:
 
 
 class BNN(PyroModule):
-    """Pyro model of any torch net with a prior on every parameter (Section 2.1, eq. 1).
+    """Pyro model of any torch net with a prior on every parameter (Section 2.1, eq. 2).
 
     :param net: the torch net; its forward maps x (N, *input_shape) to outputs (N, K). Its
         own parameter values are not used (weights come from the prior or the guide); its
@@ -72,7 +76,7 @@ class BNN(PyroModule):
     log-likelihood is scaled by num_data / N. With no x the model samples only its latent
     sites, which is how guides are set up without data.
 
-    >>> cnn = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+    >>> cnn = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.Flatten(), nn.Linear(3456, 10))
     >>> bnn = BNN(cnn, prior={"0.*": dist.Normal(0.0, 0.1), "*": ScaleMixtureNormal()})
     """
 
@@ -225,7 +229,13 @@ class BayesianMLP(BNN):
 
 def init_guide(model: BNN, guide) -> None:
     """Create an autoguide's parameters, if it has none yet, from the model's latent sites
-    alone (no data: nothing of a dataset is kept in the guide)."""
+    alone (no data: nothing of a dataset is kept in the guide).
+
+    :param model: the :class:`BNN`.
+    :param guide: its autoguide, e.g. from :func:`~pyro_bnn.guides.make_guide`.
+
+    >>> init_guide(bnn, guide)  # guide.parameters() now holds every parameter
+    """
     if getattr(guide, "prototype_trace", True) is None:
         with torch.no_grad(), local_params(model, guide):
             guide()
@@ -235,7 +245,8 @@ class DatapointELBO(Trace_ELBO):
     """Trace_ELBO divided by the training-set size ``num_data``: the loss per datapoint.
 
     With the plate scaling of :class:`BNN` this is mean minibatch NLL + KL(q || p) /
-    num_data (a Monte Carlo KL): eq. 2 of the paper divided by N, the scale on which the
+    num_data (a Monte Carlo KL): the paper's objective f = log q(w) - log p(w) p(D | w)
+    (Section 2.1, step 3; minimised by eqs. 3-4) divided by N, the scale on which the
     paper's SGD learning rate of 1e-3 is stable. After each ``differentiable_loss`` call,
     :attr:`parts` holds the detached per-datapoint {'elbo', 'nll', 'kl'} of that estimate.
 

@@ -1,6 +1,7 @@
 """Guides: the paper's softplus mean-field guide, its initialiser, and one guide factory.
 
-The paper's posterior is N(mu, softplus(rho)^2) per weight with a constant ``rho_init`` and
+The paper's posterior (Section 2.1, eq. 1) is N(mu, softplus(rho)^2) per weight, the
+softplus being the standard deviation as in the authors' code, with a constant ``rho_init`` and
 mu drawn from a truncated normal with the prior's mean and standard deviation.
 :class:`AutoSoftplusNormal` is exactly that, as a Pyro autoguide. Pyro's own autoguides
 drop in through :func:`make_guide` or any ``builder(model) -> guide``::
@@ -52,6 +53,12 @@ RHO_MIN = -80.0  # softplus(rho) underflows float32 near rho = -88
 
 
 def check_rho_init(rho_init: float) -> float:
+    """``rho_init`` as a float, or a ValueError unless it is finite and >= RHO_MIN.
+
+    :param rho_init: the initial rho of every weight (sigma = softplus(rho_init)).
+
+    >>> check_rho_init(-3)  # -3.0
+    """
     if not isinstance(rho_init, (int, float)) or not math.isfinite(rho_init):
         raise ValueError(f"rho_init must be finite, got {rho_init!r}")
     if rho_init < RHO_MIN:
@@ -63,6 +70,10 @@ def init_to_truncated_normal(site: dict) -> torch.Tensor:
     """Initial value mean + std * z, z ~ N(0, 1) truncated to [-2, 2], from the site's prior.
 
     This is Keras' ``TruncatedNormal(mean, stddev)``, which the authors used for mu.
+
+    :param site: a Pyro sample site (its ``"fn"`` is the prior).
+
+    >>> guide = AutoNormal(bnn, init_loc_fn=init_to_truncated_normal)
     """
     fn = site["fn"]
     if not _is_real(fn.support):
@@ -114,12 +125,21 @@ class _SoftplusNormalSample(torch.autograd.Function):
 
 
 class SoftplusNormal(dist.TorchDistribution):
-    """N(loc, softplus(rho)^2) with the last ``event_dim`` dims as its event.
+    """N(loc, softplus(rho)^2) with the last ``event_dim`` dims as its event (eq. 1).
 
     ``rsample`` computes the log density of the value it returns from the noise it drew
     (-log sigma - eps^2 / 2 - log sqrt(2 pi)), which ``log_prob`` then reuses: same value and
     gradient as the textbook formula, at a fraction of the cost. Other values take the
     textbook path.
+
+    :param loc: mu, any shape.
+    :param rho: rho, broadcastable with ``loc``; sigma = softplus(rho).
+    :param event_dim: how many trailing dims form the event.
+    :param batch_shape: the batch shape; default the leading dims of loc/rho.
+    :param validate_args: as for torch distributions.
+
+    >>> q = SoftplusNormal(torch.zeros(10), torch.full((10,), -3.0), event_dim=1)
+    >>> w = q.rsample(); q.log_prob(w)  # w: (10,), log_prob: ()
     """
 
     arg_constraints = {"loc": constraints.real, "rho": constraints.real}
@@ -184,7 +204,7 @@ def _is_real(support: constraints.Constraint) -> bool:
 
 
 class AutoSoftplusNormal(AutoGuide):
-    """The paper's guide (Section 2.1): mean-field N(mu, softplus(rho)^2) over every latent site.
+    """The paper's guide (Section 2.1, eq. 1): mean-field N(mu, softplus(rho)^2) per latent.
 
     Parameters live on the guide as ``locs.<site>`` and ``rhos.<site>`` (Pyro ``PyroParam``s,
     like :class:`~pyro.infer.autoguide.AutoNormal`), so the guide works with
@@ -197,8 +217,9 @@ class AutoSoftplusNormal(AutoGuide):
     :param model: a Pyro model whose latent sites have real support (e.g. a BNN).
     :param rho_init: the constant initial rho; the paper sweeps -30 ... -1.5.
     :param init_loc_fn: initialiser for mu; default: truncated normal from the prior.
+    :param create_plates: as for Pyro's autoguides (not needed for a BNN).
 
-    >>> guide = AutoSoftplusNormal(BayesianMLP(), rho_init=-3.0)
+    >>> guide = AutoSoftplusNormal(bnn, rho_init=-3.0)
     >>> svi = pyro.infer.SVI(bnn, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
     """
 
@@ -307,6 +328,7 @@ def delta(model, *, init_loc_fn: Callable = init_to_truncated_normal) -> AutoGui
     return AutoDelta(model, init_loc_fn=init_loc_fn)
 
 
+# guide name -> builder(model, **kwargs), the names make_guide and the CLI accept
 GUIDES: dict[str, Callable[..., AutoGuide]] = {
     "softplus-normal": softplus_normal,
     "normal": normal,

@@ -55,11 +55,17 @@ class _MixtureLogProb(torch.autograd.Function):
 
 
 class ScaleMixtureNormal(dist.TorchDistribution):
-    """``pi * N(0, sigma1^2) + (1 - pi) * N(0, sigma2^2)`` with real support.
+    """The paper's prior (Section 2.1, eq. 2): ``pi * N(0, sigma1^2) + (1 - pi) * N(0, sigma2^2)``.
 
-    Defaults are the paper's: pi = 0.5, sigma1 = e^-1, sigma2 = e^-7. The parameters are
-    Python floats, so the distribution lives on every device. ``log_prob`` is a logsumexp
-    of the two component log densities, exact from w = 0 to |w| = 1e3 and beyond.
+    Defaults are the paper's (Section 3.2). The parameters are Python floats, so the
+    distribution lives on every device. ``log_prob`` is a logsumexp of the two component
+    log densities, exact from w = 0 to |w| = 1e3 and beyond.
+
+    :param pi: weight of the first component, in (0, 1); default 0.5.
+    :param sigma1: standard deviation of the first component; default e^-1.
+    :param sigma2: standard deviation of the second component; default e^-7.
+    :param batch_shape: the batch shape; default () (univariate).
+    :param validate_args: as for torch distributions.
 
     >>> prior = ScaleMixtureNormal()           # univariate
     >>> prior.expand([100, 784]).to_event(2)   # one layer's weight matrix
@@ -126,8 +132,11 @@ class ScaleMixtureNormal(dist.TorchDistribution):
 class PackedPrior(dist.TorchDistribution):
     """Independent per-parameter priors laid end to end over a flat vector (event (P,)).
 
-    ``parts`` is a list of ``(shape, distribution)`` with ``event_shape == shape``, in the
-    order of the flat layout.
+    :param parts: ``(shape, distribution)`` pairs with ``event_shape == shape``, in the
+        order of the flat layout.
+    :param validate_args: as for torch distributions.
+
+    >>> prior = PackedPrior([((3,), dist.Normal(0.0, 1.0).expand([3]).to_event(1))])
     """
 
     arg_constraints: dict = {}
@@ -165,10 +174,12 @@ class PackedPrior(dist.TorchDistribution):
         return self._cat("variance")
 
 
+# a prior spec (see the module docstring): one distribution, a name/glob mapping, or a callable
 PriorSpec = (
     dist.Distribution | Mapping[str, dist.Distribution] | Callable[[str, tuple], dist.Distribution]
 )
 
+# prior name -> constructor of a univariate prior, the names make_prior and the CLI accept
 PRIORS: dict[str, Callable[..., dist.Distribution]] = {
     "scale-mixture": ScaleMixtureNormal,
     "normal": lambda loc=0.0, scale=1.0: dist.Normal(float(loc), float(scale)),
@@ -181,7 +192,14 @@ PRIORS: dict[str, Callable[..., dist.Distribution]] = {
 
 def make_prior(name: str, **kwargs) -> dist.Distribution:
     """A univariate prior by name: 'scale-mixture' (the paper's), 'normal', 'laplace',
-    'student-t'; keyword arguments go to its constructor."""
+    'student-t'.
+
+    :param name: a key of :data:`PRIORS`.
+    :param kwargs: its constructor's arguments (``pi``/``sigma1``/``sigma2``, ``loc``/``scale``,
+        ``df``).
+
+    >>> make_prior("normal", scale=0.1), make_prior("scale-mixture", pi=0.25)
+    """
     if name not in PRIORS:
         raise ValueError(f"unknown prior {name!r}; known priors: {', '.join(PRIORS)}")
     return PRIORS[name](**kwargs)
@@ -214,6 +232,12 @@ def pack_prior(spec: PriorSpec, shapes: Mapping[str, tuple]) -> dist.Distributio
 
     An i.i.d. univariate prior becomes ``prior.expand([P]).to_event(1)``, the fast path;
     anything else becomes a :class:`PackedPrior`.
+
+    :param spec: a prior spec (see the module docstring).
+    :param shapes: ordered {parameter name: shape}, e.g. :func:`~pyro_bnn.nets.param_shapes`.
+
+    >>> prior = pack_prior({"layers.0.*": dist.Normal(0.0, 1.0), "*": ScaleMixtureNormal()},
+    ...                    param_shapes((100, 10)))  # event shape (79510,)
     """
     total = sum(math.prod(s) for s in shapes.values())
     if isinstance(spec, dist.Distribution):
