@@ -1,4 +1,5 @@
-"""The one MLP definition shared by the plain baselines and the Bayesian net, and eq. 6.
+"""The one MLP definition shared by the plain baselines and the Bayesian net, and the L2
+penalty of eq. 6 (Section 3.3).
 
 Parameters are named like ``nn.Linear`` layers in an ``nn.ModuleList`` called ``layers``:
 ``layers.0.weight`` (out, in), ``layers.0.bias`` (out,), ... so a flat weight vector of the
@@ -21,7 +22,12 @@ IN_FEATURES = 784
 
 
 def parse_arch(arch: str | Sequence[int]) -> tuple[int, ...]:
-    """'FC-100-100-10' -> (100, 100, 10); a sequence of widths passes through, checked."""
+    """'FC-100-100-10' -> (100, 100, 10); a sequence of widths passes through, checked.
+
+    :param arch: an arch name 'FC-<width>-...-<classes>' or a sequence of layer widths.
+
+    >>> parse_arch("FC-100-100-10")  # (100, 100, 10)
+    """
     if isinstance(arch, str):
         if not re.fullmatch(r"FC(-\d+)+", arch):
             raise ValueError(f"arch must look like 'FC-100-100-10', got {arch!r}")
@@ -34,12 +40,23 @@ def parse_arch(arch: str | Sequence[int]) -> tuple[int, ...]:
 
 
 def arch_name(widths: Sequence[int]) -> str:
-    """(100, 100, 10) -> 'FC-100-100-10'."""
+    """(100, 100, 10) -> 'FC-100-100-10'.
+
+    :param widths: layer widths, the output layer last.
+
+    >>> arch_name((200, 200, 10))  # 'FC-200-200-10'
+    """
     return "FC-" + "-".join(str(w) for w in widths)
 
 
 def param_shapes(widths: Sequence[int], in_features: int = IN_FEATURES) -> dict[str, tuple]:
-    """Ordered parameter shapes: {'layers.0.weight': (w0, in), 'layers.0.bias': (w0,), ...}."""
+    """Ordered parameter shapes: {'layers.0.weight': (w0, in), 'layers.0.bias': (w0,), ...}.
+
+    :param widths: layer widths or an arch name.
+    :param in_features: input dimension (784 for MNIST).
+
+    >>> param_shapes((10,))  # {'layers.0.weight': (10, 784), 'layers.0.bias': (10,)}
+    """
     shapes: dict[str, tuple] = {}
     fan_in = in_features
     for i, width in enumerate(parse_arch(widths)):
@@ -52,10 +69,14 @@ def param_shapes(widths: Sequence[int], in_features: int = IN_FEATURES) -> dict[
 def mlp_forward(
     x: torch.Tensor, params: Sequence[tuple[torch.Tensor, torch.Tensor]]
 ) -> torch.Tensor:
-    """ReLU MLP with a linear output layer; returns logits.
+    """ReLU MLP with a linear output layer; returns logits (..., N, C).
 
-    x: (..., N, D). Each (weight, bias) is (..., out, in) and (..., out); leading sample
-    dims on the weights broadcast against those of x, so S weight samples give (S, N, C).
+    :param x: inputs (..., N, D), e.g. (N, 784) on the /126 pixel scale.
+    :param params: one (weight, bias) per layer, (..., out, in) and (..., out); leading
+        sample dims on the weights broadcast against those of x, so S weight samples give
+        (S, N, C).
+
+    >>> logits = mlp_forward(x, [(layer.weight, layer.bias) for layer in MLP((100, 10)).layers])
     """
     h = x
     last = len(params) - 1
@@ -80,6 +101,12 @@ class MLP(nn.Module):
 
     Initialised like the authors' Keras Dense layers: Glorot-uniform weights, zero biases.
     forward: x (N, 784) -> logits (N, C).
+
+    :param widths: layer widths, the output layer last, or an arch name.
+    :param in_features: input dimension (784 for MNIST).
+
+    >>> net = MLP("FC-200-200-10")
+    >>> logits = net(data.test.x)  # (10000, 10)
     """
 
     def __init__(self, widths: Sequence[int] | str, in_features: int = IN_FEATURES) -> None:
@@ -101,11 +128,16 @@ class MLP(nn.Module):
 
 
 def l2_penalty(model: MLP, lam: float) -> torch.Tensor:
-    """The paper's eq. 6 regulariser: ``lam * sum_l (1/|l|) * sum_{w in l} w**2``.
+    """The L2 term of the paper's eq. 6 (Section 3.3): ``lam * sum_l (1/|l|) * sum_{w in l} w**2``.
 
     |l| is the number of units of layer l (its output width, ``out_features``) and w runs
     over that layer's weight matrix only; biases are not penalised (Szegedy et al.'s
     "weight decay lambda * sum w^2 / k, k the number of units in the layer").
+
+    :param model: the :class:`MLP`.
+    :param lam: lambda >= 0 (the paper uses 0, 1e-4, 1e-2, 1).
+
+    >>> loss = F.cross_entropy(net(x), y) + l2_penalty(net, 1e-4)
     """
     if not math.isfinite(lam) or lam < 0:
         raise ValueError(f"lam must be a finite number >= 0, got {lam}")

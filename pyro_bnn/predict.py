@@ -5,8 +5,9 @@ Weights come from the guide through Pyro's ``Predictive(parallel=True)`` in one 
 draw; the forward pass then runs all S samples at once, chunked over N to bound memory.
 The three decision rules the harness scores are prob functions (x -> probs):
 
-- :func:`single_sample_fn`: each run is one weight sample (the paper's Tables 1 and 2);
-- :func:`ensemble_fn`: each run averages the probabilities of ``size`` samples (Table 3);
+- :func:`single_sample_fn`: each run is one weight sample (Section 3.2; Tables 1 and 2);
+- :func:`ensemble_fn`: each run averages the probabilities of ``size`` samples (Section 5,
+  eq. 7; Table 3);
 - :func:`mean_fn`: the posterior-mean network.
 
 :func:`sampler` gives the same rules as ``fn(x, k) -> (k, N, C)``, differentiable in x, for
@@ -46,7 +47,11 @@ def sample_posterior(model: BNN, guide, num_samples: int) -> dict[str, torch.Ten
     """Every latent site drawn from the guide by ``pyro.infer.Predictive`` in one
     vectorised draw: {'weights': (S, P), ...} (a learned noise scale adds 'log_scale' (S,)).
 
+    :param model: the :class:`~pyro_bnn.bnn.BNN`.
+    :param guide: its fitted guide.
     :param num_samples: S >= 1.
+
+    >>> samples = sample_posterior(bnn, guide, 100)  # {'weights': (100, P)}
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
@@ -67,6 +72,10 @@ def sample_posterior(model: BNN, guide, num_samples: int) -> dict[str, torch.Ten
 def sample_weights(model: BNN, guide, num_samples: int) -> torch.Tensor:
     """Draw weight vectors from the guide: (S, P).
 
+    :param model: the :class:`~pyro_bnn.bnn.BNN`.
+    :param guide: its fitted guide.
+    :param num_samples: S >= 1.
+
     >>> weights = sample_weights(bnn, guide, 100)
     """
     weights = sample_posterior(model, guide, num_samples)["weights"]
@@ -74,7 +83,13 @@ def sample_weights(model: BNN, guide, num_samples: int) -> torch.Tensor:
 
 
 def posterior_mean(model: BNN, guide) -> torch.Tensor:
-    """The guide's posterior mean (its median for Normal guides) of the weights: (P,)."""
+    """The guide's posterior mean (its median for Normal guides) of the weights: (P,).
+
+    :param model: the :class:`~pyro_bnn.bnn.BNN`.
+    :param guide: its fitted guide.
+
+    >>> mu = posterior_mean(bnn, guide)  # (P,)
+    """
     init_guide(model, guide)
     with local_params(model, guide):
         return guide.median()["weights"].detach().reshape(model.num_params)
@@ -106,6 +121,7 @@ def _chunk(model: BNN, s: int) -> int:
 def predictive(model: BNN, weights, x: torch.Tensor):
     """Per-sample predictions: the likelihood's :meth:`predict` of the net's output.
 
+    :param model: the :class:`~pyro_bnn.bnn.BNN`.
     :param weights: (S, P) (or (S, 1, P) as ``Predictive`` returns), or the dict of
         :func:`sample_posterior`.
     :param x: (N, ...) inputs.
@@ -113,6 +129,8 @@ def predictive(model: BNN, weights, x: torch.Tensor):
 
     Runs the S samples in one batched pass per chunk of inputs; keeps autograd for x if it
     requires grad.
+
+    >>> loc, scale = predictive(bnn, sample_posterior(bnn, guide, 100), x)  # regression
     """
     weights, latents = _weights(model, weights)
     model.check_x(x)
@@ -128,6 +146,10 @@ def predictive(model: BNN, weights, x: torch.Tensor):
 
 def predictive_probs(model: BNN, weights, x: torch.Tensor) -> torch.Tensor:
     """Class probabilities for every weight sample: weights (S, P), x (N, ...) -> (S, N, C).
+
+    :param model: a classifier :class:`~pyro_bnn.bnn.BNN`.
+    :param weights: (S, P), or a dict from :func:`sample_posterior`.
+    :param x: (N, ...) inputs, e.g. (N, 784) on the /126 pixel scale.
 
     >>> probs = predictive_probs(bnn, sample_weights(bnn, guide, 100), x)  # (100, N, 10)
     """
@@ -145,7 +167,15 @@ def _check_counts(**counts: int) -> None:
 
 def sampler(model: BNN, guide, ensemble: int = 1) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """``fn(x, k) -> (k, N, C)``: k fresh draws of the decision rule, each the mean of
-    ``ensemble`` weight samples (1 = a single sample). Differentiable in x."""
+    ``ensemble`` weight samples' probabilities (eq. 7; 1 = a single sample). Differentiable
+    in x.
+
+    :param model: a classifier :class:`~pyro_bnn.bnn.BNN`.
+    :param guide: its fitted guide.
+    :param ensemble: weight samples averaged per draw, N of eq. 7.
+
+    >>> probs = sampler(bnn, guide, ensemble=10)(x, 20)  # (20, N, C), for EOT attacks
+    """
     _check_counts(ensemble=ensemble)
 
     def draw(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -157,16 +187,30 @@ def sampler(model: BNN, guide, ensemble: int = 1) -> Callable[[torch.Tensor, int
 
 
 def single_sample_fn(model: BNN, guide, runs: int = 100) -> Callable:
-    """x -> (runs, N, C): each run uses one fresh weight sample for all of x."""
+    """x -> (runs, N, C): each run uses one fresh weight sample for all of x (Section 3.2).
+
+    :param model: a classifier :class:`~pyro_bnn.bnn.BNN`.
+    :param guide: its fitted guide.
+    :param runs: independent single-sample predictions (the paper averages 100).
+
+    >>> evaluate(single_sample_fn(bnn, guide, runs=100), data.test.x, data.test.y)["acc"]
+    """
     _check_counts(runs=runs)
     draw = sampler(model, guide, 1)
     return torch.no_grad()(lambda x: draw(x, runs))
 
 
 def ensemble_fn(model: BNN, guide, size: int, runs: int | None = None) -> Callable:
-    """x -> (runs, N, C): each run averages the probabilities of ``size`` fresh samples.
+    """x -> (runs, N, C): each run is the ensemble prediction of eq. 7 (Section 5), the
+    mean probabilities of ``size`` fresh weight samples.
 
-    ``runs`` defaults to max(1, 100 // size), the paper's Table 3 protocol.
+    :param model: a classifier :class:`~pyro_bnn.bnn.BNN`.
+    :param guide: its fitted guide.
+    :param size: N of eq. 7, weight samples per prediction.
+    :param runs: independent ensemble predictions; default max(1, 100 // size), the
+        paper's Table 3 protocol.
+
+    >>> probs = ensemble_fn(bnn, guide, size=100)(data.test.x)  # (1, 10000, 10)
     """
     _check_counts(size=size)
     runs = max(1, 100 // size) if runs is None else runs
@@ -176,7 +220,13 @@ def ensemble_fn(model: BNN, guide, size: int, runs: int | None = None) -> Callab
 
 
 def mean_fn(model: BNN, guide) -> Callable:
-    """x -> (N, C): the network with every weight at its posterior mean."""
+    """x -> (N, C): the network with every weight at its posterior mean.
+
+    :param model: a classifier :class:`~pyro_bnn.bnn.BNN`.
+    :param guide: its fitted guide.
+
+    >>> probs = mean_fn(bnn, guide)(data.test.x)  # (10000, 10)
+    """
     weights = posterior_mean(model, guide).unsqueeze(0)
 
     @torch.no_grad()

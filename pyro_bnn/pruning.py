@@ -18,7 +18,7 @@ from .guides import AutoSoftplusNormal
 
 __all__ = ["SCOPES", "prune", "prune_mask", "snr"]
 
-SCOPES = ("global", "tensor")
+SCOPES = ("global", "tensor")  # how weights are ranked: see the module docstring
 LOC, RHO = "locs.weights_unconstrained", "rhos.weights_unconstrained"  # the guide's state keys
 
 
@@ -33,7 +33,13 @@ def _check(guide, rate: float, scope: str) -> None:
 
 @torch.no_grad()
 def snr(model: BNN, guide: AutoSoftplusNormal) -> torch.Tensor:
-    """|mu| / sigma of every weight: (P,)."""
+    """The signal-to-noise ratio |mu| / sigma of every weight (Section 6): (P,).
+
+    :param model: the :class:`~pyro_bnn.bnn.BNN`.
+    :param guide: its fitted :class:`~pyro_bnn.guides.AutoSoftplusNormal`.
+
+    >>> ratio = snr(bnn, guide)  # (P,)
+    """
     init_guide(model, guide)
     return guide.median()["weights"].abs() / guide.scales()["weights"]
 
@@ -50,7 +56,15 @@ def _lowest(values: torch.Tensor, rate: float) -> torch.Tensor:
 def prune_mask(
     model: BNN, guide: AutoSoftplusNormal, rate: float, scope: str = "global"
 ) -> torch.Tensor:
-    """(P,) bool, True where a weight is removed."""
+    """(P,) bool, True where a weight is removed.
+
+    :param model: the :class:`~pyro_bnn.bnn.BNN`.
+    :param guide: its fitted :class:`~pyro_bnn.guides.AutoSoftplusNormal`.
+    :param rate: the fraction of weights removed, in [0, 1).
+    :param scope: 'global' or 'tensor' (see the module docstring).
+
+    >>> removed = prune_mask(bnn, guide, 0.5)  # removed.sum() == round(0.5 * P)
+    """
     _check(guide, rate, scope)
     values = snr(model, guide)
     if scope == "global":
@@ -62,7 +76,13 @@ def prune_mask(
 def prune(
     model: BNN, guide: AutoSoftplusNormal, rate: float, scope: str = "global"
 ) -> AutoSoftplusNormal:
-    """A copy of ``guide`` with the lowest-SNR ``rate`` fraction of weights set to exactly 0.
+    """A copy of ``guide`` with the lowest-SNR ``rate`` fraction of weights set to exactly 0
+    (Section 6, Table 4).
+
+    :param model: the :class:`~pyro_bnn.bnn.BNN`.
+    :param guide: its fitted :class:`~pyro_bnn.guides.AutoSoftplusNormal`; left unchanged.
+    :param rate: the fraction of weights removed, in [0, 1).
+    :param scope: 'global' (the paper's text) or 'tensor' (the authors' code).
 
     >>> pruned = prune(bnn, guide, 0.75, scope="tensor")
     >>> probs = ensemble_fn(bnn, pruned, size=100)(x)
