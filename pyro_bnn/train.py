@@ -2,7 +2,7 @@
 
 Both take the data in any form :func:`pyro_bnn.data.training_data` takes ((x, y) tensors,
 a Dataset or DataLoader, or the MNIST splits) and any torch optimiser; the default is the
-paper's SGD (Section 3.1: lr 1e-3, momentum 0.95, batch 128). In-memory tensors are
+paper's SGD (Section 3.2: lr 1e-3, momentum 0.95, batch 128). In-memory tensors are
 minibatched by index, with no DataLoader in the hot loop. Early stopping on validation
 data (patience 5 in the paper's text) and a checkpoint written atomically after every
 epoch, so that a killed run resumes, are options; ``callbacks`` see every epoch's record
@@ -35,12 +35,13 @@ from .predict import predictive, sample_weights
 
 __all__ = ["Callback", "FitResult", "OptimizerFactory", "fit_svi", "fit_torch", "run_epochs", "sgd"]
 
+# params -> torch optimizer, e.g. sgd() or functools.partial(torch.optim.Adam, lr=1e-3)
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 Callback = Callable[[dict], "bool | None"]  # an epoch's record -> True to stop
 
 
 def sgd(lr: float = 1e-3, momentum: float = 0.95) -> OptimizerFactory:
-    """The paper's optimiser (Section 3.1): SGD with momentum, as a factory of parameters.
+    """The paper's optimiser (Section 3.2): SGD with momentum, as a factory of parameters.
 
     :param lr: learning rate (per datapoint: the losses here are means).
     :param momentum: in [0, 1).
@@ -56,8 +57,20 @@ def sgd(lr: float = 1e-3, momentum: float = 0.95) -> OptimizerFactory:
 
 @dataclass
 class FitResult:
-    """What a fit did: epochs run, the best epoch (1-based) and its validation score
-    ``best_val`` of the ``monitor`` metric (None without validation data)."""
+    """What a fit did.
+
+    :param epochs: epochs run.
+    :param best_epoch: the epoch (1-based) whose weights were kept.
+    :param best_val: its validation score of the ``monitor`` metric (None without
+        validation data).
+    :param monitor: the metric that picked the best epoch, e.g. 'val_acc'.
+    :param stopped_early: whether patience or a callback stopped the run.
+    :param wall_time_s: training time in seconds, over resumed runs too.
+    :param history: one record per epoch: training means and validation metrics.
+
+    >>> result = fit_svi(bnn, guide, load_mnist())
+    >>> result.best_epoch, result.best_val, result.history[-1]["elbo"]
+    """
 
     epochs: int
     best_epoch: int
@@ -156,7 +169,25 @@ def run_epochs(
     ``batches(epoch)`` yields the minibatches; ``validate()`` returns validation metrics,
     where ``monitor`` (higher is better; a name starting with '-' is negated) picks the
     best epoch, whose weights are restored at the end. Without ``validate`` the last epoch
-    is kept. A checkpoint is resumed only if it was written under the same ``config``."""
+    is kept. A checkpoint is resumed only if it was written under the same ``config``.
+
+    :param trainable: the module whose state_dict is checkpointed and restored.
+    :param optimizer: the torch optimizer over its parameters.
+    :param step: trains on one minibatch (x, y); returns {metric: tensor}.
+    :param batches: epoch -> its (x, y) minibatches.
+    :param validate: () -> {metric: float}, or None.
+    :param max_epochs: the most epochs to run.
+    :param patience: epochs without a better ``monitor`` before stopping; None: never.
+    :param monitor: the validation metric to maximise ('-name' to minimise).
+    :param callbacks: called with each epoch's record; True stops the run.
+    :param checkpoint: a file to checkpoint every epoch and resume from, or None.
+    :param progress: show a tqdm bar.
+    :param desc: the bar's label.
+    :param config: what identifies the run (JSON-able); stored in the checkpoint.
+
+    >>> run_epochs(net, opt, step, minibatches(train, 128, 0, "cpu"), None, max_epochs=5,
+    ...            patience=None, checkpoint=None, progress=False, desc="fit", config={})
+    """
     state = load_checkpoint(checkpoint) if checkpoint else None
     if state is not None and state.get("config") == config:
         trainable.load_state_dict(state["trainable"])
@@ -272,17 +303,23 @@ def fit_torch(
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> FitResult:
-    """Train a plain classifier with mean cross-entropy + the eq. 6 L2 penalty ``lam``.
+    """Train a plain classifier with mean cross-entropy + the L2 penalty of eq. 6 (Section 3.3).
 
     :param model: any torch net mapping x (N, ...) to logits (N, C); ``lam`` > 0 needs an
         :class:`~pyro_bnn.nets.MLP` (eq. 6 is defined per layer of units).
     :param data: (x, y) tensors, a Split, Dataset or DataLoader, or the MNIST splits.
     :param val: validation data in any of those forms (default: MNIST's val split).
+    :param lam: lambda of eq. 6, >= 0 (:func:`~pyro_bnn.nets.l2_penalty`).
     :param optimizer: a factory ``params -> torch optimizer``; default :func:`sgd`.
+    :param batch_size: examples per minibatch (128 in the paper).
+    :param max_epochs: the most epochs to run.
     :param patience: epochs without a better validation accuracy before stopping; None
         turns early stopping off. The best epoch's weights are restored.
     :param callbacks: callables called with each epoch's record; True stops the run.
+    :param seed: seeds the initial torch RNG and the minibatch order.
+    :param device: where to train.
     :param checkpoint: a file to checkpoint every epoch and resume from.
+    :param progress: show a tqdm bar.
 
     >>> result = fit_torch(MLP((100, 100, 10)), load_mnist(), lam=1e-4)
     >>> result = fit_torch(net, (x, y), val=(x_val, y_val), patience=None, max_epochs=10)
@@ -368,7 +405,7 @@ def fit_svi(
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> FitResult:
-    """Fit ``guide`` to ``model`` by SVI (eq. 2); the guide is updated in place.
+    """Fit ``guide`` to ``model`` by SVI (Section 2.1, eqs. 3-4); the guide is updated in place.
 
     The loss is the ELBO per datapoint (:class:`~pyro_bnn.bnn.DatapointELBO`) with
     ``num_particles`` weight samples per step (1, as in the paper). Validation scores the
@@ -377,13 +414,22 @@ def fit_svi(
     during the fit (Pyro's ``module_local_params``, scoped to this call), so several BNNs
     train in one process. The bar shows the epoch means of ELBO, NLL and KL per datapoint.
 
+    :param model: the :class:`~pyro_bnn.bnn.BNN`.
+    :param guide: its guide, e.g. from :func:`~pyro_bnn.guides.make_guide`.
     :param data: (x, y) tensors, a Split, Dataset or DataLoader, or the MNIST splits.
     :param val: validation data (default: MNIST's val split; none for other forms).
     :param optimizer: a factory ``params -> torch optimizer``; default :func:`sgd`.
+    :param batch_size: examples per minibatch (128 in the paper).
+    :param max_epochs: the most epochs to run.
     :param patience: epochs without a better validation score before stopping; None turns
         early stopping off. The best epoch's guide is restored.
     :param callbacks: callables called with each epoch's record; True stops the run.
+    :param val_samples: weight samples averaged for the validation prediction.
+    :param num_particles: weight samples per ELBO estimate.
+    :param seed: seeds Pyro's RNG and the minibatch order.
+    :param device: where to train.
     :param checkpoint: a file to checkpoint every epoch and resume from.
+    :param progress: show a tqdm bar.
 
     >>> bnn = BayesianMLP(); guide = make_guide("softplus-normal", bnn, rho_init=-3.0)
     >>> result = fit_svi(bnn, guide, load_mnist())
