@@ -1,4 +1,5 @@
-"""Minimum-norm adversarial perturbations (eq. 5), the authors' 'paper' variant, and EOT.
+"""Minimum-norm adversarial perturbations (Section 2.2, eq. 5), the authors' 'paper'
+variant, and EOT.
 
 A *model function* ``fn`` maps x (N, 784) on the /126 pixel scale to logits or
 probabilities (N, C), as ``output="logits"|"probs"`` says, or to (K, N, C): K independent
@@ -26,7 +27,7 @@ larger norm (hence also no early stop).
 judges success over fresh passes.
 
 :func:`paper_attack` is the authors' ``perturb_data`` (../shared/paper/AUTHORS_CODE.md),
-each of its choices an option. :mod:`pyro_bnn.attack_sets` stores results as artifacts.
+each of its choices an option. ``runs/attack_sets.py`` stores results as artifacts.
 
 >>> result = min_norm_attack(net, data.test.x, data.test.y, steps=100)
 >>> result.distortion()["distortion"]
@@ -61,17 +62,24 @@ __all__ = [
 ModelFn = Callable[[torch.Tensor], torch.Tensor]  # x (N, D) -> (N, C) or (K, N, C)
 SampleFn = Callable[[torch.Tensor, int], torch.Tensor]  # (x (N, D), k) -> probs (k, N, C)
 Judge = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_adv, y) -> miss rate (N,)
-OUTPUTS = ("logits", "probs")
+OUTPUTS = ("logits", "probs")  # what a model function returns: its output= argument
 TINY = torch.finfo(torch.float32).tiny  # floor for probabilities before log
 NORM_FLOOR = 1e-12  # floor for norms we divide by: x / NORM_FLOOR stays finite, 0 * it is 0
 
 
 @dataclass
 class AttackResult:
-    """What an attack found. r: (N, D), zero where it failed; success: (N,) bool;
-    miss_rate: (N,) fraction of the judging passes that misclassify x + r (0 or 1 for a
-    deterministic model, 0 where nothing was found; success = miss_rate > 0.5);
-    config: the attack's settings."""
+    """What an attack found.
+
+    :param r: (N, D) perturbations on the /126 scale, zero where the attack failed.
+    :param success: (N,) bool, miss_rate > 0.5.
+    :param miss_rate: (N,) fraction of the judging passes that misclassify x + r (0 or 1
+        for a deterministic model, 0 where nothing was found).
+    :param config: the attack's settings.
+
+    >>> result = min_norm_attack(net, x, y)
+    >>> result.norms()[result.success].median(), result.distortion()["distortion"]
+    """
 
     r: torch.Tensor
     success: torch.Tensor
@@ -91,14 +99,19 @@ class AttackResult:
 
 
 def distortion(r: torch.Tensor, success: torch.Tensor | None = None) -> dict:
-    """Summary of perturbations r (N, D) on the /126 scale; success (N,) bool (all if None).
+    """Summary statistics of perturbations r.
 
     distortion: (1/n) sum_i sqrt(||r_i||^2 / D) over the n successful examples (the paper's
-    formula); distortion_01: the same on Szegedy's [0, 1] pixel scale (times 126/255);
+    formula, Section 4.2); distortion_01: the same on Szegedy's [0, 1] pixel scale (times 126/255);
     median_l2(_01): median ||r_i|| over successful examples; median_l2_all: the median over
     all N with failures counted as infinite (the one more steps can only lower). n_zero:
     successes with r = 0 (misclassified already); distortion_nonzero: the distortion of the
     others. Medians are lower medians (torch.median); a statistic of no examples is nan.
+
+    :param r: (N, D) perturbations on the /126 scale.
+    :param success: (N,) bool, the examples where the attack succeeded; all if None.
+
+    >>> distortion(result.r, result.success)["distortion"]
     """
     if r.dim() != 2:
         raise ValueError(f"r must be (N, D), got {tuple(r.shape)}")
@@ -127,7 +140,15 @@ def distortion(r: torch.Tensor, success: torch.Tensor | None = None) -> dict:
 def perturb(
     x: torch.Tensor, r: torch.Tensor, *, scale: float = 1.0, clip: bool = True
 ) -> torch.Tensor:
-    """x + scale * r, clipped to the pixel box [0, X_MAX] unless clip=False. x, r: (N, D)."""
+    """x + scale * r, clipped to the pixel box [0, X_MAX] unless clip=False.
+
+    :param x: (N, D) inputs on the /126 scale.
+    :param r: (N, D) perturbations.
+    :param scale: multiplies r (the authors' BNN transfer evaluation used 1.5).
+    :param clip: clip the result to [0, X_MAX].
+
+    >>> x_adv = perturb(data.test.x, result.r, scale=1.5)
+    """
     out = x + scale * r
     return out.clamp(0.0, X_MAX) if clip else out
 
@@ -209,6 +230,13 @@ def loss_grad(
     """The attack loss and its input gradient: (margin (N,), grad (N, D), output (K, N, C)).
 
     margin: the mean over the K draws of log p_y - max_{j != y} log p_j (< 0: misclassified).
+
+    :param fn: model function (see the module docstring).
+    :param x: (N, D) inputs.
+    :param y: (N,) int64 labels.
+    :param output: 'logits' or 'probs', what ``fn`` returns.
+
+    >>> margin, grad, out = loss_grad(net, x, y)
     """
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -268,18 +296,28 @@ def min_norm_attack(
     judge: Judge | None = None,
     progress: bool = True,
 ) -> AttackResult:
-    """Untargeted minimum-L2 attack (DDN, see the module docstring), batch by batch.
+    """Untargeted minimum-L2 attack on the objective of eq. 5 (Section 2.2) by DDN (see the
+    module docstring), batch by batch.
 
-    fn: model function; x: (N, D) in [0, X_MAX]; y: (N,) int64. gamma: relative change of
-    the radius per step, decaying to gamma/10; alpha: step length relative to the radius,
-    decaying to alpha/100; both halve their distance to the floor every half_life steps.
-    Until an example is first misclassified its radius may jump to the linearised distance
-    to the boundary, |r| + margin/|grad|. judge(x + r, y) -> (N,) miss rate gives the final
-    verdict on the best r (default: one more call of fn); r is zeroed where it is <= 0.5.
-    confidence: during the attack x + r counts as misclassified when more than this
-    fraction of fn's K draws get it wrong. Above 0.5 it keeps the best r of a stochastic
-    model off its fuzzy boundary, where a fresh judgement would be a coin flip; with one
-    draw, or a deterministic model, it makes no difference.
+    :param fn: model function, x -> (N, C) or (K, N, C) (see the module docstring).
+    :param x: (N, D) inputs in the pixel box [0, X_MAX] (the /126 scale).
+    :param y: (N,) int64 true labels.
+    :param steps: gradient steps per batch.
+    :param output: 'logits' or 'probs', what ``fn`` returns.
+    :param batch_size: examples attacked at once.
+    :param gamma: relative change of the radius per step, decaying to gamma/10.
+    :param alpha: step length relative to the radius, decaying to alpha/100.
+    :param half_life: gamma and alpha halve their distance to the floor every half_life steps.
+    :param confidence: during the attack x + r counts as misclassified when more than this
+        fraction of fn's K draws get it wrong. Above 0.5 it keeps the best r of a stochastic
+        model off its fuzzy boundary, where a fresh judgement would be a coin flip; with one
+        draw, or a deterministic model, it makes no difference.
+    :param judge: judge(x + r, y) -> (N,) miss rate gives the final verdict on the best r
+        (default: one more call of fn); r is zeroed where it is <= 0.5.
+    :param progress: show a tqdm bar.
+
+    >>> result = min_norm_attack(net, data.test.x, data.test.y, steps=200)
+    >>> x_adv = perturb(data.test.x, result.r)
     """
     _check_inputs(x, y, output)
     _positive_int("steps", steps)
@@ -368,19 +406,39 @@ def paper_attack(
     batch_size: int = 1_000,
     progress: bool = True,
 ) -> AttackResult:
-    """The authors' targeted attack (``perturb_data``), vectorised over examples and targets.
+    """The authors' targeted attack (``perturb_data``), vectorised over examples and targets:
+    eq. 5 (Section 2.2) divided by c, with the loss a target's cross-entropy.
 
-    For each target k (default: every class but y; a listed k equal to y is skipped) it
-    minimises ||r||_2 + (1/c) CE(fn(x + r), k), c ramped linearly from c_max/steps to c_max,
-    by RMSprop as in Keras (lr, rho, rms_eps; accumulator starting at 0). r starts at r_init
-    and is clipped after every step to [r_min, box_max - x] (brighten_only; the authors'
-    2.03 is slightly above X_MAX) or else to [-x, box_max - x]. CE clips the target's
-    probability to [prob_clip, 1 - prob_clip] as Keras does (0: no clip), which zeroes the
-    gradient of targets below prob_clip. The loss is a mean over mean_over examples (their
-    batch), which scales the gradient RMSprop sees. Success for k is judged once, at the
-    end: argmax fn(x + r) == k. The smallest-norm success over targets is kept; examples
-    with none fail (r = 0), and the authors drop them. batch_size: examples per batch (each
-    batch runs T x batch_size rows through fn).
+    For each target k it minimises ||r||_2 + (1/c) CE(fn(x + r), k), c ramped linearly from
+    c_max/steps to c_max, by RMSprop as in Keras (accumulator starting at 0). Success for k
+    is judged once, at the end: argmax fn(x + r) == k. The smallest-norm success over
+    targets is kept; examples with none fail (r = 0), and the authors drop them.
+
+    :param fn: model function (see the module docstring).
+    :param x: (N, D) inputs in the pixel box [0, X_MAX] (the /126 scale).
+    :param y: (N,) int64 true labels.
+    :param steps: RMSprop steps (the authors': 4000).
+    :param output: 'logits' or 'probs', what ``fn`` returns.
+    :param targets: the target classes; default every class but y (a listed k equal to y
+        is skipped).
+    :param brighten_only: clip r after every step to [r_min, box_max - x], as the authors
+        do; else to [-x, box_max - x].
+    :param r_init: the starting value of every entry of r.
+    :param r_min: the lower clip of r when brighten_only.
+    :param box_max: the top of the pixel box (the authors' 2.03 is slightly above X_MAX).
+    :param lr: RMSprop learning rate.
+    :param rho: RMSprop's decay of the squared-gradient average.
+    :param rms_eps: RMSprop's epsilon.
+    :param c_max: the last step's c.
+    :param prob_clip: CE clips the target's probability to [prob_clip, 1 - prob_clip] as
+        Keras does (0: no clip), which zeroes the gradient of targets below prob_clip.
+    :param mean_over: the loss is a mean over this many examples (the authors' batch),
+        which scales the gradient RMSprop sees.
+    :param batch_size: examples per batch (each batch runs T x batch_size rows through fn).
+    :param progress: show a tqdm bar.
+
+    >>> result = paper_attack(net, data.val.x, data.val.y)
+    >>> kept = data.val.x[result.success] + result.r[result.success]
     """
     _check_inputs(x, y, output)
     _positive_int("steps", steps)
@@ -423,8 +481,12 @@ def paper_attack(
 def eot_model(sample_fn: SampleFn, k: int) -> ModelFn:
     """The model function of a stochastic model for EOT: x (N, D) -> probs (k, N, C).
 
-    sample_fn(x, k) returns k independent draws of the decision rule (each one weight
-    sample, or the mean of N samples) with fresh randomness on every call.
+    :param sample_fn: ``sample_fn(x, k)`` returns k independent draws of the decision rule
+        (each one weight sample, or the mean of N samples) with fresh randomness on every
+        call, e.g. :func:`~pyro_bnn.predict.sampler`.
+    :param k: draws per call.
+
+    >>> fn = eot_model(sampler(bnn, guide), k=20)  # fn(x): (20, N, C)
     """
     _positive_int("k", k)
 
@@ -443,7 +505,16 @@ def miss_rate(
     passes: int = 32,
     batch_size: int = 10_000,
 ) -> torch.Tensor:
-    """Fraction of ``passes`` fresh forward passes that misclassify each example: (N,)."""
+    """Fraction of ``passes`` fresh forward passes that misclassify each example: (N,).
+
+    :param sample_fn: ``sample_fn(x, k) -> (k, N, C)``, e.g. :func:`~pyro_bnn.predict.sampler`.
+    :param x: (N, D) inputs.
+    :param y: (N,) int64 labels.
+    :param passes: forward passes per example.
+    :param batch_size: examples per call of sample_fn.
+
+    >>> rates = miss_rate(sampler(bnn, guide), perturb(x, result.r), y)
+    """
     _positive_int("passes", passes)
     _positive_int("batch_size", batch_size)
     rates = [torch.zeros(0, device=x.device)]
@@ -469,6 +540,16 @@ def eot_attack(
     judged over ``passes`` fresh passes (a majority misclassifies). During the attack x + r
     counts as misclassified when more than ``confidence`` of the k draws get it wrong.
     ``settings`` go to :func:`min_norm_attack` (steps, batch_size, gamma, alpha, half_life).
+
+    :param sample_fn: ``sample_fn(x, k) -> (k, N, C)``, e.g. :func:`~pyro_bnn.predict.sampler`.
+    :param x: (N, D) inputs in [0, X_MAX] (the /126 scale).
+    :param y: (N,) int64 true labels.
+    :param k: draws whose gradients each step averages.
+    :param passes: fresh passes that judge the final r.
+    :param confidence: fraction of the k draws that must be wrong during the attack.
+    :param progress: show a tqdm bar.
+
+    >>> result = eot_attack(sampler(bnn, guide), x, y, k=20, steps=100)
     """
     if "output" in settings or "judge" in settings:
         raise ValueError("eot_attack sets output='probs' and judge itself")
