@@ -35,19 +35,32 @@ __all__ = [
     "save_checkpoint",
 ]
 
-DEFAULT_ROOT = Path("runs") / "artifacts"
+DEFAULT_ROOT = Path("runs") / "artifacts"  # where the study's artifacts go by default
 TENSORS, META = "tensors.pt", "meta.json"
 
 
 def artifact_dir(root: str | os.PathLike, kind: str, name: str) -> Path:
-    """``<root>/<kind>/<name>``; names may not contain path separators."""
+    """``<root>/<kind>/<name>``; names may not contain path separators.
+
+    :param root: the artifacts root, e.g. :data:`DEFAULT_ROOT`.
+    :param kind: the artifact kind, a folder per kind (e.g. 'bnn').
+    :param name: the artifact's name, a plain file name.
+
+    >>> artifact_dir("runs/artifacts", "bnn", "rho-3")  # Path('runs/artifacts/bnn/rho-3')
+    """
     if not name or "/" in name or "\\" in name or name in (".", ".."):
         raise ValueError(f"artifact name must be a plain file name, got {name!r}")
     return Path(root) / kind / name
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` on a temporary sibling of ``path``, then rename it over."""
+    """Call ``write(tmp_path)`` on a temporary sibling of ``path``, then rename it over.
+
+    :param path: the file to write; its folder is created.
+    :param write: writes the content to the temporary path it is given.
+
+    >>> atomic_write("out/table.md", lambda tmp: tmp.write_text(text))
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -66,6 +79,10 @@ def _normalise(obj: Any) -> Any:
 
 
 def library_versions() -> dict[str, str]:
+    """Python, torch, Pyro and numpy versions and the machine, as stored in ``meta.json``.
+
+    >>> library_versions()["torch"]
+    """
     import numpy
     import pyro
 
@@ -84,7 +101,16 @@ def save_artifact(
     config: Mapping[str, Any],
     **meta: Any,
 ) -> dict:
-    """Write ``tensors.pt`` then ``meta.json`` (config, versions, any extra metadata)."""
+    """Write ``tensors.pt`` then ``meta.json`` (config, versions, any extra metadata).
+
+    :param path: the artifact's folder.
+    :param tensors: what goes into ``tensors.pt`` (tensors, numbers, lists, dicts).
+    :param config: what identifies the artifact (JSON-able).
+    :param meta: extra JSON-able metadata for ``meta.json``.
+    :returns: the meta record written.
+
+    >>> save_artifact("runs/artifacts/attacks/fc10", {"r": r}, {"steps": 100})
+    """
     path = Path(path)
     atomic_write(path / TENSORS, lambda tmp: torch.save(dict(tensors), tmp))
     record = {
@@ -99,7 +125,13 @@ def save_artifact(
 
 
 def matching_meta(path: str | os.PathLike, config: Mapping[str, Any]) -> dict | None:
-    """The meta of a finished artifact at ``path`` whose config equals ``config``, else None."""
+    """The meta of a finished artifact at ``path`` whose config equals ``config``, else None.
+
+    :param path: the artifact's folder.
+    :param config: the config it must have been saved under.
+
+    >>> matching_meta("runs/artifacts/attacks/fc10", {"steps": 100}) is not None
+    """
     path = Path(path)
     if not (path / META).is_file() or not (path / TENSORS).is_file():
         return None
@@ -111,7 +143,12 @@ def matching_meta(path: str | os.PathLike, config: Mapping[str, Any]) -> dict | 
 
 
 def load_artifact(path: str | os.PathLike) -> tuple[dict, dict]:
-    """(tensors, meta) of a finished artifact; tensors are loaded with ``weights_only=True``."""
+    """(tensors, meta) of a finished artifact; tensors are loaded with ``weights_only=True``.
+
+    :param path: the artifact's folder.
+
+    >>> tensors, meta = load_artifact("runs/artifacts/attacks/fc10")
+    """
     path = Path(path)
     if not (path / META).is_file():
         raise FileNotFoundError(f"no finished artifact at {path} (missing {META})")
@@ -180,12 +217,23 @@ def cached(
 
 
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    """Atomically write a training checkpoint (plain tensors, numbers, lists and dicts)."""
+    """Atomically write a training checkpoint (plain tensors, numbers, lists and dicts).
+
+    :param path: the checkpoint file.
+    :param state: what to save.
+
+    >>> save_checkpoint("ckpt.pt", {"epoch": 3, "model": net.state_dict()})
+    """
     atomic_write(path, lambda tmp: torch.save(dict(state), tmp))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict | None:
-    """The checkpoint at ``path``, or None if there is none."""
+    """The checkpoint at ``path``, or None if there is none.
+
+    :param path: the checkpoint file.
+
+    >>> state = load_checkpoint("ckpt.pt")
+    """
     path = Path(path)
     if not path.is_file():
         return None
@@ -244,6 +292,11 @@ def load_bnn(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """Load a BNN saved by :func:`save_bnn`: returns ``(model, guide)`` on ``device``.
 
     Unpickles the saved model: load only folders you trust.
+
+    :param path: the folder :func:`save_bnn` wrote.
+    :param device: where to put the model and guide.
+
+    >>> bnn, guide = load_bnn("runs/artifacts/my-bnn", device="cuda")
     """
     from .bnn import init_guide
     from .guides import make_guide

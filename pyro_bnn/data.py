@@ -1,4 +1,5 @@
-"""MNIST as in-memory tensors, split and scaled as in Zhang & Chen (2020) and their code.
+"""MNIST as in-memory tensors, split and scaled as in Zhang & Chen (2020, Section 3.1) and
+their code.
 
 Splits: the first 50,000 training images are ``train``, the last 10,000 ``val``; the
 10,000 test images are ``test``. Pixels are divided by 126, so x lies in [0, 255/126].
@@ -37,9 +38,9 @@ __all__ = [
     "training_data",
 ]
 
-PIXEL_SCALE = 126.0
+PIXEL_SCALE = 126.0  # pixels are divided by this (the authors' code; the paper: "(0, 2)")
 X_MAX = 255.0 / PIXEL_SCALE  # upper end of the pixel box, ~2.024
-N_TRAIN = 50_000
+N_TRAIN = 50_000  # the first 50k training images train, the rest validate
 
 SHA256 = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -56,7 +57,10 @@ FIX_HINT = (
 
 
 class DataError(RuntimeError):
-    """A data file is missing, truncated or corrupt; the message names it and the fix."""
+    """A data file is missing, truncated or corrupt; the message names it and the fix.
+
+    >>> load_mnist("/no/such/folder")  # raises DataError naming the folder and the fix
+    """
 
 
 def _check_count(name: str, n) -> None:
@@ -66,8 +70,13 @@ def _check_count(name: str, n) -> None:
 
 @dataclass(frozen=True)
 class Split:
-    """One split held in memory: x (N, ...) and targets y (N,). For MNIST, x is (N, 784)
-    float32 in [0, X_MAX] and y int64 labels."""
+    """One split held in memory.
+
+    :param x: inputs (N, ...); for MNIST (N, 784) float32 on the /126 scale, in [0, X_MAX].
+    :param y: targets (N,); for MNIST int64 labels.
+
+    >>> train = Split(x, y).head(1000)
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -96,7 +105,15 @@ class Split:
 
 @dataclass(frozen=True)
 class MNIST:
-    """The three splits: train (50k), val (10k), test (10k)."""
+    """The three splits of :func:`load_mnist`.
+
+    :param train: the first 50,000 training images.
+    :param val: the last 10,000 training images.
+    :param test: the 10,000 test images.
+    :param source: the folder they were read from.
+
+    >>> data = load_mnist().head(2000, 500)  # a quick slice: 2,000 train, 500 val and test
+    """
 
     train: Split
     val: Split
@@ -133,7 +150,13 @@ def _file_in(folder: Path, name: str) -> Path | None:
 
 
 def find_mnist_dir(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
-    """The folder MNIST is read from, following the lookup order in the module docstring."""
+    """The folder MNIST is read from, following the lookup order in the module docstring.
+
+    :param data_dir: a folder holding the four IDX files; default ``$PYRO_BNN_DATA``.
+    :param download: download into the cache if no copy is found.
+
+    >>> find_mnist_dir(download=False)
+    """
     explicit = data_dir if data_dir is not None else os.environ.get("PYRO_BNN_DATA")
     if explicit:
         folder = Path(explicit)
@@ -186,6 +209,10 @@ def load_mnist(
 ) -> MNIST:
     """Load MNIST into memory: train 50k / val 10k / test 10k, pixels divided by 126.
 
+    :param data_dir: a folder holding the four IDX files (see :func:`find_mnist_dir`).
+    :param device: where to put the tensors.
+    :param download: download into the cache if no copy is found.
+
     >>> data = load_mnist()
     >>> data.train.x.shape, data.test.y.dtype
     (torch.Size([50000, 784]), torch.int64)
@@ -210,6 +237,9 @@ def as_split(data, name: str = "data") -> Split:
     """Any in-memory form of (x, y) as a :class:`Split`: a Split, an (x, y) tuple, a
     TensorDataset of two tensors, or any map-style Dataset or DataLoader of (x, y) pairs
     (collated into memory once).
+
+    :param data: the data, in any of those forms.
+    :param name: how error messages call it.
 
     >>> as_split((x, y)), as_split(TensorDataset(x, y)), as_split(loader)
     """
@@ -241,7 +271,13 @@ def training_data(data, val=None) -> tuple[Split | DataLoader, Split | None]:
     """(train, val) for the fit functions. ``data`` may be the :class:`MNIST` container
     (its train split, and its val split unless ``val`` is given), any form
     :func:`as_split` takes, or a DataLoader, which is then iterated as it is every epoch.
-    ``val`` is optional and takes any form :func:`as_split` takes."""
+    ``val`` is optional and takes any form :func:`as_split` takes.
+
+    :param data: the training data.
+    :param val: the validation data, or None.
+
+    >>> train, val = training_data((x, y), val=(x_val, y_val))
+    """
     if isinstance(data, MNIST):
         train, val = data.train, data.val if val is None else val
     elif isinstance(data, DataLoader):
