@@ -38,13 +38,19 @@ __all__ = [
     "write_table",
 ]
 
-ProbFn = Callable[[torch.Tensor], torch.Tensor]
-GaussianFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+ProbFn = Callable[[torch.Tensor], torch.Tensor]  # x (N, D) -> probs (N, C) or (R, N, C)
+GaussianFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # x -> (loc, scale)
 EvalSet = Split | tuple[torch.Tensor, torch.Tensor]
 
 
 def as_probs(logits_fn: Callable[[torch.Tensor], torch.Tensor], chunk_size: int = 10_000) -> ProbFn:
-    """Wrap a logits model (a plain ``nn.Module``) as a prob function, chunked, no grad."""
+    """Wrap a logits model (a plain ``nn.Module``) as a prob function, chunked, no grad.
+
+    :param logits_fn: x (N, D) -> logits (N, C).
+    :param chunk_size: inputs per call of logits_fn.
+
+    >>> probs = as_probs(net)(data.test.x)  # (10000, 10)
+    """
 
     @torch.no_grad()
     def probs(x: torch.Tensor) -> torch.Tensor:
@@ -70,20 +76,40 @@ def _check(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def accuracy(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-run accuracy. probs: (R, N, C) or (N, C); y: (N,) -> (R,)."""
+    """Per-run accuracy: (R,).
+
+    :param probs: (R, N, C) or (N, C) class probabilities.
+    :param y: (N,) int64 labels.
+
+    >>> accuracy(single_sample_fn(bnn, guide, 100)(x), y).mean()
+    """
     probs = _check(probs, y)
     return (probs.argmax(-1) == y).double().mean(-1)
 
 
 def nll(probs: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Per-run mean negative log-likelihood in nats -> (R,)."""
+    """Per-run mean negative log-likelihood in nats: (R,).
+
+    :param probs: (R, N, C) or (N, C) class probabilities.
+    :param y: (N,) int64 labels.
+    :param eps: floor on the true class's probability before the log.
+
+    >>> nll(as_probs(net)(x), y)  # (1,)
+    """
     probs = _check(probs, y)
     picked = probs.gather(-1, y.expand(probs.shape[0], -1).unsqueeze(-1)).squeeze(-1)
     return -picked.double().clamp_min(eps).log().mean(-1)
 
 
 def ece(probs: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> torch.Tensor:
-    """Per-run expected calibration error, equal-width confidence bins -> (R,)."""
+    """Per-run expected calibration error over equal-width confidence bins: (R,).
+
+    :param probs: (R, N, C) or (N, C) class probabilities.
+    :param y: (N,) int64 labels.
+    :param n_bins: confidence bins on [0, 1].
+
+    >>> ece(as_probs(net)(x), y, n_bins=10)
+    """
     probs = _check(probs, y)
     runs, n, _ = probs.shape
     conf, pred = probs.double().max(-1)
@@ -100,7 +126,14 @@ def _stack_probs(outs: list[torch.Tensor]) -> torch.Tensor:
 
 
 def run_probs(predict: ProbFn, x: torch.Tensor, runs: int = 1) -> torch.Tensor:
-    """Call ``predict`` ``runs`` times and stack every run: (R_total, N, C)."""
+    """Call ``predict`` ``runs`` times and stack every run: (R_total, N, C).
+
+    :param predict: prob function, x (N, D) -> (N, C) or (R, N, C).
+    :param x: (N, D) inputs.
+    :param runs: calls of predict.
+
+    >>> probs = run_probs(mean_fn(bnn, guide), x, runs=1)  # (1, N, C)
+    """
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
     return _stack_probs([predict(x) for _ in range(runs)])
@@ -176,7 +209,7 @@ def evaluate(
     :param runs: how many times to call ``predict``; R counts every draw of every call.
 
     >>> evaluate(as_probs(net), data.test.x, data.test.y)["acc"]
-    >>> evaluate(lambda x: (net(x), torch.ones(len(x))), x, y_float)["rmse"]
+    >>> evaluate(lambda x: (net(x).squeeze(-1), torch.ones(len(x))), x, y_float)["rmse"]
     """
     if x.dim() != 2 or len(x) != len(y):
         raise ValueError(f"x must be (N, D) with N={len(y)}, got {tuple(x.shape)}")
@@ -254,7 +287,15 @@ def evaluate_many(
     runs: int = 1,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Score every model on every set; one row per (model, set), long format."""
+    """Score every model on every set with :func:`evaluate`; one row per (model, set).
+
+    :param models: {name: prob function}.
+    :param sets: {name: Split or (x, y)}.
+    :param runs: calls of each prob function per set.
+    :param progress: show a tqdm bar.
+
+    >>> df = evaluate_many({"mlp": as_probs(net)}, {"test": data.test}, progress=False)
+    """
     rows = []
     pairs = [(m, s) for m in models for s in sets]
     for model_name, set_name in tqdm(pairs, desc="evaluate", disable=not progress, leave=False):
@@ -267,7 +308,14 @@ def evaluate_many(
 
 
 def write_table(df: pd.DataFrame, stem: str | os.PathLike, floatfmt: str = ".4f") -> None:
-    """Write ``stem.csv`` and ``stem.md`` atomically."""
+    """Write ``stem.csv`` and ``stem.md`` atomically.
+
+    :param df: the table.
+    :param stem: the path without its suffix.
+    :param floatfmt: the format of floats in the markdown table.
+
+    >>> write_table(df, "runs/results/table2")  # table2.csv and table2.md
+    """
     stem = Path(stem)
     atomic_write(stem.with_suffix(".csv"), lambda tmp: df.to_csv(tmp, index=False))
     text = df.to_markdown(index=False, floatfmt=floatfmt) + "\n"

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
-DEFAULT_RHO_INIT = -3.0  # the paper's Table 3 and our default
+DEFAULT_RHO_INIT = -3.0  # our default; Table 3's N = 1 column matches Table 2's rho_init -3
 RHO_MIN = -80.0  # softplus(rho) underflows float32 near rho = -88
 
 

@@ -29,7 +29,10 @@ __all__ = ["LIKELIHOODS", "Bernoulli", "Categorical", "Gaussian", "Likelihood", 
 
 class Likelihood:
     """Base class. Subclasses set :attr:`out_features` checks and implement
-    :meth:`distribution`, :meth:`check_targets` and :meth:`predict`."""
+    :meth:`distribution`, :meth:`check_targets` and :meth:`predict`.
+
+    >>> isinstance(make_likelihood("categorical"), Likelihood)  # True
+    """
 
     #: torch dtype of the targets
     target_dtype: torch.dtype = torch.float32
@@ -80,7 +83,10 @@ def _check_long_labels(y: torch.Tensor, n: int, classes: int) -> None:
 
 
 class Categorical(Likelihood):
-    """Softmax classification over the net's K = C outputs (the paper's likelihood)."""
+    """Softmax classification over the net's K = C outputs (the paper's likelihood).
+
+    >>> bnn = BNN(net, likelihood=Categorical())  # the same as likelihood="categorical"
+    """
 
     target_dtype = torch.long
 
@@ -99,7 +105,10 @@ class Categorical(Likelihood):
 
 
 class Bernoulli(Likelihood):
-    """Binary classification from one logit; labels are 0/1 (int64 or float)."""
+    """Binary classification from one logit; labels are 0/1 (int64 or float).
+
+    >>> bnn = BNN(nn.Linear(5, 1), likelihood=Bernoulli())
+    """
 
     def check_out_features(self, k: int) -> None:
         if k != 1:
@@ -129,6 +138,9 @@ class Gaussian(Likelihood):
         ``exp(log_scale)`` with ``log_scale ~ N(log_scale_loc, log_scale_scale^2)`` a latent
         site the guide learns; ``"heteroskedastic"``: the net's second output gives the sd
         per input, softplus(out[..., 1]) + ``min_scale``.
+    :param log_scale_loc: mean of the ``"learned"`` scale's Normal prior on log sd.
+    :param log_scale_scale: sd of that prior, > 0.
+    :param min_scale: floor added to the ``"heteroskedastic"`` sd, > 0.
 
     >>> Gaussian(0.1), Gaussian("learned"), Gaussian("heteroskedastic")
     """
@@ -208,11 +220,17 @@ class Gaussian(Likelihood):
         return f"Gaussian(scale={self.scale!r})"
 
 
+# likelihood name -> class, the names make_likelihood and BNN(likelihood=...) accept
 LIKELIHOODS = {"categorical": Categorical, "bernoulli": Bernoulli, "gaussian": Gaussian}
 
 
 def make_likelihood(spec: str | Likelihood) -> Likelihood:
-    """A likelihood from a name in :data:`LIKELIHOODS` or an instance (passed through)."""
+    """A likelihood from a name in :data:`LIKELIHOODS` or an instance (passed through).
+
+    :param spec: 'categorical', 'bernoulli', 'gaussian' (sd 1), or a :class:`Likelihood`.
+
+    >>> make_likelihood("bernoulli"), make_likelihood(Gaussian(0.1))
+    """
     if isinstance(spec, Likelihood):
         return spec
     if isinstance(spec, str) and spec in LIKELIHOODS:

@@ -109,6 +109,7 @@ def least_confidence(probs: torch.Tensor) -> torch.Tensor:
     return 1.0 - p.mean(0).max(-1).values
 
 
+# measure name -> function probs (S, N, C) -> (N,), the names uncertainty() and detect() take
 MEASURES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "entropy": predictive_entropy,
     "expected_entropy": expected_entropy,
