@@ -204,18 +204,20 @@ def evaluate(
     mean +- 1.96 total sd, a Gaussian approximation of the mixture's central 95% interval.
 
     :param predict: prob function or Gaussian function of x.
-    :param x: inputs, (N, D).
+    :param x: inputs, (N, ...).
     :param y: int64 labels (N,), or float targets (N,) for regression.
-    :param runs: how many times to call ``predict``; R counts every draw of every call.
+    :param runs: how many times to call ``predict`` (without autograd); R counts every
+        draw of every call.
 
     >>> evaluate(as_probs(net), data.test.x, data.test.y)["acc"]
     >>> evaluate(lambda x: (net(x).squeeze(-1), torch.ones(len(x))), x, y_float)["rmse"]
     """
-    if x.dim() != 2 or len(x) != len(y):
-        raise ValueError(f"x must be (N, D) with N={len(y)}, got {tuple(x.shape)}")
+    if x.dim() < 2 or len(x) != len(y):
+        raise ValueError(f"x must be (N, ...) with N={len(y)}, got {tuple(x.shape)}")
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
-    outs = [predict(x) for _ in range(runs)]
+    with torch.no_grad():
+        outs = [predict(x) for _ in range(runs)]
     if isinstance(outs[0], tuple):
         return _evaluate_gaussian(outs, y)
     if any(isinstance(out, tuple) for out in outs):
