@@ -64,7 +64,8 @@ def test_shape_and_label_errors():
     with pytest.raises(ValueError, match="probs must be"):
         evaluate(lambda x: torch.ones(3, 10) / 10, torch.zeros(4, 784), y)
     with pytest.raises(ValueError, match="x must be"):
-        evaluate(lambda x: torch.ones(4, 10) / 10, torch.zeros(4, 2, 3), y)
+        evaluate(lambda x: torch.ones(4, 10) / 10, torch.zeros(4), y)
+    assert evaluate(lambda x: torch.ones(4, 10) / 10, torch.zeros(4, 1, 28, 28), y)["n"] == 4
     with pytest.raises(ValueError, match="labels"):
         evaluate(lambda x: torch.ones(4, 3) / 3, torch.zeros(4, 784), y)
 
