@@ -18,10 +18,10 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from pyro_bnn.attack_sets import get_protocol
 from pyro_bnn.data import load_mnist
 from pyro_bnn.nets import MLP
-from pyro_bnn.sources import SOURCE_ARCHS
+from runs.attack_sets import get_protocol
+from runs.paper import SOURCE_ARCHS
 
 
 class TimedModel:

@@ -1,9 +1,9 @@
 """Attack sets as artifacts: the perturbations one protocol finds against one model.
 
-``<root>/attack-<protocol>/<name>/`` holds tensors.pt (r, success, miss_rate, y, index) and
-meta.json (the full config and a distortion summary). A rerun with the same config reuses
-it, and any multiplier of r can be evaluated later without attacking again
-(:func:`pyro_bnn.attacks.perturb`).
+An attack set's folder, ``<root>/attack-<protocol>/<name>_<hash>/`` (:mod:`runs.naming`),
+holds tensors.pt (r, success, miss_rate, y, index) and meta.json (the full config and a
+distortion summary). A rerun with the same config reuses it, and any multiplier of r can
+be evaluated later without attacking again (:func:`pyro_bnn.attacks.perturb`).
 
 Protocols (one string each, resolved by :func:`get_protocol`):
 - 'rigorous': :func:`pyro_bnn.attacks.min_norm_attack` (signed, boxed, per-example search);
@@ -22,11 +22,20 @@ from collections.abc import Callable
 
 import torch
 
-from pyro_bnn.artifacts import DEFAULT_ROOT, artifact_dir, cached, load_artifact
-from pyro_bnn.attacks import AttackResult, ModelFn, SampleFn, eot_attack, min_norm_attack, paper_attack
+from pyro_bnn.artifacts import DEFAULT_ROOT, cached
+from pyro_bnn.attacks import (
+    AttackResult,
+    ModelFn,
+    SampleFn,
+    eot_attack,
+    min_norm_attack,
+    paper_attack,
+)
 from pyro_bnn.data import MNIST
 
-__all__ = ["PROTOCOLS", "attack_config", "attack_set", "get_protocol", "load_attack_set"]
+from .naming import artifact_path, attack_kind
+
+__all__ = ["PROTOCOLS", "attack_config", "attack_set", "get_protocol"]
 
 PROTOCOLS: dict[str, Callable[..., AttackResult]] = {
     "rigorous": min_norm_attack,
@@ -75,20 +84,25 @@ def attack_set(
     split: str = "test",
     limit: int | None = None,
     root: str | os.PathLike = DEFAULT_ROOT,
-    fingerprint: dict | None = None,
+    fingerprint: dict | str | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
     **settings,
 ) -> tuple[dict, dict]:
-    """Build, or reuse, the attack set of one model under ``<root>/attack-<protocol>/<name>/``.
+    """Build, or reuse, the attack set of one model under ``<root>/attack-<protocol>/``.
 
-    fn: the model function (for 'eot' the sample function); fingerprint: whatever
-    identifies the trained model, so that a retrained model gets a new set; limit: attack
-    only the first ``limit`` examples of ``split``; settings: the attack's (see
-    :func:`attack_config`). Returns (tensors, meta). tensors: r (N, 784) on the /126 scale,
-    zero where the attack failed; success (N,) bool; miss_rate (N,); y (N,) int64;
-    index (N,) rows of the split. meta: config (name, fingerprint, protocol, split, n and
-    the full attack settings), summary (:func:`pyro_bnn.attacks.distortion`), wall_time_s.
+    :param name: the model's name, e.g. 'FC-10_lam0_seed0'.
+    :param fn: the model function (for 'eot' the sample function).
+    :param fingerprint: whatever identifies the trained model, so that a retrained model
+        gets a new set.
+    :param limit: attack only the first ``limit`` examples of ``split``.
+    :param log: gets one line saying whether the set was reused or computed, and where.
+    :param settings: the attack's (see :func:`attack_config`).
+    :returns: (tensors, meta). tensors: r (N, 784) on the /126 scale, zero where the
+        attack failed; success (N,) bool; miss_rate (N,); y (N,) int64; index (N,) rows of
+        the split. meta: config (name, fingerprint, protocol, split, n and the full attack
+        settings), summary (:func:`pyro_bnn.attacks.distortion`), wall_time_s.
     """
     attack = get_protocol(protocol)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -104,12 +118,5 @@ def attack_set(
         tensors = result.tensors() | {"y": part.y.cpu(), "index": torch.arange(len(part))}
         return tensors, {"summary": result.distortion()}
 
-    return cached(artifact_dir(root, f"attack-{protocol}", name), config, compute)
-
-
-def load_attack_set(
-    name: str, *, protocol: str = "rigorous", root: str | os.PathLike = DEFAULT_ROOT
-) -> tuple[dict, dict]:
-    """(tensors, meta) of a finished attack set, as :func:`attack_set` wrote it."""
-    get_protocol(protocol)
-    return load_artifact(artifact_dir(root, f"attack-{protocol}", name))
+    path = artifact_path(root, attack_kind(protocol), name, config)
+    return cached(path, config, compute, log=log)

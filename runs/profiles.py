@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from . import paper
+from .config import BNN, PLAIN
+
 
 @dataclass(frozen=True)
 class Profile:
     """Everything that sets the size of a reproduction run.
 
     n_train / n_eval: train examples and val/test examples used (None: all of MNIST).
-    *_epochs: the max-epoch caps (early stopping with patience 5 still applies).
+    *_epochs: the max-epoch caps (early stopping still applies, see runs.config).
     runs: single-sample runs per BNN accuracy (the paper's 100).
     attack_* / paper_* / eot_*: steps and examples of the rigorous, paper-variant and
     white-box EOT attacks; None examples means the whole split.
@@ -33,8 +36,8 @@ class Profile:
     eot_k: int
     eot_passes: int
     pool: int
-    ensemble_sizes: tuple[int, ...] = (1, 5, 10, 25, 100)
-    prune_rates: tuple[float, ...] = (0.25, 0.50, 0.75, 0.90, 0.95, 0.98)
+    ensemble_sizes: tuple[int, ...] = paper.ENSEMBLE_SIZES
+    prune_rates: tuple[float, ...] = paper.PRUNE_RATES
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -65,10 +68,10 @@ PROFILES = {
         name="full",
         n_train=None,
         n_eval=None,
-        plain_epochs=100,
-        source_epochs=100,
-        bnn_epochs=300,
-        runs=100,
+        plain_epochs=PLAIN.max_epochs,
+        source_epochs=PLAIN.max_epochs,
+        bnn_epochs=BNN.max_epochs,
+        runs=paper.SINGLE_SAMPLE_RUNS,
         attack_steps=100,
         attack_examples=None,
         paper_steps=100,
@@ -83,6 +86,7 @@ PROFILES = {
 
 
 def get_profile(name: str) -> Profile:
+    """The profile called ``name``; a ValueError lists the known ones."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; known profiles: {', '.join(PROFILES)}")
     return PROFILES[name]

@@ -2,7 +2,7 @@
 
 FC-10, FC-200-200-10 and FC-1200-1200-10, each trained with the eq. 6 penalty
 lambda in {0, 1e-4, 1e-2, 1}, by the same trainer and artifacts as the plain baselines
-(:func:`pyro_bnn.train.train_baseline` with ``kind="source"``).
+(:func:`runs.zoo.train_baseline` with ``kind="source"``).
 
 >>> sources = train_sources(data, root="runs/artifacts")
 >>> source_table(sources, data)
@@ -12,39 +12,33 @@ lambda in {0, 1e-4, 1e-2, 1}, by the same trainer and artifacts as the plain bas
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 
 from pyro_bnn.artifacts import DEFAULT_ROOT
-from .attack_sets import attack_config, attack_set
 from pyro_bnn.attacks import distortion
 from pyro_bnn.data import MNIST
+from pyro_bnn.evaluate import as_probs, evaluate
 from pyro_bnn.nets import MLP, arch_name, parse_arch
-from pyro_bnn.train import accuracy_of
-from .zoo import baseline_name, train_baseline
 
-__all__ = [
-    "SOURCE_ARCHS",
-    "SOURCE_LAMS",
-    "SZEGEDY_TEST_ERROR",
-    "Source",
-    "attack_sources",
-    "source_table",
-    "train_sources",
-]
+from . import paper
+from .attack_sets import attack_config, attack_set
+from .config import PLAIN, TrainConfig
+from .naming import baseline_name
+from .zoo import train_baseline
 
-SOURCE_ARCHS = ("FC-10", "FC-200-200-10", "FC-1200-1200-10")
-SOURCE_LAMS = (0.0, 1e-4, 1e-2, 1.0)
-# Szegedy et al. (2014), Table 1: test error of their FC-10 nets, by lambda.
-SZEGEDY_TEST_ERROR = {("FC-10", 1e-4): 0.074, ("FC-10", 1e-2): 0.094, ("FC-10", 1.0): 0.20}
+__all__ = ["Source", "attack_sources", "source_table", "train_sources"]
+
+SUMMARY_KEYS = ("n", "success_rate", "n_success", "distortion", "distortion_01", "median_l2",
+                "median_l2_01", "n_zero", "distortion_nonzero")  # fmt: skip
 
 
 @dataclass
 class Source:
-    """A trained source net: its artifact name, arch, lambda, the net and its meta."""
+    """A trained source net: its name, arch, lambda, the net and its artifact's meta."""
 
     name: str
     arch: str
@@ -61,18 +55,16 @@ class Source:
 def train_sources(
     data: MNIST,
     *,
-    archs: Sequence[str] = SOURCE_ARCHS,
-    lams: Sequence[float] = SOURCE_LAMS,
+    archs: Sequence[str] = paper.SOURCE_ARCHS,
+    lams: Sequence[float] = paper.LAMBDAS,
+    train: TrainConfig = PLAIN,
     root: str | os.PathLike = DEFAULT_ROOT,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
-    **settings,
+    log: Callable[[str], None] | None = None,
 ) -> list[Source]:
-    """Train (or reuse) every arch x lambda source net under ``<root>/source/``.
-
-    ``settings`` go to :func:`pyro_bnn.train.fit_torch` (lr, batch_size, max_epochs, ...).
-    """
+    """Train (or reuse) every arch x lambda source net under ``<root>/source/``."""
     if not archs or not lams:
         raise ValueError(f"archs and lams must be non-empty, got {archs!r} and {lams!r}")
     sources = []
@@ -83,12 +75,13 @@ def train_sources(
                 name,
                 lam,
                 data,
+                train=train,
                 root=root,
                 kind="source",
                 seed=seed,
                 device=device,
                 progress=progress,
-                **settings,
+                log=log,
             )
             net.eval().requires_grad_(False)
             sources.append(Source(baseline_name(name, lam, seed), name, lam, net, meta))
@@ -100,17 +93,19 @@ def source_table(sources: Sequence[Source], data: MNIST) -> pd.DataFrame:
     rows = []
     for src in sources:
         device = next(src.net.parameters()).device
-        val, test = data.val.to(device), data.test.to(device)
-        test_acc = accuracy_of(src.net, test.x, test.y)
+        acc = {
+            split: evaluate(as_probs(src.net), part.x, part.y)["acc"]
+            for split, part in (("val", data.val.to(device)), ("test", data.test.to(device)))
+        }
         rows.append(
             {
                 "source": src.name,
                 "arch": src.arch,
                 "lambda": src.lam,
-                "val_acc": accuracy_of(src.net, val.x, val.y),
-                "test_acc": test_acc,
-                "test_err": 1 - test_acc,
-                "szegedy_test_err": SZEGEDY_TEST_ERROR.get((src.arch, src.lam)),
+                "val_acc": acc["val"],
+                "test_acc": acc["test"],
+                "test_err": 1 - acc["test"],
+                "szegedy_test_err": paper.SZEGEDY_TEST_ERROR.get((src.arch, src.lam)),
                 "epochs": src.meta["epochs"],
                 "best_epoch": src.meta["best_epoch"],
                 "train_s": src.meta["wall_time_s"],
@@ -129,12 +124,13 @@ def attack_sources(
     root: str | os.PathLike = DEFAULT_ROOT,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
     **settings,
 ) -> pd.DataFrame:
     """Build (or reuse) the attack set of every source; one summary row per source.
 
-    Each set is :func:`pyro_bnn.attack_sets.attack_set` under
-    ``<root>/attack-<protocol>/<source name>/``; ``settings`` go to the attack.
+    Each set is :func:`runs.attack_sets.attack_set` under ``<root>/attack-<protocol>/``;
+    ``settings`` go to the attack.
     """
     steps = attack_config(protocol, **settings)["steps"]  # fails fast on bad settings
     rows = []
@@ -150,6 +146,7 @@ def attack_sources(
             fingerprint=src.fingerprint,
             device=device,
             progress=progress,
+            log=log,
             **settings,
         )
         summary = distortion(tensors["r"], tensors["success"])
@@ -159,15 +156,7 @@ def attack_sources(
                 "protocol": protocol,
                 "split": split,
                 "steps": steps,
-                "n": summary["n"],
-                "success_rate": summary["success_rate"],
-                "n_success": summary["n_success"],
-                "distortion": summary["distortion"],
-                "distortion_01": summary["distortion_01"],
-                "median_l2": summary["median_l2"],
-                "median_l2_01": summary["median_l2_01"],
-                "n_zero": summary["n_zero"],
-                "distortion_nonzero": summary["distortion_nonzero"],
+                **{k: summary[k] for k in SUMMARY_KEYS},
                 "attack_s": meta["wall_time_s"],
             }
         )

@@ -9,13 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
-import paper
 import torch
 
-from pyro_bnn import as_probs, ensemble_fn, evaluate, single_sample_fn
 from pyro_bnn.attacks import perturb
 from pyro_bnn.data import MNIST, X_MAX
+from pyro_bnn.evaluate import as_probs, evaluate
+from pyro_bnn.predict import ensemble_fn, single_sample_fn
 from pyro_bnn.pruning import prune
+
+from . import paper
 
 
 @dataclass
@@ -199,7 +201,7 @@ def table3(
     sizes,
     bnn_mult: float,
     keep_failures: bool,
-    rho: float = -3.0,
+    rho: float = paper.TABLE3_RHO_INIT,
 ) -> pd.DataFrame:
     """Ensembles of N weight samples of the rho = -3 BNN, accuracy averaged over 100/N
     runs; with a pool of plain nets, the same for ensembles of N plain nets as a control."""
@@ -254,7 +256,7 @@ def table4(
     rates,
     bnn_mult: float,
     keep_failures: bool,
-    rho: float = -2.0,
+    rho: float = paper.TABLE4_RHO_INIT,
     size: int = 100,
 ) -> pd.DataFrame:
     """SNR-pruned rho = -2 BNN, 100-sample ensembles, ranked globally and per tensor."""

@@ -1,17 +1,17 @@
 import pytest
 import torch
 
-from pyro_bnn.attack_sets import attack_config, attack_set, get_protocol, load_attack_set
 from pyro_bnn.attacks import distortion, min_norm_attack
 from pyro_bnn.nets import MLP
-from pyro_bnn.train import fit_torch
+from pyro_bnn.train import fit_torch, sgd
+from runs.attack_sets import attack_config, attack_set, get_protocol
 
 
 @pytest.fixture(scope="module")
 def net(small):
     torch.manual_seed(0)
     model = MLP((32, 10))
-    fit_torch(model, small, max_epochs=4, patience=4, lr=0.01, progress=False)
+    fit_torch(model, small, max_epochs=4, patience=4, optimizer=sgd(lr=0.01), progress=False)
     return model.eval().requires_grad_(False)
 
 
@@ -27,10 +27,12 @@ def counting(net):
 
 def test_attack_set_stores_everything_and_is_reused(net, small, tmp_path):
     fn, calls = counting(net)
-    kwargs = {"limit": 40, "root": tmp_path, "steps": 10, "progress": False}
+    lines = []
+    kwargs = {"limit": 40, "root": tmp_path, "steps": 10, "progress": False, "log": lines.append}
     tensors, meta = attack_set("net", fn, small, fingerprint={"v": 1}, **kwargs)
     assert calls, "the first call attacks"
-    assert (tmp_path / "attack-rigorous" / "net" / "meta.json").is_file()
+    (folder,) = (tmp_path / "attack-rigorous").iterdir()
+    assert folder.name.startswith("net_") and (folder / "meta.json").is_file()
     assert tensors["r"].shape == (40, 784) and tensors["success"].dtype == torch.bool
     torch.testing.assert_close(tensors["y"], small.test.y[:40])
     torch.testing.assert_close(tensors["index"], torch.arange(40))
@@ -45,11 +47,11 @@ def test_attack_set_stores_everything_and_is_reused(net, small, tmp_path):
     again, meta2 = attack_set("net", fn, small, fingerprint={"v": 1}, **kwargs)
     assert not calls and meta2["saved_at"] == meta["saved_at"]  # loaded, not recomputed
     torch.testing.assert_close(again["r"], tensors["r"])
-    loaded, _ = load_attack_set("net", root=tmp_path)
-    torch.testing.assert_close(loaded["success"], tensors["success"])
+    torch.testing.assert_close(again["success"], tensors["success"])
+    assert lines[-1] == f"reused {folder} (saved {meta['saved_at']})"
 
     attack_set("net", fn, small, fingerprint={"v": 2}, **kwargs)  # a retrained model
-    assert calls
+    assert calls and len(list((tmp_path / "attack-rigorous").iterdir())) == 2  # both kept
 
 
 def test_paper_and_eot_protocols(net, small, tmp_path):
@@ -65,7 +67,7 @@ def test_paper_and_eot_protocols(net, small, tmp_path):
         progress=False,
     )  # fmt: skip
     assert meta["config"]["attack"]["k"] == 2 and "output" not in meta["config"]["attack"]
-    assert (tmp_path / "attack-eot" / "net" / "meta.json").is_file()
+    assert len(list((tmp_path / "attack-eot").glob("net_*/meta.json"))) == 1
 
 
 def test_attack_config_is_complete_and_strict():

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from runs import paper
+from runs.results import combine
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "runs"))
 
 
 def run(*args, timeout=600):
@@ -18,8 +20,6 @@ def run(*args, timeout=600):
 
 
 def test_paper_values_are_transcribed_consistently():
-    import paper
-
     def averages(rows):
         return [sum(col) / len(col) for col in zip(*rows)]
 
@@ -100,11 +100,19 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
     info = json.loads((results / "run.json").read_text())
     assert info["profile"]["name"] == "quick" and info["compute_seconds"]["bnn"]["0"] > 0
 
-    # 3. a rerun reuses everything
+    # 3. a rerun reuses everything, says so, and writes the same tables
     metas = {p: p.stat().st_mtime_ns for p in (tmp_path / "artifacts").rglob("meta.json")}
+    tables = {p: p.read_bytes() for p in results.rglob("*.csv")}
     second = run(*args)
     assert second.returncode == 0, second.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in metas} == metas  # nothing was recomputed
+    assert "25 of 25 nets already trained; 0 to go" in second.stdout
+    reused = [line for line in second.stdout.splitlines() if line.startswith("reused ")]
+    # the 24 attack sets on the source nets and the 12 tables (the white-box attack sets are
+    # made inside their table, which is reused whole)
+    assert len(reused) == 24 + 12
+    assert not any(line.startswith("saved ") for line in second.stdout.splitlines())
+    assert {p: p.read_bytes() for p in results.rglob("*.csv")} == tables
     assert json.loads((results / "run.json").read_text())["total_seconds"] < 60
 
 
@@ -115,6 +123,15 @@ def test_train_bnns_quick():
     assert len(rows) == 1 + 2  # the separator and two rho_init rows
 
 
+def test_entry_points_run_as_modules_and_reject_bad_limits():
+    out = run("-m", "runs.reproduce", "--help")
+    assert out.returncode == 0 and "--profile" in out.stdout
+    for script in ("runs/train_bnns.py", "runs/bnn_patience.py"):
+        out = run(script, "--limit", "0")
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+        assert "--limit: must be a positive integer" in out.stderr
+
+
 def test_bnn_patience_quick():
     out = run("runs/bnn_patience.py", "--quick", "--workers", "1", timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -122,14 +139,12 @@ def test_bnn_patience_quick():
 
 
 def test_combine_averages_a_source_net_over_seeds():
-    import report
-
     def frame(seed, acc):
         return pd.DataFrame(
             [{"kind": "bnn", "param": -3.0, "source": f"FC-10_lam0_seed{seed}", "acc": acc}]
         )
 
-    frames = report.combine([{"t2": frame(0, 80.0)}, {"t2": frame(1, 90.0)}], [0, 1])
+    frames = combine([{"t2": frame(0, 80.0)}, {"t2": frame(1, 90.0)}], [0, 1])
     t2 = frames["t2"]
     assert t2["source"].tolist() == ["FC-10_lam0"]
     assert t2["acc"].item() == 85.0

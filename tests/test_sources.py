@@ -1,21 +1,25 @@
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
-from pyro_bnn.cli import main
-from pyro_bnn.sources import attack_sources, source_table, train_sources
+from runs.cli import main
+from runs.config import PLAIN
+from runs.sources import attack_sources, source_table, train_sources
 from tests.conftest import toy_mnist
 
 
 def test_train_sources_trains_each_arch_and_lambda_once(small, tmp_path):
     data = small
     kwargs = {"archs": ["FC-10", "FC-8-10"], "lams": [0.0, 1.0], "root": tmp_path}
-    sources = train_sources(data, max_epochs=2, progress=False, **kwargs)
+    kwargs |= {"train": replace(PLAIN, max_epochs=2), "progress": False}
+    sources = train_sources(data, **kwargs)
     names = [s.name for s in sources]
     assert names == ["FC-10_lam0_seed0", "FC-10_lam1_seed0", "FC-8-10_lam0_seed0",
                      "FC-8-10_lam1_seed0"]  # fmt: skip
-    assert all((tmp_path / "source" / n / "meta.json").is_file() for n in names)
+    assert all(len(list((tmp_path / "source").glob(f"{n}_*/meta.json"))) == 1 for n in names)
     assert not any(p.requires_grad for p in sources[0].net.parameters())
-    again = train_sources(data, max_epochs=2, progress=False, **kwargs)
+    again = train_sources(data, **kwargs)
     assert [s.fingerprint for s in again] == [s.fingerprint for s in sources]  # reused
 
     table = source_table(sources, data)
@@ -46,9 +50,10 @@ def test_cli_train_sources_and_attack(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.count("| FC-10_lam") == 2 and "distortion_01" in out and "n_success" in out
-    meta = tmp_path / "attack-paper" / "FC-10_lam1_seed0" / "meta.json"
+    (meta,) = (tmp_path / "attack-paper").glob("FC-10_lam1_seed0_*/meta.json")
     stamp = meta.stat().st_mtime_ns
     assert main(args) == 0 and meta.stat().st_mtime_ns == stamp  # reused, not recomputed
+    assert f"reused {meta.parent} (saved " in capsys.readouterr().out
 
 
 def test_cli_attack_errors_are_one_line(tmp_path, capsys):
@@ -58,8 +63,10 @@ def test_cli_attack_errors_are_one_line(tmp_path, capsys):
     assert exit_info.value.code == 2 and "--protocol" in err and err.count("\n") == 1
     code = main(["attack", "--split", "dev", "--limit", "10", "--root", str(tmp_path)])
     assert code == 1 and "split must be one of" in capsys.readouterr().err
-    code = main(["attack", "--steps", "0", "--root", str(tmp_path)])
-    assert code == 1 and "steps must be a positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["attack", "--steps", "0", "--root", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--steps: must be a positive integer" in err
 
 
 def test_cli_help_lists_the_new_commands(capsys):

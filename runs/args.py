@@ -1,0 +1,42 @@
+"""What the study's commands share: one-line argument errors and checked values."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["Parser", "device", "positive_int"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line instead of usage + message."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (so ``--limit 0`` is an error, not 'all')."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def device(text: str) -> str:
+    """An argparse type: a torch device that exists on this machine, e.g. cpu or cuda."""
+    import torch
+
+    try:
+        kind = torch.device(text).type
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu or cuda") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: CUDA is not available on this machine; use --device cpu"
+        )
+    if kind not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r}; use cpu or cuda")
+    return text

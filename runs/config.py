@@ -1,0 +1,50 @@
+"""The study's training settings, written once: the paper's SGD and early stopping."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from pyro_bnn.train import sgd
+
+__all__ = ["BNN", "PLAIN", "TrainConfig"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the study trains a net, as in the authors' code (Section 3.1 of the paper):
+    SGD with momentum on minibatches, early stopping on validation accuracy.
+
+    :param max_epochs: the cap on epochs; early stopping usually ends training first.
+    :param lr: SGD learning rate.
+    :param momentum: SGD momentum.
+    :param batch_size: examples per step.
+    :param patience: epochs without a better validation accuracy before training stops.
+    :param val_samples: weight samples whose mean prediction gives a BNN's validation
+        accuracy (the authors' 10); plain nets ignore it.
+
+    >>> fit_torch(net, data, lam=1e-4, **PLAIN.fit_kwargs())
+    >>> fit_svi(bnn, guide, data, **replace(BNN, max_epochs=3).fit_kwargs(svi=True))
+    """
+
+    max_epochs: int = 100
+    lr: float = 1e-3
+    momentum: float = 0.95
+    batch_size: int = 128
+    patience: int = 5
+    val_samples: int = 10
+
+    def settings(self, svi: bool = False) -> dict:
+        """The settings as a plain dict, for an artifact's config (val_samples for SVI only)."""
+        out = asdict(self)
+        if not svi:
+            del out["val_samples"]
+        return out
+
+    def fit_kwargs(self, svi: bool = False) -> dict:
+        """Keyword arguments for :func:`pyro_bnn.train.fit_torch` (or ``fit_svi`` if svi)."""
+        out = self.settings(svi)
+        return {"optimizer": sgd(lr=out.pop("lr"), momentum=out.pop("momentum")), **out}
+
+
+PLAIN = TrainConfig()  # the baselines, the source nets and the pool of plain nets
+BNN = TrainConfig(max_epochs=300)  # the BNNs: SVI needs more epochs

@@ -1,0 +1,277 @@
+"""The stages of one seed: train the nets, load them, build the attack sets, and compute
+every table of both protocols through the one harness.
+
+Every trained net, attack set and table is an artifact under the profile's root, so a
+rerun reuses them (and says so) and a killed run resumes where it stopped. Each table is
+computed with Pyro's RNG seeded by the run seed, so a rerun gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+import pyro
+
+from pyro_bnn.artifacts import cached
+from pyro_bnn.attacks import perturb
+from pyro_bnn.data import MNIST
+from pyro_bnn.evaluate import as_probs, evaluate
+from pyro_bnn.predict import ensemble_fn, sampler, single_sample_fn
+
+from . import paper, plots, tables
+from .attack_sets import attack_set
+from .config import BNN, PLAIN
+from .naming import artifact_path, baseline_name, bnn_name, table_name, without_seed
+from .profiles import Profile
+from .sources import train_sources
+from .training import pool_seed, train_all, training_jobs
+from .zoo import train_baseline, train_bnn
+
+__all__ = ["PROTOCOL_RULES", "SeedResult", "Stages", "run_seed"]
+
+PROTOCOL_RULES = {  # split attacked, multiplier for BNNs / plain nets, failures kept
+    "paper": {"split": "val", "bnn_mult": 1.5, "plain_mult": 3.0, "keep_failures": False},
+    "rigorous": {"split": "test", "bnn_mult": 1.0, "plain_mult": 1.0, "keep_failures": True},
+}
+TABLE_VERSIONS = {"attacks": 2}  # bump when a table's code changes, so it is recomputed
+
+
+class Stages:
+    """Prints each stage as it starts and ends, and adds up its wall time in ``times``.
+
+    >>> stage = Stages()
+    >>> with stage("train nets"): ...
+    """
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        stages = self
+
+        class _Stage:
+            def __enter__(self):
+                print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                took = time.perf_counter() - self.start
+                stages.times[name] = stages.times.get(name, 0.0) + took
+                if exc[0] is None:
+                    print(f"[{time.strftime('%H:%M:%S')}] {name} done in {took:.1f} s", flush=True)
+
+        return _Stage()
+
+
+@dataclass
+class SeedResult:
+    """What one seed gives: its tables, example digits per protocol, and the compute
+    seconds of every stage (from the artifacts' meta, so a rerun reports the first run's)."""
+
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    digits: dict[str, dict] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add_seconds(self, label: str, meta: dict) -> None:
+        self.seconds[label] = self.seconds.get(label, 0.0) + float(meta.get("wall_time_s") or 0)
+
+
+def fingerprint(meta: dict) -> str:
+    """What identifies a trained net or attack set in a table's config: when it was saved."""
+    return meta["saved_at"]
+
+
+def load_zoo(profile: Profile, data: MNIST, root: Path, seed: int, need_pool: bool, out):
+    """The trained nets of one seed (trained before by :func:`runs.training.train_all`),
+    and their fingerprints."""
+    plain = replace(PLAIN, max_epochs=profile.plain_epochs)
+    arch = paper.TABLE1_ARCH
+    plains, prints = {}, {}
+    for lam in paper.LAMBDAS:
+        net, meta = train_baseline(arch, lam, data, train=plain, root=root, seed=seed,
+                                   progress=False)  # fmt: skip
+        plains[lam] = net.eval().requires_grad_(False)
+        prints[f"plain{lam:g}"] = fingerprint(meta)
+        out.add_seconds("baseline", meta)
+    sources = train_sources(
+        data,
+        train=replace(PLAIN, max_epochs=profile.source_epochs),
+        root=root,
+        seed=seed,
+        progress=False,
+    )
+    for s in sources:
+        prints[s.name] = fingerprint(s.meta)
+        out.add_seconds(f"source {s.arch}", s.meta)
+    bnns = {}
+    for rho in paper.RHO_INITS:
+        bnn, guide, meta = train_bnn(
+            rho, data, arch=arch, train=replace(BNN, max_epochs=profile.bnn_epochs), root=root,
+            seed=seed, progress=False,
+        )  # fmt: skip
+        bnns[rho] = (bnn, guide.requires_grad_(False))
+        prints[f"bnn{rho:g}"] = fingerprint(meta)
+        out.add_seconds("bnn", meta)
+    pool = []
+    for k in range(profile.pool if need_pool else 0):
+        net, meta = train_baseline(arch, 0.0, data, train=plain, root=root, kind="pool",
+                                   seed=pool_seed(seed, k), progress=False)  # fmt: skip
+        pool.append(net.eval().requires_grad_(False))
+        prints[f"pool{k}"] = fingerprint(meta)
+        out.add_seconds("pool", meta)
+    return tables.Zoo(seed, bnns, plains, sources, pool), prints
+
+
+def build_attack_sets(protocol: str, profile: Profile, zoo, data, root, progress, out):
+    """The attack set of every source net under one protocol."""
+    rules = PROTOCOL_RULES[protocol]
+    steps = profile.paper_steps if protocol == "paper" else profile.attack_steps
+    limit = profile.paper_examples if protocol == "paper" else profile.attack_examples
+    sets = []
+    for src in zoo.sources:
+        tensors, meta = attack_set(
+            src.name,
+            src.net,
+            data,
+            protocol=protocol,
+            split=rules["split"],
+            limit=limit,
+            root=root,
+            fingerprint=src.fingerprint,
+            progress=progress,
+            log=print,
+            steps=steps,
+        )
+        sets.append(tables.AttackSet(src, tensors, meta, rules["split"]))
+        out.add_seconds(f"attack-{protocol} {src.arch}", meta)
+    return sets
+
+
+def whitebox_rows(profile: Profile, zoo, prints: dict, data, root, progress) -> pd.DataFrame:
+    """White-box attacks on every FC-100-100-10 model: EOT on the BNNs (single-sample rule,
+    and the 10-sample mean of Table 3's BNN), the rigorous attack on the baselines."""
+    test = data.test.head(profile.eot_examples)
+    rows = []
+    targets = [(rho, 1) for rho in zoo.bnns] + [(paper.TABLE3_RHO_INIT, 10)]
+    for rho, ens in targets:
+        bnn, guide = zoo.bnns[rho]
+        name = bnn_name(paper.TABLE1_ARCH, rho, zoo.seed) + (f"_ens{ens}" if ens > 1 else "")
+        tensors, meta = attack_set(
+            name,
+            sampler(bnn, guide, ens),
+            data,
+            protocol="eot",
+            limit=profile.eot_examples,
+            root=root,
+            progress=progress,
+            log=print,
+            fingerprint=prints[f"bnn{rho:g}"],
+            steps=profile.eot_steps,
+            k=profile.eot_k,
+            passes=profile.eot_passes,
+        )
+        x_adv = perturb(test.x, tensors["r"])
+        fn = (
+            single_sample_fn(bnn, guide, profile.runs)
+            if ens == 1
+            else ensemble_fn(bnn, guide, ens, runs=max(1, profile.runs // ens))
+        )
+        acc = 100 * evaluate(fn, x_adv, test.y)["acc"]
+        kind = "bnn" if ens == 1 else f"bnn-mean{ens}"
+        rows.append((kind, f"eot k={profile.eot_k}", rho, meta["summary"], acc))
+    for lam, net in zoo.plains.items():
+        tensors, meta = attack_set(
+            baseline_name(paper.TABLE1_ARCH, lam, zoo.seed),
+            net,
+            data,
+            protocol="rigorous",
+            limit=profile.eot_examples,
+            root=root,
+            progress=progress,
+            log=print,
+            fingerprint=prints[f"plain{lam:g}"],
+            steps=profile.attack_steps,
+        )
+        acc = 100 * evaluate(as_probs(net), perturb(test.x, tensors["r"]), test.y)["acc"]
+        rows.append(("plain", "ddn", lam, meta["summary"], acc))
+    return tables.whitebox(rows)
+
+
+def cached_table(
+    root: Path, name: str, config: dict, make: Callable[[], pd.DataFrame], seed: int, out
+) -> pd.DataFrame:
+    """The table ``make()`` computes with Pyro's RNG seeded by ``seed``, or its artifact."""
+
+    def compute():
+        pyro.set_rng_seed(seed)
+        return {}, {"rows": make().to_dict("records")}
+
+    _, meta = cached(artifact_path(root, "tables", name, config), config, compute, log=print)
+    out.add_seconds(f"table {without_seed(name)}", meta)
+    return pd.DataFrame(meta["rows"])
+
+
+def protocol_tables(protocol, profile, zoo, prints, sets, data, root, progress) -> dict:
+    """The tables of one protocol, each a function computing its DataFrame."""
+    rules = PROTOCOL_RULES[protocol]
+    kw = {"bnn_mult": rules["bnn_mult"], "keep_failures": rules["keep_failures"]}
+    jobs = {
+        "attacks": lambda: tables.attack_summary(sets, data),
+        "table2": lambda: tables.table2(
+            zoo, sets, data, profile.runs, plain_mult=rules["plain_mult"], **kw
+        ),
+        "table3": lambda: tables.table3(zoo, sets, data, profile.ensemble_sizes, **kw),
+        "table4": lambda: tables.table4(zoo, sets, data, profile.prune_rates, **kw),
+    }
+    if protocol == "paper":
+        jobs["multiplier"] = lambda: tables.multiplier_control(zoo, sets, data, profile.runs)
+    if protocol == "rigorous":
+        jobs["noise"] = lambda: tables.noise_control(zoo, sets, data, profile.runs, zoo.seed)
+        jobs["whitebox"] = lambda: whitebox_rows(profile, zoo, prints, data, root, progress)
+    return jobs
+
+
+def run_seed(
+    protocols: list[str],
+    profile: Profile,
+    data: MNIST,
+    root: Path,
+    seed: int,
+    *,
+    workers: int,
+    stage: Stages,
+    progress: bool,
+) -> SeedResult:
+    """Every stage of one seed: train, load, attack, tabulate."""
+    need_pool = "rigorous" in protocols
+    out = SeedResult()
+    with stage("train nets"):
+        jobs = training_jobs(profile, seed, need_pool)
+        train_all(jobs, profile, data, root, workers, progress)
+    with stage("load nets"):
+        zoo, prints = load_zoo(profile, data, root, seed, need_pool, out)
+    base = {"profile": profile.as_dict(), "seed": seed, "models": prints}
+    with stage("table1"):
+        out.frames["table1"] = cached_table(
+            root, table_name("table1", seed), base, lambda: tables.table1(zoo, data, profile.runs),
+            seed, out,
+        )  # fmt: skip
+    for protocol in protocols:
+        with stage(f"attack sets ({protocol})"):
+            sets = build_attack_sets(protocol, profile, zoo, data, root, progress, out)
+        config = base | {"protocol": protocol, "sets": [fingerprint(s.meta) for s in sets]}
+        jobs = protocol_tables(protocol, profile, zoo, prints, sets, data, root, progress)
+        for table, make in jobs.items():
+            with stage(f"{table} ({protocol})"):
+                version = {"version": TABLE_VERSIONS[table]} if table in TABLE_VERSIONS else {}
+                out.frames[f"{protocol}/{table}"] = cached_table(
+                    root, table_name(table, seed, protocol), config | version, make, seed, out
+                )
+        out.digits[protocol] = plots.digit_examples(
+            sets, data, PROTOCOL_RULES[protocol]["bnn_mult"], protocol
+        )
+    return out

@@ -1,0 +1,127 @@
+"""The nets of one seed as training jobs, and the worker processes that train them.
+
+A job is a plain dict (so it pickles into a worker): its kind ('source', 'bnn',
+'baseline', 'pool'), what to train (arch and lambda, or rho_init), the seed and the
+max-epoch cap. :func:`train_all` trains what is not done yet, longest first, in worker
+processes of one torch thread each; :func:`run_job` trains (or loads) one net through
+:mod:`runs.zoo`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from pyro_bnn.artifacts import matching_meta
+from pyro_bnn.data import MNIST, load_mnist
+
+from . import paper
+from .config import BNN, PLAIN
+from .profiles import Profile
+from .zoo import baseline_artifact, bnn_artifact, train_baseline, train_bnn
+
+__all__ = ["load_data", "pool_seed", "run_job", "train_all", "training_jobs"]
+
+
+def load_data(profile: Profile) -> MNIST:
+    """MNIST, cut to the profile's slice."""
+    data = load_mnist()
+    return data.head(profile.n_train, profile.n_eval) if profile.n_train else data
+
+
+def pool_seed(seed: int, k: int) -> int:
+    """Seed of the k-th plain net in the pool of the ensemble control, for run seed ``seed``."""
+    return 1000 * (seed + 1) + k
+
+
+def training_jobs(profile: Profile, seed: int, need_pool: bool) -> list[dict]:
+    """Every net to train for one seed, longest first (FC-1200 sources, then BNNs)."""
+    jobs = [
+        {"kind": "source", "arch": arch, "lam": lam, "max_epochs": profile.source_epochs}
+        for arch in reversed(paper.SOURCE_ARCHS)
+        for lam in paper.LAMBDAS
+    ]
+    jobs[4:4] = [
+        {"kind": "bnn", "rho": rho, "max_epochs": profile.bnn_epochs} for rho in paper.RHO_INITS
+    ]
+    jobs += [
+        {
+            "kind": "baseline",
+            "arch": paper.TABLE1_ARCH,
+            "lam": lam,
+            "max_epochs": profile.plain_epochs,
+        }
+        for lam in paper.LAMBDAS
+    ]
+    if need_pool:
+        jobs += [
+            {
+                "kind": "pool",
+                "arch": paper.TABLE1_ARCH,
+                "lam": 0.0,
+                "pool_seed": pool_seed(seed, k),
+                "max_epochs": profile.plain_epochs,
+            }
+            for k in range(profile.pool)
+        ]
+    return [job | {"seed": job.pop("pool_seed", seed)} for job in jobs]
+
+
+def run_job(job: dict, data: MNIST, root: Path, progress: bool, check_only: bool = False):
+    """Train one net of the zoo, or load it; with check_only, say whether it is done.
+
+    :returns: what :func:`runs.zoo.train_bnn` or :func:`runs.zoo.train_baseline` returns,
+        or with check_only a bool.
+    """
+    if job["kind"] == "bnn":
+        kw = {"train": replace(BNN, max_epochs=job["max_epochs"]), "seed": job["seed"]}
+        if check_only:
+            return matching_meta(*bnn_artifact(job["rho"], data, root=root, **kw)) is not None
+        return train_bnn(job["rho"], data, root=root, progress=progress, **kw)
+    kw = {"train": replace(PLAIN, max_epochs=job["max_epochs"]), "seed": job["seed"]}
+    kw |= {"root": root, "kind": job["kind"]}
+    if check_only:
+        return matching_meta(*baseline_artifact(job["arch"], job["lam"], data, **kw)) is not None
+    return train_baseline(job["arch"], job["lam"], data, progress=progress, **kw)
+
+
+def job_label(job: dict) -> str:
+    """E.g. 'source FC-10 lam 0.01 seed 0' or 'bnn rho_init -3 seed 0'."""
+    what = (
+        f"rho_init {job['rho']:g}" if job["kind"] == "bnn" else f"{job['arch']} lam {job['lam']:g}"
+    )
+    return f"{job['kind']} {what} seed {job['seed']}"
+
+
+def _worker(job: dict, profile: Profile, root: Path) -> tuple[str, float]:
+    """Train one job in a worker process: one torch thread, the data loaded here."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    run_job(job, load_data(profile), root, progress=False)
+    return job_label(job), time.perf_counter() - start
+
+
+def train_all(
+    jobs: list[dict], profile: Profile, data: MNIST, root: Path, workers: int, progress: bool
+) -> None:
+    """Train what is not done yet: in worker processes (one thread each), or in-process."""
+    todo = [job for job in jobs if not run_job(job, data, root, False, check_only=True)]
+    print(
+        f"{len(jobs) - len(todo)} of {len(jobs)} nets already trained; {len(todo)} to go",
+        flush=True,
+    )
+    if workers <= 1 or len(todo) <= 1:
+        for job in todo:
+            run_job(job, data, root, progress)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
+        futures = [pool.submit(_worker, job, profile, root) for job in todo]
+        for i, future in enumerate(as_completed(futures), 1):
+            label, took = future.result()
+            print(f"  [{i}/{len(todo)}] {label}: {took:.0f} s", flush=True)
