@@ -71,7 +71,7 @@ def _sources(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="pyro-bnn", description=__doc__.splitlines()[0])
+    parser = Parser(prog="pyro-bnn", description=__doc__.splitlines()[0].replace("``", ""))
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train-baseline", help="train plain FC nets with the eq. 6 L2 penalty")

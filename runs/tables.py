@@ -203,7 +203,7 @@ def table3(
     keep_failures: bool,
     rho: float = paper.TABLE3_RHO_INIT,
 ) -> pd.DataFrame:
-    """Ensembles of N weight samples of the rho = -3 BNN, accuracy averaged over 100/N
+    """Ensembles of N weight samples of Table 3's BNN, accuracy averaged over 100/N
     runs; with a pool of plain nets, the same for ensembles of N plain nets as a control."""
     bnn, guide = zoo.bnns[rho]
     rows = []
@@ -259,7 +259,7 @@ def table4(
     rho: float = paper.TABLE4_RHO_INIT,
     size: int = 100,
 ) -> pd.DataFrame:
-    """SNR-pruned rho = -2 BNN, 100-sample ensembles, ranked globally and per tensor."""
+    """SNR-pruned BNN of Table 4, 100-sample ensembles, ranked globally and per tensor."""
     bnn, guide = zoo.bnns[rho]
     named = {"val": (data.val.x, data.val.y), "test": (data.test.x, data.test.y)}
     named |= {s.source.name: s.eval_set(data, bnn_mult, keep_failures) for s in sets}
