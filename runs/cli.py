@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runs",
         type=positive_int,
-        default=100,
-        help="single-sample runs averaged for the printed accuracy (default: 100)",
+        default=paper.SINGLE_SAMPLE_RUNS,
+        help="single-sample runs averaged for the printed accuracy (default: %(default)s)",
     )
     _training(p, BNN)
     _common(p)
