@@ -18,6 +18,11 @@ samples) and the mean probabilities of 10 weight samples (mean over 10 such ense
 The fitted guide's state dict is an artifact under --root (default
 runs/artifacts/examples/cnn/); a killed run resumes from its per-epoch checkpoint, and a
 rerun with the same settings reuses the artifact and says so.
+
+Measured on this machine (2 CPU cores, shared with other jobs): ``python runs/cnn_mnist.py``
+took 15 min 50 s wall, of which 881 s training (15 epochs, 59 s each on average) and
+about 1 min scoring. The validation-best guide (epoch 13) scores 98.99% test accuracy
+with one weight sample (sd 0.09 over 10 samples) and 99.20% with the mean of 10 samples.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyro
 import torch
 from torch import nn
 
@@ -172,6 +178,7 @@ def run(cfg: CNNConfig, root: Path, device: str = "cpu", progress: bool = True) 
     guide.to(device)
     bnn.to(device)
     x, y = test.x.to(device), test.y.to(device)
+    pyro.set_rng_seed(cfg.seed)  # the same scores whether the guide was fit now or reused
     rules = {
         "one weight sample": single_sample_fn(bnn, guide, runs=cfg.runs),
         f"mean of {cfg.ensemble} samples": ensemble_fn(
@@ -186,6 +193,7 @@ def run(cfg: CNNConfig, root: Path, device: str = "cpu", progress: bool = True) 
             {
                 "rule": rule,
                 "epochs": meta["fit"]["epochs"],
+                "kept_epoch": meta["fit"]["best_epoch"],
                 "train_wall_s": meta["fit"]["wall_time_s"],
                 "test_acc": scores["acc"],
                 "acc_sd": scores["acc_std"],
