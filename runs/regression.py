@@ -14,15 +14,25 @@ y (weight samples plus noise).
 (b) Diabetes (442 patients, 10 features; ships inside scikit-learn): per seed a random
 80/20 split, x and y standardised with the train part's mean and sd. Two models of one
 architecture, a 10-50-1 ReLU MLP:
-- BNN: unit Normal prior on every weight, ``Gaussian("learned")`` noise, softplus guide,
-  SVI; it predicts with 500 weight samples (a mixture of Gaussians);
-- plain: the same net trained by an explicit torch loop to the MAP of the same model: the
-  Gaussian NLL with a learned noise sd plus the same N(0, 1) prior as an L2 penalty
-  (weight decay 1 / N per datapoint: weak). It predicts one Gaussian, so its NLL is
-  defined.
-Both run the same number of full-batch Adam steps. Test RMSE and NLL per patient are in
-the original y units (the data set's disease-progression score; NLL in nats of that
-score), mean and sd over seeds, written to runs/results/examples/regression.md and .csv.
+- BNN: unit Normal prior on every weight, ``Gaussian("learned")`` noise, softplus guide
+  (rho_init -5), 8,000 full-batch Adam steps (lr 1e-2) of SVI; it predicts with 500
+  weight samples (a mixture of Gaussians);
+- plain: the same net from the same initial weights, trained by an explicit torch loop on
+  the mean squared error (full-batch Adam, lr 1e-2), early-stopped: the step count (at
+  most 2,000) is picked on a 20% validation slice of the train part, then the net is refit
+  on the whole train part for that many steps. Its NLL is that of a Gaussian with the
+  noise sd set to the validation RMSE at the chosen step. (Trained for a fixed 2,000 steps
+  instead, it overfits: test RMSE 87, NLL 52.)
+Test RMSE and NLL per patient are in the original y units (the data set's
+disease-progression score; NLL in nats of that score), mean and sd over seeds, written
+to runs/results/examples/regression.md and .csv.
+
+Measured (``python runs/regression.py``, 2 min 42 s on 2 CPU cores): test RMSE 57.6 (sd
+3.3) for the BNN against 56.6 (3.0) for the early-stopped plain net, NLL 5.51 (0.04)
+against 5.45 (0.05), 95% coverage 0.98 against 0.95. The mean-field BNN under its unit
+Normal prior fits a wider noise than the plain net and does not beat it here. In the toy
+its interval is wide outside the data but narrow in the gap between the clusters, a known
+trait of mean-field variational posteriors.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyro.distributions as dist  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from sklearn.datasets import load_diabetes  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -63,17 +74,20 @@ HERE = Path(__file__).resolve().parent
 
 @dataclass
 class RegressionConfig:
-    """Step counts (full-batch Adam steps), learning rate and sample counts."""
+    """Full-batch Adam steps (the BNNs' until their ELBO flattens; the plain net's at most,
+    before early stopping), learning rates and the number of weight samples."""
 
-    toy_steps: int = 5000
-    steps: int = 2000
+    toy_steps: int = 15000
+    steps: int = 8000
+    plain_steps: int = 2000
     lr: float = 1e-2
     toy_lr: float = 2e-2
     rho_init: float = -5.0
     samples: int = 500
+    toy_samples: int = 2000
 
 
-QUICK = RegressionConfig(toy_steps=200, steps=150, samples=100)
+QUICK = RegressionConfig(toy_steps=200, steps=150, plain_steps=150, samples=100, toy_samples=200)
 
 
 def mlp(widths: list[int]) -> nn.Sequential:
@@ -84,7 +98,7 @@ def mlp(widths: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def fit_bnn(net: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float, cfg):
+def fit_bnn(net: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float, cfg, seed=0):
     """A BNN of ``net`` (unit Normal prior, learned noise sd) fit by SVI, full batch:
     (bnn, guide, fit result)."""
     bnn = BNN(net, prior=dist.Normal(0.0, 1.0), likelihood=Gaussian("learned"))
@@ -97,6 +111,7 @@ def fit_bnn(net: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: fl
         batch_size=len(x),
         max_epochs=steps,
         patience=None,
+        seed=seed,
         progress=False,
     )
     return bnn, guide, result
@@ -127,7 +142,7 @@ def toy(cfg: RegressionConfig, png: Path) -> dict:
     bnn, guide, result = fit_bnn(mlp([1, 32, 32, 1]), x, y, cfg.toy_steps, cfg.toy_lr, cfg)
     grid = torch.linspace(-2.5, 2.5, 400).unsqueeze(-1)  # (G, 1)
     with torch.no_grad():
-        loc, scale = bnn_predict(bnn, guide, grid, cfg.samples)  # (S, G) each
+        loc, scale = bnn_predict(bnn, guide, grid, cfg.toy_samples)  # (S, G) each
         ys = loc + scale * torch.randn_like(loc)  # draws of y: weights plus noise
     q = torch.tensor([0.025, 0.975])
     lo, hi = torch.quantile(ys, q, dim=0)
@@ -145,12 +160,12 @@ def toy(cfg: RegressionConfig, png: Path) -> dict:
         f"BNN 1-32-32-1, Gaussian('learned'): noise sd {noise_sd:.3f} (true 0.1), "
         f"{cfg.toy_steps} steps"
     )
-    ax.legend(loc="upper left", fontsize=8, ncol=2)
+    ax.legend(loc="upper center", fontsize=8, ncol=2)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=120)
     plt.close(fig)
-    return {"noise_sd": noise_sd, "wall_time_s": result.wall_time_s}
+    return {"noise_sd": noise_sd, "wall_time_s": result.wall_time_s, **result.history[-1]}
 
 
 def diabetes_split(seed: int):
@@ -169,19 +184,34 @@ def diabetes_split(seed: int):
     return tensors(tr), tensors(te), (float(y_mean), float(y_sd))
 
 
-def fit_plain(net: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float):
-    """MAP of the BNN's model by an explicit torch loop: mean Gaussian NLL with a learned
-    noise sd, plus the N(0, 1) prior's 0.5 |w|^2 / N. Returns the noise sd."""
-    log_sd = torch.zeros((), requires_grad=True)
-    opt = torch.optim.Adam([*net.parameters(), log_sd], lr=lr)
-    n = len(x)
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        nll = -torch.distributions.Normal(net(x).squeeze(-1), log_sd.exp()).log_prob(y).mean()
-        penalty = 0.5 * sum(p.square().sum() for p in net.parameters()) / n
-        (nll + penalty).backward()
-        opt.step()
-    return float(log_sd.detach().exp())
+def fit_plain(net: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float, seed: int):
+    """Train ``net`` in place by full-batch Adam on the mean squared error, early-stopped:
+    a first fit on 80% of (x, y) picks the step count (<= ``steps``) with the lowest MSE on
+    the other 20%; ``net`` is then refit on all of (x, y) from its initial weights for that
+    many steps. Returns (step count, noise sd), the sd being the validation RMSE at that
+    step: a held-out estimate, not the optimistic training residual."""
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    cut = int(round(0.8 * len(x)))
+    fit_idx, val_idx = perm[:cut], perm[cut:]
+    init = copy.deepcopy(net.state_dict())
+
+    def train(idx: torch.Tensor, n_steps: int, val: torch.Tensor | None = None):
+        net.load_state_dict(init)
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        val_mse = []
+        for _ in range(n_steps):
+            opt.zero_grad(set_to_none=True)
+            F.mse_loss(net(x[idx]).squeeze(-1), y[idx]).backward()
+            opt.step()
+            if val is not None:
+                with torch.no_grad():
+                    val_mse.append(float(F.mse_loss(net(x[val]).squeeze(-1), y[val])))
+        return val_mse
+
+    val_mse = train(fit_idx, steps, val_idx)
+    best = min(range(steps), key=val_mse.__getitem__)
+    train(torch.arange(len(x)), best + 1)
+    return best + 1, math.sqrt(val_mse[best])
 
 
 def diabetes(cfg: RegressionConfig, seed: int) -> list[dict]:
@@ -193,18 +223,34 @@ def diabetes(cfg: RegressionConfig, seed: int) -> list[dict]:
     plain = copy.deepcopy(net)  # the same architecture and initial weights
     rows = []
     start = time.perf_counter()
-    bnn, guide, _ = fit_bnn(net, x, y, cfg.steps, cfg.lr, cfg)
+    bnn, guide, _ = fit_bnn(net, x, y, cfg.steps, cfg.lr, cfg, seed)
     with torch.no_grad():
         loc, scale = bnn_predict(bnn, guide, x_test, cfg.samples)  # (S, N) each
     scores = evaluate(lambda _: (loc * y_sd + y_mean, scale * y_sd), x_test, target)
-    rows.append({"model": "BNN", "seed": seed, **scores, "s": time.perf_counter() - start})
+    rows.append(
+        {
+            "model": "BNN",
+            "seed": seed,
+            **scores,
+            "steps": cfg.steps,
+            "s": time.perf_counter() - start,
+        }
+    )
     start = time.perf_counter()
-    sd = fit_plain(plain, x, y, cfg.steps, cfg.lr)
+    plain_steps, sd = fit_plain(plain, x, y, cfg.plain_steps, cfg.lr, seed)
     with torch.no_grad():
         mean = plain(x_test).squeeze(-1)  # (N,)
     gaussian = (mean * y_sd + y_mean, torch.full_like(mean, sd * y_sd))
     scores = evaluate(lambda _: gaussian, x_test, target)
-    rows.append({"model": "plain", "seed": seed, **scores, "s": time.perf_counter() - start})
+    rows.append(
+        {
+            "model": "plain",
+            "seed": seed,
+            **scores,
+            "steps": plain_steps,
+            "s": time.perf_counter() - start,
+        }
+    )
     return rows
 
 
@@ -250,11 +296,14 @@ def main(argv=None) -> pd.DataFrame:
     start = time.perf_counter()
     info = toy(cfg, results / "regression_toy.png")
     print(
-        f"toy: learned noise sd {info['noise_sd']:.3f} (true 0.1), "
+        f"toy: learned noise sd {info['noise_sd']:.3f} (true 0.1), final ELBO per point "
+        f"{info['elbo']:.3f}, "
         f"{info['wall_time_s']:.0f} s; wrote {results / 'regression_toy.png'}"
     )
     rows = pd.DataFrame([row for seed in seeds for row in diabetes(cfg, seed)])
-    print(rows[["model", "seed", "rmse", "nll", "coverage_95", "s"]].to_string(index=False))
+    print(
+        rows[["model", "seed", "steps", "rmse", "nll", "coverage_95", "s"]].to_string(index=False)
+    )
     table = summarise(rows)
     print(
         "\ndiabetes test set, original units (RMSE in disease-progression points, NLL in "
