@@ -31,7 +31,7 @@ from .bnn import BNN, DatapointELBO, init_guide, local_params
 from .data import Split, training_data
 from .likelihoods import Gaussian
 from .nets import l2_penalty
-from .predict import predictive, sample_weights
+from .predict import predictive, sample_posterior
 
 __all__ = ["Callback", "FitResult", "OptimizerFactory", "fit_svi", "fit_torch", "run_epochs", "sgd"]
 
@@ -469,7 +469,7 @@ def fit_svi(
             return elbo.parts
 
         def validate() -> dict[str, float]:
-            pred = predictive(model, sample_weights(model, guide, val_samples), val.x)
+            pred = predictive(model, sample_posterior(model, guide, val_samples), val.x)
             if regression:
                 rmse = (pred[0].mean(0) - val.y).square().mean().sqrt()
                 return {"val_rmse": float(rmse)}
