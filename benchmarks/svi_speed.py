@@ -5,21 +5,33 @@ ratio and the median ratio is reported, so machine noise mostly cancels.
 
     python benchmarks/svi_speed.py            # FC-100-100-10, batch 128
     python benchmarks/svi_speed.py --guide normal --repeats 7
+    python benchmarks/svi_speed.py --against 1adb7b6   # also time that commit's SVI step
+
+``--against REF`` extracts the library at a git commit into a temporary package and times
+its SVI step in the same process, in rotating order with today's: before/after without
+machine noise between runs. (A library from before 657dff6 sets Pyro's
+``module_local_params`` at import; today's step runs under that setting anyway.)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import platform
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
+from pathlib import Path
 
 import pyro
 import torch
 import torch.nn.functional as F
 
-from pyro_bnn import MLP, BayesianMLP, DatapointELBO, load_mnist, make_guide
-from pyro_bnn.bnn import init_guide, local_params
+from pyro_bnn import MLP, load_mnist
+from pyro_bnn.bnn import local_params
 from pyro_bnn.predict import predictive_probs, sample_weights
 
 
@@ -31,6 +43,39 @@ def timed(fn, n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
+def library_at(ref: str):
+    """The pyro_bnn package as it was at git commit ``ref``, imported as pyro_bnn_<ref>."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(
+        ["git", "archive", ref, "pyro_bnn"], cwd=root, capture_output=True, check=True
+    ).stdout
+    folder = Path(tempfile.mkdtemp(prefix="pyro_bnn_base_"))
+    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    name = f"pyro_bnn_{ref.replace('-', '_').replace('~', '_')}"
+    (folder / "pyro_bnn").rename(folder / name)
+    sys.path.insert(0, str(folder))
+    return importlib.import_module(name)
+
+
+def svi_step_of(lib, arch: str, guide_name: str, n: int, batch):
+    """A timed SVI step of library ``lib`` (today's or an older one): (bnn, guide, step)."""
+    pyro.set_rng_seed(0)
+    bnn = lib.BayesianMLP(arch)
+    guide = lib.make_guide(guide_name, bnn, rho_init=-3.0)
+    lib.bnn.init_guide(bnn, guide)
+    opt = torch.optim.SGD(guide.parameters(), lr=1e-3, momentum=0.95)
+    elbo = lib.DatapointELBO(n)
+
+    def step():
+        x, y = batch()
+        opt.zero_grad(set_to_none=True)
+        elbo.differentiable_loss(bnn, guide, x, y, num_data=n).backward()
+        opt.step()
+
+    return bnn, guide, step
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="FC-100-100-10")
@@ -40,6 +85,7 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--samples", type=int, default=100, help="predictive weight samples")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--against", default=None, help="a git commit whose SVI step to time too")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -63,18 +109,13 @@ def main(argv=None) -> None:
         F.cross_entropy(net(x), y).backward()
         opt.step()
 
-    pyro.set_rng_seed(0)
-    bnn = BayesianMLP(args.arch)
-    guide = make_guide(args.guide, bnn, rho_init=-3.0)
-    init_guide(bnn, guide)
-    svi_opt = torch.optim.SGD(guide.parameters(), lr=1e-3, momentum=0.95)
-    elbo = DatapointELBO(n)
+    import pyro_bnn
 
-    def svi_step():
-        x, y = batch()
-        svi_opt.zero_grad(set_to_none=True)
-        elbo.differentiable_loss(bnn, guide, x, y, num_data=n).backward()
-        svi_opt.step()
+    bnn, guide, svi_step = svi_step_of(pyro_bnn, args.arch, args.guide, n, batch)
+    base_step = None
+    if args.against:
+        base = library_at(args.against)
+        base_step = svi_step_of(base, args.arch, args.guide, n, batch)[2]
 
     x_test = data.test.x
     fixed = [MLP(args.arch) for _ in range(4)]
@@ -88,15 +129,20 @@ def main(argv=None) -> None:
     def bnn_predictive():
         predictive_probs(bnn, sample_weights(bnn, guide, args.samples), x_test)
 
-    step_ratios, pred_ratios, rows = [], [], []
+    step_ratios, pred_ratios, base_ratios, rows = [], [], [], []
+    timers = {"plain": plain_step, "svi": svi_step} | ({"base": base_step} if base_step else {})
     with pyro.validation_enabled(False), local_params(bnn, guide):  # as in fit_svi
-        timed(plain_step, 50), timed(svi_step, 50)  # warm up
-        for _ in range(args.repeats):
-            t_plain, t_svi = timed(plain_step, args.steps), timed(svi_step, args.steps)
+        for fn in timers.values():
+            timed(fn, 50)  # warm up
+        for r in range(args.repeats):
+            order = list(timers)[r % len(timers) :] + list(timers)[: r % len(timers)]
+            t = {name: timed(timers[name], args.steps) for name in order}  # rotating order
             t_fwd, t_pred = timed(plain_forwards, 1), timed(bnn_predictive, 1)
-            step_ratios.append(t_svi / t_plain)
+            step_ratios.append(t["svi"] / t["plain"])
+            if base_step:
+                base_ratios.append(t["base"] / t["plain"])
             pred_ratios.append(t_pred / t_fwd)
-            rows.append((t_plain, t_svi, t_fwd, t_pred))
+            rows.append((t["plain"], t["svi"], t_fwd, t_pred))
     med = [statistics.median(col) for col in zip(*rows)]
     print(
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
@@ -111,6 +157,12 @@ def main(argv=None) -> None:
         f"SVI step            {med[1] * 1e3:8.3f} ms   ratio {statistics.median(step_ratios):.2f}x "
         f"(per repeat: {', '.join(f'{r:.2f}' for r in step_ratios)})"
     )
+    if base_step:
+        print(
+            f"SVI step at {args.against}  ratio {statistics.median(base_ratios):.2f}x "
+            f"(per repeat: {', '.join(f'{r:.2f}' for r in base_ratios)}); today / then: "
+            f"{statistics.median(a / b for a, b in zip(step_ratios, base_ratios)):.3f}"
+        )
     print(f"{args.samples} plain forwards  {med[2]:8.3f} s  (10,000 test images)")
     ratio = statistics.median(pred_ratios)
     print(
