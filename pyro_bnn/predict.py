@@ -134,6 +134,8 @@ def predictive(model: BNN, weights, x: torch.Tensor):
     """
     weights, latents = _weights(model, weights)
     model.check_x(x)
+    if len(x) == 0:
+        raise ValueError("x is empty: pass at least one input")
     chunk = _chunk(model, weights.shape[0])
     parts = [
         model.likelihood.predict(model.apply(x[i : i + chunk], weights), latents)

@@ -233,6 +233,7 @@ def test_builders_passed_as_callables_get_the_named_initialisation():
         (torch.full((5, 784), float("nan")), None, "x contains NaN"),
         (torch.rand(5, 784).double(), None, "float32"),
         (torch.rand(5, 784), torch.zeros(0, 7960), "weights must be"),
+        (torch.rand(0, 784), None, "x is empty"),
     ],
 )
 def test_predictive_probs_names_bad_input(x, weights, match):
