@@ -25,6 +25,7 @@ from pyro_bnn.predict import ensemble_fn, sampler, single_sample_fn
 from . import paper, plots, tables
 from .attack_sets import attack_set
 from .config import BNN, PLAIN
+from .executors import Executor
 from .naming import artifact_path, baseline_name, bnn_name, table_name, without_seed
 from .profiles import Profile
 from .sources import train_sources
@@ -242,7 +243,7 @@ def run_seed(
     root: Path,
     seed: int,
     *,
-    workers: int,
+    executor: Executor,
     stage: Stages,
     progress: bool,
 ) -> SeedResult:
@@ -251,7 +252,7 @@ def run_seed(
     out = SeedResult()
     with stage("train nets"):
         jobs = training_jobs(profile, seed, need_pool)
-        train_all(jobs, profile, data, root, workers, progress)
+        train_all(jobs, profile, data, root, executor, progress)
     with stage("load nets"):
         zoo, prints = load_zoo(profile, data, root, seed, need_pool, out)
     base = {"profile": profile.as_dict(), "seed": seed, "models": prints}

@@ -26,6 +26,7 @@ import torch
 from pyro_bnn.artifacts import atomic_write
 from runs import plots, report, results
 from runs.args import Parser, positive_int
+from runs.executors import EXECUTORS, make_executor
 from runs.pipeline import PROTOCOL_RULES, Stages, run_seed
 from runs.profiles import PROFILES, get_profile
 from runs.training import load_data
@@ -68,6 +69,13 @@ def build_parser() -> Parser:
         default=os.cpu_count() or 1,
         help="processes that train nets in parallel, one thread each (default: the number of CPUs)",
     )
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=list(EXECUTORS),
+        help="where the nets train: local worker processes, or Ray tasks (on the cluster at "
+        "RAY_ADDRESS if set, else on a local Ray instance; needs pip install -e '.[ray]')",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -75,7 +83,12 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     """Run every stage for every seed, then write the results, the plots and the report."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        executor = make_executor(args.executor, args.workers)
+    except RuntimeError as err:  # Ray asked for but not installed
+        parser.error(str(err))
     profile = get_profile(args.profile)
     suffix = "" if profile.name == "full" else f"-{profile.name}"
     out = Path(args.results or HERE / f"results{suffix}")
@@ -85,19 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with stage("load data"):
         data = load_data(profile)
-    per_seed = [
-        run_seed(
-            args.protocols,
-            profile,
-            data,
-            root,
-            seed,
-            workers=args.workers,
-            stage=stage,
-            progress=not args.no_progress,
-        )  # fmt: skip
-        for seed in args.seeds
-    ]
+    with executor:
+        per_seed = [
+            run_seed(
+                args.protocols,
+                profile,
+                data,
+                root,
+                seed,
+                executor=executor,
+                stage=stage,
+                progress=not args.no_progress,
+            )  # fmt: skip
+            for seed in args.seeds
+        ]
     with stage("write results"):
         frames = results.combine([r.frames for r in per_seed], args.seeds)
         results.write_tables(frames, out, args.protocols)

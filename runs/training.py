@@ -1,27 +1,25 @@
-"""The nets of one seed as training jobs, and the worker processes that train them.
+"""The nets of one seed as training jobs, and the workers that train them.
 
 A job is a plain dict (so it pickles into a worker): its kind ('source', 'bnn',
 'baseline', 'pool'), what to train (arch and lambda, or rho_init), the seed and the
-max-epoch cap. :func:`train_all` trains what is not done yet, longest first, in worker
-processes of one torch thread each; :func:`run_job` trains (or loads) one net through
-:mod:`runs.zoo`.
+max-epoch cap. :func:`train_all` trains what is not done yet, longest first, through an
+executor of :mod:`runs.executors` (local worker processes or Ray tasks, one torch thread
+each); :func:`run_job` trains (or loads) one net through :mod:`runs.zoo`.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-
-import torch
 
 from pyro_bnn.artifacts import matching_meta
 from pyro_bnn.data import MNIST, load_mnist
 
 from . import paper
 from .config import BNN, PLAIN
+from .executors import Executor
 from .profiles import Profile
 from .zoo import baseline_artifact, bnn_artifact, train_baseline, train_bnn
 
@@ -98,30 +96,38 @@ def job_label(job: dict) -> str:
     return f"{job['kind']} {what} seed {job['seed']}"
 
 
-def _worker(job: dict, profile: Profile, root: Path) -> tuple[str, float]:
-    """Train one job in a worker process: one torch thread, the data loaded here."""
-    torch.set_num_threads(1)
+def _worker(job: dict, profile: Profile, root: Path) -> float:
+    """Train one job in a worker (the executor sets one torch thread); the data loaded here.
+
+    :returns: its wall time (s).
+    """
     start = time.perf_counter()
     run_job(job, load_data(profile), root, progress=False)
-    return job_label(job), time.perf_counter() - start
+    return time.perf_counter() - start
 
 
 def train_all(
-    jobs: list[dict], profile: Profile, data: MNIST, root: Path, workers: int, progress: bool
+    jobs: list[dict],
+    profile: Profile,
+    data: MNIST,
+    root: Path,
+    executor: Executor,
+    progress: bool,
 ) -> None:
-    """Train what is not done yet: in worker processes (one thread each), or in-process."""
+    """Train what is not done yet, in the order given: through ``executor``'s workers, or
+    in-process when there is one job or the executor asks for it (one local worker).
+
+    :param executor: from :func:`runs.executors.make_executor`.
+    """
     todo = [job for job in jobs if not run_job(job, data, root, False, check_only=True)]
     print(
         f"{len(jobs) - len(todo)} of {len(jobs)} nets already trained; {len(todo)} to go",
         flush=True,
     )
-    if workers <= 1 or len(todo) <= 1:
+    if executor.in_process or len(todo) <= 1:
         for job in todo:
             run_job(job, data, root, progress)
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-        futures = [pool.submit(_worker, job, profile, root) for job in todo]
-        for i, future in enumerate(as_completed(futures), 1):
-            label, took = future.result()
-            print(f"  [{i}/{len(todo)}] {label}: {took:.0f} s", flush=True)
+    done = executor.map_jobs(partial(_worker, profile=profile, root=root), todo)
+    for i, (job, took) in enumerate(done, 1):
+        print(f"  [{i}/{len(todo)}] {job_label(job)}: {took:.0f} s", flush=True)

@@ -1,0 +1,63 @@
+"""runs.training through the executors of runs.executors: local processes and Ray tasks."""
+
+import importlib.util
+
+import pytest
+import torch
+
+from runs.executors import LocalExecutor, make_executor
+from runs.profiles import get_profile
+from runs.training import load_data, run_job, train_all, training_jobs
+
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+
+
+def _square(job: dict) -> tuple[int, int]:
+    """A fake job: x squared, and the torch threads the worker runs on."""
+    return job["x"] ** 2, torch.get_num_threads()
+
+
+def _train(executor, profile, data, root) -> list[dict]:
+    """Train the quick profile's two smallest nets (FC-10 sources, lam 0 and 1e-4)."""
+    jobs = [job for job in training_jobs(profile, 0, False) if job.get("arch") == "FC-10"][:2]
+    train_all(jobs, profile, data, root, executor, progress=False)
+    return [run_job(job, data, root, progress=False)[0].state_dict() for job in jobs]
+
+
+def test_make_executor_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown executor 'dask'; known executors: local, ray"):
+        make_executor("dask", 2)
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        make_executor("local", 0)
+    assert make_executor("local", 1).in_process  # one worker: train_all stays in-process
+    assert not make_executor("local", 2).in_process
+
+
+@pytest.mark.skipif(not HAVE_RAY, reason='needs Ray: pip install -e ".[ray]"')
+def test_local_and_ray_train_identical_nets(tmp_path, capsys):
+    profile = get_profile("quick")
+    data = load_data(profile)
+    jobs = [{"x": x} for x in range(3)]
+    nets = {}
+    for name in ("local", "ray"):
+        with make_executor(name, 2) as executor:
+            assert list(executor.map_jobs(_square, [])) == []
+            nets[name] = _train(executor, profile, data, tmp_path / name)
+            if name == "ray":  # every job once, each task on one torch thread
+                squares = sorted(out for _, out in executor.map_jobs(_square, jobs))
+                assert squares == [(0, 1), (1, 1), (4, 1)]
+    out = capsys.readouterr().out
+    assert out.count("0 of 2 nets already trained; 2 to go") == 2
+    assert out.count("source FC-10 lam 0 seed 0: ") == 2
+    assert out.count("source FC-10 lam 0.0001 seed 0: ") == 2
+    local, ray = nets["local"], nets["ray"]
+    assert len(local) == len(ray) == 2
+    for a, b in zip(local, ray):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+    first = next(iter(local[0]))
+    assert not torch.equal(local[0][first], local[1][first])  # two different nets
+    # a rerun finds both artifacts and trains nothing
+    _train(LocalExecutor(2), profile, data, tmp_path / "ray")
+    assert "2 of 2 nets already trained; 0 to go" in capsys.readouterr().out
