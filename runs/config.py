@@ -11,7 +11,7 @@ __all__ = ["BNN", "PLAIN", "TrainConfig"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How the study trains a net, as in the authors' code (Section 3.1 of the paper):
+    """How the study trains a net, as in the authors' code (Section 3.2 of the paper):
     SGD with momentum on minibatches, early stopping on validation accuracy.
 
     :param max_epochs: the cap on epochs; early stopping usually ends training first.
