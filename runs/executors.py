@@ -159,12 +159,19 @@ class RayExecutor(Executor):
 EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor}
 
 
-def make_executor(name: str, workers: int) -> Executor:
+def make_executor(name: str, workers: int, address: str | None = None) -> Executor:
     """The executor called ``name`` ('local' or 'ray') with ``workers`` workers.
 
-    :raises ValueError: an unknown name (the message lists the known ones).
+    :param address: a Ray cluster's address (Ray only; default ``RAY_ADDRESS`` or a local
+        instance).
+    :raises ValueError: an unknown name (the message lists the known ones), or an address
+        for the local executor.
     :raises RuntimeError: 'ray' without Ray installed (the message says how to install it).
     """
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; known executors: {', '.join(EXECUTORS)}")
+    if name == "ray":
+        return RayExecutor(workers, address)
+    if address is not None:
+        raise ValueError(f"address is for the ray executor, not {name!r}")
     return EXECUTORS[name](workers)

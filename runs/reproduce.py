@@ -76,6 +76,12 @@ def build_parser() -> Parser:
         help="where the nets train: local worker processes, or Ray tasks (on the cluster at "
         "RAY_ADDRESS if set, else on a local Ray instance; needs pip install -e '.[ray]')",
     )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="with --executor ray: the Ray cluster to run on, e.g. ray://head:10001 or auto "
+        "(default: RAY_ADDRESS, else a local instance)",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -86,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        executor = make_executor(args.executor, args.workers)
-    except RuntimeError as err:  # Ray asked for but not installed
+        executor = make_executor(args.executor, args.workers, args.address)
+    except (RuntimeError, ValueError) as err:  # Ray asked for but not installed; bad address
         parser.error(str(err))
     profile = get_profile(args.profile)
     suffix = "" if profile.name == "full" else f"-{profile.name}"

@@ -31,6 +31,10 @@ def test_make_executor_rejects_unknown_names():
         make_executor("local", 0)
     assert make_executor("local", 1).in_process  # one worker: train_all stays in-process
     assert not make_executor("local", 2).in_process
+    with pytest.raises(ValueError, match="address is for the ray executor"):
+        make_executor("local", 2, address="auto")
+    if HAVE_RAY:
+        assert make_executor("ray", 2, address="ray://head:10001").address == "ray://head:10001"
 
 
 @pytest.mark.skipif(not HAVE_RAY, reason='needs Ray: pip install -e ".[ray]"')
