@@ -9,7 +9,8 @@ Everything that knows this study lives here; the library knows none of it.
     sources      the 12 source nets the attacks are made on
     attack_sets  attack sets as artifacts, per protocol
     profiles     the sizes of the 'quick' and 'full' runs
-    training     the training jobs of one seed and the worker processes that run them
+    executors    one interface for the sweep: local worker processes, or Ray tasks
+    training     the training jobs of one seed, run through an executor
     tables       Tables 1-4 and the controls, as long-format DataFrames
     pipeline     the stages of one seed: nets, attack sets, tables
     results      seeds combined into one table each; the CSV files
@@ -21,5 +22,6 @@ Everything that knows this study lives here; the library knows none of it.
 
 Entry points, each ``main(argv)`` and runnable as ``python runs/<name>.py`` or
 ``python -m runs.<name>``: reproduce (Tables 1-4 under both protocols), train_bnns,
-bnn_patience, cli.
+bnn_patience, cli; and the library's two examples, cnn_mnist (a Bayesian LeNet-5 on
+MNIST) and regression (a 1-D toy with intervals, and the diabetes data).
 """
