@@ -1,5 +1,6 @@
 """The runs/ entry points, each through its real command line in quick mode."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -114,6 +115,19 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
     assert not any(line.startswith("saved ") for line in second.stdout.splitlines())
     assert {p: p.read_bytes() for p in results.rglob("*.csv")} == tables
     assert json.loads((results / "run.json").read_text())["total_seconds"] < 60
+
+    # 4. the same sweep with Ray's local instance as the executor writes the same tables
+    if importlib.util.find_spec("ray") is not None:
+        on_ray = [a if a != str(tmp_path / "artifacts") else str(tmp_path / "ray") for a in args]
+        on_ray = [a if a != str(results) else str(tmp_path / "ray-results") for a in on_ray]
+        ray_run = run(*on_ray, "--executor", "ray", "--report", str(tmp_path / "RAY.md"))
+        assert ray_run.returncode == 0, ray_run.stderr[-3000:]
+        assert "25 of 25 nets already trained" not in ray_run.stdout  # it trained them itself
+        for csv in results.rglob("*.csv"):
+            theirs = tmp_path / "ray-results" / csv.relative_to(results)
+            ours, ray = pd.read_csv(csv), pd.read_csv(theirs)
+            wall = [c for c in ours.columns if c.endswith("_s")]  # wall times differ
+            pd.testing.assert_frame_equal(ours.drop(columns=wall), ray.drop(columns=wall))
 
 
 def test_train_bnns_quick():
