@@ -27,3 +27,26 @@ def test_svi_speed_benchmark_runs_and_reports_both_ratios():
     assert out.returncode == 0, out.stderr[-2000:]
     assert "SVI step" in out.stdout and "ratio" in out.stdout
     assert "2-sample predictive" in out.stdout
+
+
+def test_fused_kl_benchmark_runs():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/fused_kl.py",
+            "--no-compile",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--ks",
+            "1",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "eager K=2" in out.stdout and "x per model" in out.stdout
