@@ -37,8 +37,6 @@ __all__ = [
 
 DEFAULT_ROOT = Path("runs") / "artifacts"  # where the study's artifacts go by default
 TENSORS, META = "tensors.pt", "meta.json"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read the process umask (os.umask can only read it by setting it)
 
 
 def artifact_dir(root: str | os.PathLike, kind: str, name: str) -> Path:
@@ -67,7 +65,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give it a normal file's mode
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; give it a normal file's mode
     try:
         write(Path(tmp))
         os.replace(tmp, path)

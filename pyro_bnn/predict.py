@@ -57,7 +57,9 @@ def sample_posterior(model: BNN, guide, num_samples: int) -> dict[str, torch.Ten
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
     init_guide(model, guide)
     device = _device(guide)
-    # one dummy input when its shape is known keeps the sites' layout of a data call
+    # With a known input shape, run the model on one dummy input, as a data call does: the
+    # draws (and the RNG stream, which also feeds the dummy "obs" site) then match fit_svi's
+    # and the study's earlier results exactly.
     args = () if model.input_shape is None else (model.example_input(1, device),)
     names = [name for name, site in guide.prototype_trace.iter_stochastic_nodes()]
     predictive = Predictive(
