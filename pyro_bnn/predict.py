@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from pyro.infer import Predictive
 
-from .bnn import BNN, init_guide, local_params
+from .bnn import BNN, BayesianMLP, init_guide, local_params
 
 __all__ = [
     "ensemble_fn",
@@ -115,8 +115,12 @@ def _weights(model: BNN, weights) -> tuple[torch.Tensor, dict]:
 
 
 def _chunk(model: BNN, s: int) -> int:
-    width = max(getattr(model, "widths", ())) if hasattr(model, "widths") else None
-    per_example = width or 8 * math.prod(model.input_shape or (1,))
+    """Inputs per chunk so that S samples' widest activations stay near MAX_ELEMENTS: an
+    MLP's widest layer, else a guess of 8 activations per input element."""
+    if isinstance(model, BayesianMLP):
+        per_example = max(model.widths)
+    else:
+        per_example = 8 * math.prod(model.input_shape or (1,))
     return max(1, MAX_ELEMENTS // (s * per_example))
 
 
