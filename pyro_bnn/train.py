@@ -125,6 +125,11 @@ def _optimizer_config(opt: torch.optim.Optimizer) -> dict:
     return {"name": type(opt).__name__, **{k: repr(v) for k, v in sorted(opt.defaults.items())}}
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order (n,) of the training examples in one epoch of a seeded fit."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
 def minibatches(
     train: Split | DataLoader, batch_size: int, seed: int, device: torch.device
 ) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
@@ -140,8 +145,7 @@ def minibatches(
     x_all, y_all = train.x.to(device), train.y.to(device)
 
     def tensor_batches(epoch: int):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        perm = torch.randperm(len(y_all), generator=generator).to(device)
+        perm = epoch_order(len(y_all), seed, epoch).to(device)
         for i in range(0, len(perm), batch_size):
             idx = perm[i : i + batch_size]
             yield x_all[idx], y_all[idx]
@@ -404,6 +408,8 @@ def fit_svi(
     device: str | torch.device = "cpu",
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
+    engine: str = "auto",
+    compile: bool = False,
 ) -> FitResult:
     """Fit ``guide`` to ``model`` by SVI (Section 2.1, eqs. 3-4); the guide is updated in place.
 
@@ -430,6 +436,11 @@ def fit_svi(
     :param device: where to train.
     :param checkpoint: a file to checkpoint every epoch and resume from.
     :param progress: show a tqdm bar.
+    :param engine: 'pyro' runs Pyro's Trace_ELBO; 'stack' the fused step of
+        :func:`~pyro_bnn.stack.fit_stack` (a stack of one), which takes a BayesianMLP with
+        AutoSoftplusNormal, a categorical likelihood, one i.i.d. ScaleMixtureNormal or Normal
+        prior, one particle and in-memory data; 'auto' picks 'stack' where it can.
+    :param compile: with the stack engine, fuse its weight draw with ``torch.compile``.
 
     >>> bnn = BayesianMLP(); guide = make_guide("softplus-normal", bnn, rho_init=-3.0)
     >>> result = fit_svi(bnn, guide, load_mnist())
@@ -440,6 +451,35 @@ def fit_svi(
     _check_loop(batch_size, max_epochs, patience, callbacks)
     check_positive("val_samples", val_samples, integer=True)
     check_positive("num_particles", num_particles, integer=True)
+    if engine not in ("auto", "pyro", "stack"):
+        raise ValueError(f"engine must be 'auto', 'pyro' or 'stack', got {engine!r}")
+    from .stack import fit_stack, stack_problem  # the stack builds on this module
+
+    problem = stack_problem(model, guide)
+    if num_particles > 1:
+        problem = problem or "num_particles must be 1"
+    if isinstance(data, DataLoader):
+        problem = problem or "data must be in memory, not a DataLoader"
+    if engine == "stack" and problem:
+        raise ValueError(f"engine='stack' cannot fit this model: {problem}")
+    if engine != "pyro" and problem is None:
+        return fit_stack(
+            [model],
+            [guide],
+            data,
+            val=val,
+            seeds=[seed],
+            optimizer=optimizer,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            patience=patience,
+            callbacks=callbacks,
+            val_samples=val_samples,
+            device=device,
+            checkpoints=[checkpoint],
+            compile=compile,
+            progress=progress,
+        )[0]
     train, val = training_data(data, val)
     device = torch.device(device)
     _check_split(model, train, "data")

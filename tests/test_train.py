@@ -137,14 +137,19 @@ def test_patience_none_and_a_callback_replace_early_stopping():
     assert seen == [1, 2, 3] and result.stopped_early and result.epochs == 3
 
 
-def test_fit_svi_resumes_after_kill(tmp_path, monkeypatch):
+@pytest.mark.parametrize("engine", ["pyro", "stack"])
+def test_fit_svi_resumes_after_kill(tmp_path, monkeypatch, engine):
+    """Killed in epoch 3 and rerun: epochs 1-2 come from the checkpoint, and the guide ends
+    where an uninterrupted run ends."""
+    import pyro_bnn.stack as stack_module
     import pyro_bnn.train as train_module
     from pyro_bnn.bnn import BayesianMLP
     from pyro_bnn.guides import make_guide
     from pyro_bnn.train import fit_svi
 
+    module = stack_module if engine == "stack" else train_module
     data = toy_mnist()
-    real = train_module.predictive
+    real = module.predictive
     calls, die_at = [], [3]
 
     def failing(*args, **kwargs):  # validation runs once per epoch; die in epoch 3
@@ -153,7 +158,7 @@ def test_fit_svi_resumes_after_kill(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    def run():
+    def run(checkpoint=tmp_path / "ckpt.pt"):
         bnn = BayesianMLP((8, 10))
         guide = make_guide("softplus-normal", bnn)
         result = fit_svi(
@@ -164,11 +169,12 @@ def test_fit_svi_resumes_after_kill(tmp_path, monkeypatch):
             patience=5,
             optimizer=sgd(lr=0.01),
             progress=False,
-            checkpoint=tmp_path / "ckpt.pt",
+            checkpoint=checkpoint,
+            engine=engine,
         )
         return result, guide
 
-    monkeypatch.setattr(train_module, "predictive", failing)
+    monkeypatch.setattr(module, "predictive", failing)
     with pytest.raises(KeyboardInterrupt):
         run()
     calls.clear()
@@ -176,3 +182,6 @@ def test_fit_svi_resumes_after_kill(tmp_path, monkeypatch):
     result, guide = run()
     assert result.epochs == 5 and [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]
     assert len(calls) == 3  # epochs 3, 4, 5 ran again; 1 and 2 came from the checkpoint
+    whole, whole_guide = run(checkpoint=None)
+    assert [h["val_acc"] for h in whole.history] == [h["val_acc"] for h in result.history]
+    torch.testing.assert_close(whole_guide.state_dict(), guide.state_dict(), rtol=0, atol=0)
