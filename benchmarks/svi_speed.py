@@ -1,10 +1,15 @@
 """SVI step vs plain torch SGD step, and the 100-sample predictive vs 100 plain forwards.
 
+SVI steps timed: Pyro's Trace_ELBO step ('pyro', fit_svi(engine='pyro')), the fused stack
+step for one model ('stack K=1', what fit_svi runs for the paper's model) and for K models
+('stack K=7', reported per model), each eager and with ``torch.compile``.
+
 Both sides run in the same process, interleaved, on real MNIST batches; each repeat gives a
 ratio and the median ratio is reported, so machine noise mostly cancels.
 
     python benchmarks/svi_speed.py            # FC-100-100-10, batch 128
     python benchmarks/svi_speed.py --guide normal --repeats 7
+    python benchmarks/svi_speed.py --stack-k 7 --no-compile
     python benchmarks/svi_speed.py --against 1adb7b6   # also time that commit's SVI step
 
 ``--against REF`` extracts the library at a git commit into a temporary package and times
@@ -33,6 +38,7 @@ import torch.nn.functional as F
 from pyro_bnn import MLP, load_mnist
 from pyro_bnn.bnn import local_params
 from pyro_bnn.predict import predictive_probs, sample_weights
+from pyro_bnn.stack import stack_loss
 
 
 def timed(fn, n: int) -> float:
@@ -76,6 +82,30 @@ def svi_step_of(lib, arch: str, guide_name: str, n: int, batch):
     return bnn, guide, step
 
 
+def stack_step_of(arch: str, k: int, n: int, batch, compile: bool):
+    """A timed step of k stacked paper BNNs (fit_stack's step): (k, step)."""
+    import pyro_bnn
+
+    pyro.set_rng_seed(0)
+    bnn = pyro_bnn.BayesianMLP(arch)
+    guide = pyro_bnn.make_guide("softplus-normal", bnn, rho_init=-3.0)
+    pyro_bnn.init_guide(bnn, guide)
+    mu = guide.locs.weights.detach().expand(k, -1).clone().requires_grad_()  # (K, P)
+    rho = guide.rhos.weights.detach().expand(k, -1).clone().requires_grad_()  # (K, P)
+    opt = torch.optim.SGD([mu, rho], lr=1e-3, momentum=0.95)
+    gens = [torch.Generator().manual_seed(i) for i in range(k)]
+
+    def step():
+        xs, ys = zip(*(batch() for _ in range(k)))  # each model its own minibatch
+        opt.zero_grad(set_to_none=True)
+        nll, kl = stack_loss(bnn, mu, rho, gens, torch.stack(xs), torch.stack(ys), n,
+                             compile=compile)  # fmt: skip
+        (nll + kl).sum().backward()
+        opt.step()
+
+    return k, step
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="FC-100-100-10")
@@ -86,6 +116,8 @@ def main(argv=None) -> None:
     p.add_argument("--samples", type=int, default=100, help="predictive weight samples")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--against", default=None, help="a git commit whose SVI step to time too")
+    p.add_argument("--stack-k", type=int, default=7, help="models in the stacked step")
+    p.add_argument("--no-compile", action="store_true", help="time the eager stack only")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -117,6 +149,12 @@ def main(argv=None) -> None:
         base = library_at(args.against)
         base_step = svi_step_of(base, args.arch, args.guide, n, batch)[2]
 
+    stacks = {}
+    for compiled in (False,) if args.no_compile else (False, True):
+        for k in sorted({1, args.stack_k}):
+            label = f"stack K={k}" + (" compiled" if compiled else "")
+            stacks[label] = stack_step_of(args.arch, k, n, batch, compiled)
+
     x_test = data.test.x
     fixed = [MLP(args.arch) for _ in range(4)]
 
@@ -130,7 +168,9 @@ def main(argv=None) -> None:
         predictive_probs(bnn, sample_weights(bnn, guide, args.samples), x_test)
 
     step_ratios, pred_ratios, base_ratios, rows = [], [], [], []
+    stack_ratios = {label: [] for label in stacks}
     timers = {"plain": plain_step, "svi": svi_step} | ({"base": base_step} if base_step else {})
+    timers |= {label: step for label, (_, step) in stacks.items()}
     with pyro.validation_enabled(False), local_params(bnn, guide):  # as in fit_svi
         for fn in timers.values():
             timed(fn, 50)  # warm up
@@ -139,6 +179,8 @@ def main(argv=None) -> None:
             t = {name: timed(timers[name], args.steps) for name in order}  # rotating order
             t_fwd, t_pred = timed(plain_forwards, 1), timed(bnn_predictive, 1)
             step_ratios.append(t["svi"] / t["plain"])
+            for label, (k, _) in stacks.items():
+                stack_ratios[label].append(t[label] / k / t["plain"])
             if base_step:
                 base_ratios.append(t["base"] / t["plain"])
             pred_ratios.append(t_pred / t_fwd)
@@ -154,9 +196,14 @@ def main(argv=None) -> None:
     )
     print(f"plain SGD step      {med[0] * 1e3:8.3f} ms")
     print(
-        f"SVI step            {med[1] * 1e3:8.3f} ms   ratio {statistics.median(step_ratios):.2f}x "
+        f"SVI step (pyro)     {med[1] * 1e3:8.3f} ms   ratio {statistics.median(step_ratios):.2f}x "
         f"(per repeat: {', '.join(f'{r:.2f}' for r in step_ratios)})"
     )
+    for label, ratios in stack_ratios.items():
+        print(
+            f"SVI step ({label}) ratio per model {statistics.median(ratios):.2f}x "
+            f"(per repeat: {', '.join(f'{r:.2f}' for r in ratios)})"
+        )
     if base_step:
         print(
             f"SVI step at {args.against}  ratio {statistics.median(base_ratios):.2f}x "

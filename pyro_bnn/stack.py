@@ -227,6 +227,12 @@ def _params(guide) -> tuple[torch.Tensor, torch.Tensor]:
     return guide.locs.weights, guide.rhos.weights
 
 
+@torch.no_grad()
+def _load_guide(guide, mu: torch.Tensor, rho: torch.Tensor) -> None:
+    for param, value in zip(_params(guide), (mu, rho)):
+        param.copy_(value)
+
+
 @dataclass
 class _Member:
     """One model of the stack: its own RNG, data order, early stopping and checkpoint."""
@@ -353,7 +359,7 @@ def fit_stack(
     :param patience: epochs without a better validation score before a model stops; None
         turns early stopping off.
     :param callbacks: called with each model's epoch record (its ``"model"`` is the index
-        k); True stops that model.
+        k), while that model's guide holds the epoch's parameters; True stops that model.
     :param val_samples: weight samples averaged for the validation prediction.
     :param device: where to train.
     :param checkpoints: one file per model (or None) to checkpoint every epoch and resume
@@ -490,6 +496,8 @@ def fit_stack(
                 m.best = (mu[k].detach().clone(), rho[k].detach().clone())
             else:
                 m.bad += 1
+            if callbacks:  # the guide holds this epoch's parameters while they run
+                _load_guide(m.guide, mu[k], rho[k])
             stop = [bool(cb({"model": m.index, **record})) for cb in callbacks]
             patient = patience is None or val is None or m.bad < patience
             m.stopped = any(stop) or not patient
@@ -505,11 +513,7 @@ def fit_stack(
     bar.close()
     results = []
     for m in members:
-        best_mu, best_rho = m.best
-        mu_param, rho_param = _params(m.guide)
-        with torch.no_grad():
-            mu_param.copy_(best_mu)
-            rho_param.copy_(best_rho)
+        _load_guide(m.guide, *m.best)
         results.append(
             FitResult(
                 epochs=m.epoch,

@@ -51,3 +51,25 @@ def test_regression_quick(tmp_path):
     assert table["test_nll"].map(math.isfinite).all()
     assert table["coverage_95"].between(0, 1).all()
     assert "| BNN" in out and (tmp_path / "regression.md").is_file()
+
+
+def test_bnn_curves_quick(tmp_path):
+    """Two rho_init stacked for 4 epochs: a curve row per model and epoch, Table 1's metric
+    every 2 epochs, three selection rules, a plot; a rerun resumes from the checkpoints."""
+    args = ("--root", str(tmp_path / "art"), "--results", str(tmp_path / "res"))
+    out = run_script("bnn_curves.py", *args, "--no-compile", "--no-progress")
+    curves = pd.read_csv(tmp_path / "res" / "curves_seed0.csv")
+    assert sorted(zip(curves["rho_init"], curves["epoch"])) == sorted(
+        (r, e) for r in (-3.0, -30.0) for e in range(1, 5)
+    )
+    evaluated = curves.dropna(subset=["test_single"])
+    assert sorted(set(evaluated["epoch"])) == [2, 4]
+    assert evaluated["test_single"].between(10, 100).all()  # above chance after 2 epochs
+    selection = pd.read_csv(tmp_path / "res" / "selection_seed0.csv")
+    assert len(selection) == 6 and selection["rule"].nunique() == 3
+    assert (tmp_path / "res" / "curves_seed0.png").stat().st_size > 10_000
+    assert "| best validation" in out and "Made by `python runs/bnn_curves.py" in out
+    again = run_script("bnn_curves.py", *args, "--no-compile", "--no-progress")
+    assert pd.read_csv(tmp_path / "res" / "curves_seed0.csv").equals(curves)
+    assert pd.read_csv(tmp_path / "res" / "selection_seed0.csv").equals(selection)
+    assert "took 0.0 min" in again
