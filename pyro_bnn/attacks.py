@@ -362,19 +362,23 @@ def _paper_batch(fn, x, y, tgt, bar, *, steps, output, brighten_only, r_init, r_
 
     r = torch.full_like(xx, r_init)  # as in the authors' code, clipped after the first step
     mean_sq = torch.zeros_like(r)
+    index = tgt.unsqueeze(-1)  # (T, B, 1)
     for t in range(steps):
         c = c_max * (t + 1) / steps
         r.requires_grad_(True)
         with torch.enable_grad():
             logp = _log_probs(model(r), output)
-            picked = logp.gather(-1, tgt.expand(len(logp), -1, -1).unsqueeze(-1))
+            picked = logp.gather(-1, index.expand(len(logp), -1, -1, -1))
             if prob_clip:
                 picked = picked.exp().clamp(prob_clip, 1 - prob_clip).log()
             loss = (r.norm(dim=-1).sum() - picked.mean(0).sum() / c) / mean_over
             (grad,) = torch.autograd.grad(loss, r)
-        with torch.no_grad():
-            mean_sq = rho * mean_sq + (1 - rho) * grad.square()
-            r = (r - lr * grad / (mean_sq.sqrt() + rms_eps)).clamp(low, high)
+        with torch.no_grad():  # RMSprop in place: no new (T, B, D) tensor per step but one
+            r = r.detach()
+            mean_sq.mul_(rho).addcmul_(grad, grad, value=1 - rho)
+            r.addcdiv_(grad, mean_sq.sqrt().add_(rms_eps), value=-lr)
+            torch.maximum(r, low, out=r)
+            torch.minimum(r, high, out=r)
         bar.update(1)
     with torch.no_grad():
         out = model(r)

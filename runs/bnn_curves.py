@@ -6,8 +6,9 @@ rho_init, trained as one stack (pyro_bnn.stack.fit_stack) without early stopping
     python runs/bnn_curves.py --quick              # smoke run on a slice, temp dirs
 
 Every epoch records the authors' validation metric (the mean prediction of 10 weight
-samples). Every --eval-every epochs (the authors saved every 20) it adds Table 1's metric:
-single-sample accuracy averaged over --runs samples, on validation and test. A second
+samples). Every --eval-every epochs (the authors saved every 20) it adds Table 1's metric,
+single-sample accuracy, averaged over --curve-runs samples, on validation and test; the
+selection table averages --runs (Table 1's 100). A second
 stack trains the same nets with the paper text's rule, early stopping with patience 5.
 
 Writes to --results (default runs/results/curves/):
@@ -34,7 +35,15 @@ import pandas as pd  # noqa: E402
 import pyro  # noqa: E402
 import torch  # noqa: E402
 
-from pyro_bnn import BayesianMLP, evaluate, load_mnist, make_guide, save_bnn, sgd  # noqa: E402
+from pyro_bnn import (  # noqa: E402
+    BayesianMLP,
+    evaluate,
+    load_bnn,
+    load_mnist,
+    make_guide,
+    save_bnn,
+    sgd,
+)
 from pyro_bnn.artifacts import atomic_write  # noqa: E402
 from pyro_bnn.predict import single_sample_fn  # noqa: E402
 from pyro_bnn.stack import fit_stack  # noqa: E402
@@ -44,6 +53,13 @@ from runs.config import BNN  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PATIENCE = 5  # the paper text's rule
+
+
+def rho_inits(root: str | Path, seed: int) -> list[float]:
+    """The rho_init of every BNN this script saved for ``seed`` under ``root``, ascending."""
+    prefix = f"seed{seed}_rho"
+    names = [path.name for path in Path(root).glob(f"{prefix}*_best")]
+    return sorted(float(name[len(prefix) : -len("_best")]) for name in names)
 
 
 def single_sample_acc(bnn, guide, split, runs: int, seed: int) -> float:
@@ -64,7 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-epochs", type=positive_int, default=600)
     p.add_argument("--eval-every", type=positive_int, default=20)
-    p.add_argument("--runs", type=positive_int, default=paper.SINGLE_SAMPLE_RUNS)
+    p.add_argument(
+        "--runs",
+        type=positive_int,
+        default=paper.SINGLE_SAMPLE_RUNS,
+        help="single-sample runs for the selection table (Table 1's 100)",
+    )
+    p.add_argument(
+        "--curve-runs",
+        type=positive_int,
+        default=20,
+        help="single-sample runs per point of the curve",
+    )
     p.add_argument("--lr", type=float, default=BNN.lr, help="SGD lr per datapoint")
     p.add_argument("--device", type=device, default="cpu")
     p.add_argument("--no-compile", action="store_true", help="eager fused step")
@@ -75,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="2 rho_init, 1,000 images, 4 epochs")
     args = p.parse_args(argv)
     if args.quick:  # and, unless given, temporary folders
-        args.rho_init, args.max_epochs, args.eval_every, args.runs = [-3.0, -30.0], 4, 2, 5
+        args.rho_init, args.max_epochs, args.eval_every = [-3.0, -30.0], 4, 2
+        args.runs = args.curve_runs = 5
         args.limit = 1000
         temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
         args.root, args.results = args.root or temp, args.results or temp
@@ -108,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         row["val_acc"] = 100 * row["val_acc"]  # the authors' metric: mean of 10 samples
         if epoch % args.eval_every == 0 or epoch == args.max_epochs:
             for split in ("val", "test"):
-                acc = single_sample_acc(bnns[k], guides[k], getattr(data, split), args.runs, 0)
-                row[f"{split}_single"] = acc
+                split_data, runs = getattr(data, split), args.curve_runs
+                row[f"{split}_single"] = single_sample_acc(bnns[k], guides[k], split_data, runs, 0)
+            row["runs"] = args.curve_runs
         if epoch == args.max_epochs:
             save_bnn(root / f"{tag}_rho{rho:g}_last", bnns[k], guides[k], epoch=epoch)
         rows.append(row)
@@ -144,15 +173,15 @@ def main(argv: list[str] | None = None) -> int:
                 "test_single": single_sample_acc(bnn, guide, data.test, args.runs, 0),
             }
         )
-        last = curve.loc[args.max_epochs]
+        last_bnn, last_guide = load_bnn(root / f"{tag}_rho{rho:g}_last", args.device)
         summary.append(
             {
                 "rho_init": rho,
                 "rule": f"last epoch ({args.max_epochs})",
                 "epoch": args.max_epochs,
-                "val_mean10": last["val_acc"],
-                "val_single": last["val_single"],
-                "test_single": last["test_single"],
+                "val_mean10": curve.loc[args.max_epochs, "val_acc"],
+                "val_single": single_sample_acc(last_bnn, last_guide, data.val, args.runs, 0),
+                "test_single": single_sample_acc(last_bnn, last_guide, data.test, args.runs, 0),
             }
         )
     start = time.perf_counter()

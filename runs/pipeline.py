@@ -30,7 +30,7 @@ from .naming import artifact_path, baseline_name, bnn_name, table_name, without_
 from .profiles import Profile
 from .sources import train_sources
 from .training import pool_seed, train_all, training_jobs
-from .zoo import train_baseline, train_bnn
+from .zoo import train_baseline, train_bnns
 
 __all__ = ["PROTOCOL_RULES", "SeedResult", "Stages", "run_seed"]
 
@@ -109,11 +109,11 @@ def load_zoo(profile: Profile, data: MNIST, root: Path, seed: int, need_pool: bo
         prints[s.name] = fingerprint(s.meta)
         out.add_seconds(f"source {s.arch}", s.meta)
     bnns = {}
-    for rho in paper.RHO_INITS:
-        bnn, guide, meta = train_bnn(
-            rho, data, arch=arch, train=replace(BNN, max_epochs=profile.bnn_epochs), root=root,
-            seed=seed, progress=False,
-        )  # fmt: skip
+    trained = train_bnns(
+        list(paper.RHO_INITS), data, arch=arch, train=replace(BNN, max_epochs=profile.bnn_epochs),
+        root=root, seed=seed, progress=False, compile=profile.compile,
+    )  # fmt: skip
+    for rho, (bnn, guide, meta) in zip(paper.RHO_INITS, trained):
         bnns[rho] = (bnn, guide.requires_grad_(False))
         prints[f"bnn{rho:g}"] = fingerprint(meta)
         out.add_seconds("bnn", meta)

@@ -18,6 +18,7 @@ class Profile:
     attack_* / paper_* / eot_*: steps and examples of the rigorous, paper-variant and
     white-box EOT attacks; None examples means the whole split.
     pool: plain FC-100-100-10 nets (seeds 1..pool) for the ensemble control of Table 3.
+    compile: fuse the BNN stack's weight draw with torch.compile (pays off in long runs).
     """
 
     name: str
@@ -36,6 +37,7 @@ class Profile:
     eot_k: int
     eot_passes: int
     pool: int
+    compile: bool = False
     ensemble_sizes: tuple[int, ...] = paper.ENSEMBLE_SIZES
     prune_rates: tuple[float, ...] = paper.PRUNE_RATES
 
@@ -81,6 +83,7 @@ PROFILES = {
         eot_k=10,
         eot_passes=32,
         pool=10,
+        compile=True,
     ),
 }
 

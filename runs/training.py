@@ -1,10 +1,11 @@
 """The nets of one seed as training jobs, and the workers that train them.
 
 A job is a plain dict (so it pickles into a worker): its kind ('source', 'bnn',
-'baseline', 'pool'), what to train (arch and lambda, or rho_init), the seed and the
-max-epoch cap. :func:`train_all` trains what is not done yet, longest first, through an
-executor of :mod:`runs.executors` (local worker processes or Ray tasks, one torch thread
-each); :func:`run_job` trains (or loads) one net through :mod:`runs.zoo`.
+'baseline', 'pool'), what to train (arch and lambda, or the list of rho_init that train as
+one stack), the seed and the max-epoch cap. :func:`train_all` trains what is not done
+yet, longest first, through an executor of :mod:`runs.executors` (local worker processes
+or Ray tasks, one torch thread each); :func:`run_job` trains (or loads) one job through
+:mod:`runs.zoo`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from . import paper
 from .config import BNN, PLAIN
 from .executors import Executor
 from .profiles import Profile
-from .zoo import baseline_artifact, bnn_artifact, train_baseline, train_bnn
+from .zoo import baseline_artifact, bnn_artifact, train_baseline, train_bnns
 
 __all__ = ["load_data", "pool_seed", "run_job", "train_all", "training_jobs"]
 
@@ -44,9 +45,7 @@ def training_jobs(profile: Profile, seed: int, need_pool: bool) -> list[dict]:
         for arch in reversed(paper.SOURCE_ARCHS)
         for lam in paper.LAMBDAS
     ]
-    jobs[4:4] = [
-        {"kind": "bnn", "rho": rho, "max_epochs": profile.bnn_epochs} for rho in paper.RHO_INITS
-    ]
+    jobs[4:4] = [{"kind": "bnn", "rhos": list(paper.RHO_INITS), "max_epochs": profile.bnn_epochs}]
     jobs += [
         {
             "kind": "baseline",
@@ -70,17 +69,27 @@ def training_jobs(profile: Profile, seed: int, need_pool: bool) -> list[dict]:
     return [job | {"seed": job.pop("pool_seed", seed)} for job in jobs]
 
 
-def run_job(job: dict, data: MNIST, root: Path, progress: bool, check_only: bool = False):
-    """Train one net of the zoo, or load it; with check_only, say whether it is done.
+def run_job(
+    job: dict,
+    data: MNIST,
+    root: Path,
+    progress: bool,
+    check_only: bool = False,
+    compile: bool = False,
+):
+    """Train one job of the zoo (a plain net, or a seed's BNNs as one stack), or load it;
+    with check_only, say whether it is done.
 
-    :returns: what :func:`runs.zoo.train_bnn` or :func:`runs.zoo.train_baseline` returns,
-        or with check_only a bool.
+    :param compile: fuse the BNN stack's weight draw with ``torch.compile``.
+    :returns: what :func:`runs.zoo.train_bnns` or :func:`runs.zoo.train_baseline`
+        returns, or with check_only a bool.
     """
-    if job["kind"] == "bnn":
+    if job["kind"] == "bnn":  # every rho_init of the seed, as one stack
         kw = {"train": replace(BNN, max_epochs=job["max_epochs"]), "seed": job["seed"]}
         if check_only:
-            return matching_meta(*bnn_artifact(job["rho"], data, root=root, **kw)) is not None
-        return train_bnn(job["rho"], data, root=root, progress=progress, **kw)
+            found = [bnn_artifact(rho, data, root=root, **kw) for rho in job["rhos"]]
+            return all(matching_meta(*pair) is not None for pair in found)
+        return train_bnns(job["rhos"], data, root=root, progress=progress, compile=compile, **kw)
     kw = {"train": replace(PLAIN, max_epochs=job["max_epochs"]), "seed": job["seed"]}
     kw |= {"root": root, "kind": job["kind"]}
     if check_only:
@@ -90,9 +99,10 @@ def run_job(job: dict, data: MNIST, root: Path, progress: bool, check_only: bool
 
 def job_label(job: dict) -> str:
     """E.g. 'source FC-10 lam 0.01 seed 0' or 'bnn rho_init -3 seed 0'."""
-    what = (
-        f"rho_init {job['rho']:g}" if job["kind"] == "bnn" else f"{job['arch']} lam {job['lam']:g}"
-    )
+    if job["kind"] == "bnn":
+        what = "rho_init " + " ".join(f"{rho:g}" for rho in job["rhos"])
+    else:
+        what = f"{job['arch']} lam {job['lam']:g}"
     return f"{job['kind']} {what} seed {job['seed']}"
 
 
@@ -102,7 +112,7 @@ def _worker(job: dict, profile: Profile, root: Path) -> float:
     :returns: its wall time (s).
     """
     start = time.perf_counter()
-    run_job(job, load_data(profile), root, progress=False)
+    run_job(job, load_data(profile), root, progress=False, compile=profile.compile)
     return time.perf_counter() - start
 
 
@@ -120,13 +130,12 @@ def train_all(
     :param executor: from :func:`runs.executors.make_executor`.
     """
     todo = [job for job in jobs if not run_job(job, data, root, False, check_only=True)]
-    print(
-        f"{len(jobs) - len(todo)} of {len(jobs)} nets already trained; {len(todo)} to go",
-        flush=True,
-    )
+    nets = sum(len(job.get("rhos", [0])) for job in jobs)  # a BNN job trains a stack
+    to_go = sum(len(job.get("rhos", [0])) for job in todo)
+    print(f"{nets - to_go} of {nets} nets already trained; {to_go} to go", flush=True)
     if executor.in_process or len(todo) <= 1:
         for job in todo:
-            run_job(job, data, root, progress)
+            run_job(job, data, root, progress, compile=profile.compile)
         return
     done = executor.map_jobs(partial(_worker, profile=profile, root=root), todo)
     for i, (job, took) in enumerate(done, 1):

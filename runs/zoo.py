@@ -20,21 +20,30 @@ from pathlib import Path
 import pyro
 import torch
 
-from pyro_bnn.artifacts import DEFAULT_ROOT, cached
+from pyro_bnn.artifacts import DEFAULT_ROOT, cached, matching_meta
 from pyro_bnn.bnn import BayesianMLP, init_guide
 from pyro_bnn.data import MNIST
 from pyro_bnn.guides import DEFAULT_RHO_INIT, make_guide
 from pyro_bnn.nets import MLP, arch_name, parse_arch
 from pyro_bnn.priors import make_prior
+from pyro_bnn.stack import fit_stack, stack_problem
 from pyro_bnn.train import fit_svi, fit_torch
 
 from . import paper
 from .config import BNN, PLAIN, TrainConfig
 from .naming import artifact_path, baseline_name, bnn_name
 
-__all__ = ["baseline_artifact", "bnn_artifact", "build_bnn", "train_baseline", "train_bnn"]
+__all__ = [
+    "baseline_artifact",
+    "bnn_artifact",
+    "build_bnn",
+    "train_baseline",
+    "train_bnn",
+    "train_bnns",
+]
 
 CHECKPOINT = "checkpoint.pt"
+STACKABLE = {("softplus-normal", "scale-mixture"), ("softplus-normal", "normal")}
 
 
 def _data_config(data: MNIST) -> dict:
@@ -143,14 +152,16 @@ def bnn_artifact(
         "guide": guide,
         "rho_init": rho_init,
         "seed": seed,
+        # the engine train_bnns picks: the stack for the paper's guide with a Normal-family prior
+        "engine": "stack" if (guide, prior) in STACKABLE else "pyro",
         **_data_config(data),
         **train.settings(svi=True),
     }
     return artifact_path(root, kind, bnn_name(arch, rho_init, seed, guide), config), config
 
 
-def train_bnn(
-    rho_init: float,
+def train_bnns(
+    rho_inits: list[float],
     data: MNIST,
     *,
     arch: str = paper.TABLE1_ARCH,
@@ -162,49 +173,67 @@ def train_bnn(
     kind: str = "bnn",
     seed: int = 0,
     device: str | torch.device = "cpu",
+    compile: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
-):
-    """Fit a BNN by SVI, or load its finished artifact (the guide's state dict).
+) -> list[tuple]:
+    """Fit one BNN per rho_init by SVI, or load the finished artifacts (guide state dicts).
 
-    :param rho_init: the guide's initial rho; the paper sweeps -30 ... -1.5.
+    The BNNs not yet done train together in one stack (:func:`pyro_bnn.stack.fit_stack`),
+    each exactly as it would train alone; other guides and priors train one by one by
+    Pyro's Trace_ELBO (:func:`pyro_bnn.train.fit_svi`).
+
+    :param rho_inits: the guides' initial rho; the paper sweeps -30 ... -1.5.
     :param prior: a prior name (:func:`pyro_bnn.priors.make_prior`) and its kwargs.
     :param guide: a guide name (:func:`pyro_bnn.guides.make_guide`).
-    :param train: the training settings (default: the paper's, at most 300 epochs).
-    :param log: gets one line saying whether the BNN was reused or trained, and where.
-    :returns: (model, guide on ``device``, meta).
+    :param train: the training settings (default: the study's, :data:`runs.config.BNN`).
+    :param compile: fuse the stack's weight draw with ``torch.compile``.
+    :param log: gets one line per BNN saying whether it was reused or trained, and where.
+    :returns: one (model, guide on ``device``, meta) per rho_init.
     """
-    path, config = bnn_artifact(
-        rho_init,
-        data,
-        arch=arch,
-        prior=prior,
-        prior_kwargs=prior_kwargs,
-        guide=guide,
-        train=train,
-        root=root,
-        kind=kind,
-        seed=seed,
-    )
-    spec = {k: config[k] for k in ("arch", "prior", "prior_kwargs", "guide", "rho_init")}
+    found = [
+        bnn_artifact(rho, data, arch=arch, prior=prior, prior_kwargs=prior_kwargs, guide=guide,
+                     train=train, root=root, kind=kind, seed=seed)
+        for rho in rho_inits
+    ]  # fmt: skip
+    specs = [{k: config[k] for k in ("arch", "prior", "prior_kwargs", "guide", "rho_init")}
+             for _, config in found]  # fmt: skip
+    todo = [i for i, (path, config) in enumerate(found) if matching_meta(path, config) is None]
+    fitted: dict[int, tuple[dict, dict]] = {}
+    if todo:
+        pairs = []
+        for i in todo:
+            pyro.set_rng_seed(seed)
+            pairs.append(build_bnn(**specs[i]))
+        models, guides = [m for m, _ in pairs], [g for _, g in pairs]
+        kwargs = dict(seed=seed, device=device, progress=progress, **train.fit_kwargs(svi=True))
+        if stack_problem(models[0], guides[0]) is None:
+            del kwargs["seed"]
+            results = fit_stack(
+                models, guides, data, seeds=[seed] * len(todo), compile=compile,
+                checkpoints=[found[i][0] / CHECKPOINT for i in todo], **kwargs,
+            )  # fmt: skip
+        else:
+            results = [
+                fit_svi(m, g, data, checkpoint=found[i][0] / CHECKPOINT, **kwargs)
+                for i, m, g in zip(todo, models, guides)
+            ]
+        for i, g, result in zip(todo, guides, results):
+            state = {k: v.detach().cpu() for k, v in g.state_dict().items()}
+            fitted[i] = state, {**result.summary(), "history": result.history}
+    out = []
+    for i, (path, config) in enumerate(found):
+        tensors, meta = cached(path, config, lambda i=i: fitted[i], log=log)
+        (path / CHECKPOINT).unlink(missing_ok=True)
+        model, guide_module = build_bnn(**specs[i], state=tensors)
+        out.append((model, guide_module.to(device), meta))
+    return out
 
-    def fit() -> tuple[dict, dict]:
-        pyro.set_rng_seed(seed)
-        model, guide_module = build_bnn(**spec)
-        result = fit_svi(
-            model,
-            guide_module,
-            data,
-            seed=seed,
-            device=device,
-            checkpoint=path / CHECKPOINT,
-            progress=progress,
-            **train.fit_kwargs(svi=True),
-        )
-        state = {k: v.detach().cpu() for k, v in guide_module.state_dict().items()}
-        return state, {**result.summary(), "history": result.history}
 
-    tensors, meta = cached(path, config, fit, log=log)
-    (path / CHECKPOINT).unlink(missing_ok=True)
-    model, guide_module = build_bnn(**spec, state=tensors)
-    return model, guide_module.to(device), meta
+def train_bnn(rho_init: float, data: MNIST, **kwargs):
+    """One BNN of :func:`train_bnns`: (model, guide on ``device``, meta).
+
+    :param rho_init: the guide's initial rho.
+    :param kwargs: as for :func:`train_bnns`.
+    """
+    return train_bnns([rho_init], data, **kwargs)[0]

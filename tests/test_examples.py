@@ -73,3 +73,17 @@ def test_bnn_curves_quick(tmp_path):
     assert pd.read_csv(tmp_path / "res" / "curves_seed0.csv").equals(curves)
     assert pd.read_csv(tmp_path / "res" / "selection_seed0.csv").equals(selection)
     assert "took 0.0 min" in again
+
+
+def test_attack_budget_quick():
+    """Two budgets of the authors' attack on FC-10: set summaries, Table 2 cells of every
+    model at each budget, and the figure."""
+    out = run_script("attack_budget.py")
+    folder = Path(out.split("BNNs from ")[1].split(",")[0])
+    sets = pd.read_csv(folder / "budget_sets.csv")
+    assert list(sets["steps"]) == [5, 20] and sets["n"].eq(100).all()
+    assert (sets["already_wrong"] <= sets["n_success"]).all()
+    cells = pd.read_csv(folder / "budget.csv")
+    assert len(cells) == 2 * (2 + 4)  # budgets x (2 BNNs + 4 plain nets)
+    assert set(cells["multiplier"]) == {1.5, 3.0} and cells["acc"].between(0, 100).all()
+    assert (folder / "budget.png").stat().st_size > 10_000 and "Table 2 cells" in out

@@ -140,16 +140,10 @@ def test_train_bnns_quick():
 def test_entry_points_run_as_modules_and_reject_bad_limits():
     out = run("-m", "runs.reproduce", "--help")
     assert out.returncode == 0 and "--profile" in out.stdout
-    for script in ("runs/train_bnns.py", "runs/bnn_patience.py"):
+    for script in ("runs/train_bnns.py", "runs/bnn_curves.py"):
         out = run(script, "--limit", "0")
         assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
         assert "--limit: must be a positive integer" in out.stderr
-
-
-def test_bnn_patience_quick():
-    out = run("runs/bnn_patience.py", "--quick", "--workers", "1", timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.count("|      -3.00 |") == 2
 
 
 def test_combine_averages_a_source_net_over_seeds():

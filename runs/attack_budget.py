@@ -1,0 +1,151 @@
+"""The authors' attack at their budget: what changes between 100 and 4000 steps per target.
+
+    python runs/attack_budget.py                               # FC-10 and FC-200: 2000 val
+    python runs/attack_budget.py --archs FC-1200-1200-10 --n 200   # a subset, n stated
+    python runs/attack_budget.py --quick                       # smoke run, temp dirs
+
+For every source net and budget (--steps, default 100 400 1000 4000) it runs the paper
+variant of the attack (pyro_bnn.attacks.paper_attack: all targets of a batch in one
+pass) on the first --n validation images, and reports the survivors (examples kept), how
+many of them the source already misclassified, the distortion, and the Table 2 cells: the
+seven BNNs of runs/bnn_curves.py (best validation epoch; single sample, mean of --runs) at
+x + 1.5 r and the four plain FC-100-100-10 nets at x + 3 r, as the authors' code scores
+them. Attack sets are artifacts under --root: a killed run resumes set by set.
+
+Writes budget.csv (one row per source, budget and model), budget_sets.csv (one row per
+source and budget) and budget.png to --results (default runs/results/budget/).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from pyro_bnn import load_bnn, load_mnist  # noqa: E402
+from pyro_bnn.artifacts import atomic_write  # noqa: E402
+from runs import bnn_curves, paper, tables  # noqa: E402
+from runs.args import Parser, positive_int  # noqa: E402
+from runs.attack_sets import attack_set  # noqa: E402
+from runs.config import PLAIN  # noqa: E402
+from runs.sources import train_sources  # noqa: E402
+from runs.zoo import train_baseline  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+BNN_MULT, PLAIN_MULT = 1.5, 3.0  # the authors' code (AUTHORS_CODE.md, Transfer evaluation)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = Parser(prog="runs/attack_budget.py", description=__doc__.splitlines()[0])
+    p.add_argument("--archs", nargs="+", default=list(paper.SOURCE_ARCHS[:2]))
+    p.add_argument("--lams", type=float, nargs="+", default=list(paper.LAMBDAS))
+    p.add_argument("--steps", type=positive_int, nargs="+", default=[100, 400, 1000, 4000])
+    p.add_argument("--n", type=positive_int, default=2000, help="validation images attacked")
+    p.add_argument("--runs", type=positive_int, default=paper.SINGLE_SAMPLE_RUNS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--root", default=str(HERE / "artifacts" / "full"))
+    p.add_argument("--bnn-root", default=str(HERE / "artifacts" / "curves"))
+    p.add_argument("--results", default=str(HERE / "results" / "budget"))
+    p.add_argument("--limit", type=positive_int, default=None, help="train on a slice")
+    p.add_argument(
+        "--plain-epochs",
+        type=positive_int,
+        default=PLAIN.max_epochs,
+        help="max epochs of the source and plain nets",
+    )
+    p.add_argument("--quick", action="store_true", help="FC-10, 2 budgets, tiny BNNs, temp dirs")
+    args = p.parse_args(argv)
+    if args.quick:
+        temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
+        args.archs, args.lams, args.steps, args.n, args.runs = ["FC-10"], [0.0], [5, 20], 100, 5
+        args.limit, args.root, args.results, args.bnn_root = 1000, temp, temp, temp
+        args.plain_epochs = 3
+        bnn_curves.main(["--quick", "--no-compile", "--no-progress", "--root", temp,
+                         "--results", temp])  # fmt: skip
+    command = "python runs/attack_budget.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    data = load_mnist() if args.limit is None else load_mnist().head(args.limit)
+    plain = replace(PLAIN, max_epochs=args.plain_epochs)
+    root, results = Path(args.root), Path(args.results)
+    bnns = {}
+    for rho in bnn_curves.rho_inits(args.bnn_root, args.seed):
+        bnn, guide = load_bnn(Path(args.bnn_root) / f"seed{args.seed}_rho{rho:g}_best")
+        bnns[rho] = (bnn, guide.requires_grad_(False))
+    if not bnns:
+        raise SystemExit(f"no BNNs of seed {args.seed} in {args.bnn_root}: run bnn_curves.py")
+    plains = {}
+    for lam in paper.LAMBDAS:
+        net, _ = train_baseline(paper.TABLE1_ARCH, lam, data, train=plain, root=root,
+                                seed=args.seed, progress=False)  # fmt: skip
+        plains[lam] = net.eval().requires_grad_(False)
+    zoo = tables.Zoo(args.seed, bnns, plains, [], [])
+    sources = train_sources(data, archs=args.archs, lams=args.lams, train=plain, root=root,
+                            seed=args.seed, progress=False, log=print)  # fmt: skip
+    cells, summaries = [], []
+    for steps in args.steps:
+        sets = []
+        for src in sources:
+            tensors, meta = attack_set(
+                src.name, src.net, data, protocol="paper", split="val", limit=args.n,
+                root=root, fingerprint=src.fingerprint, steps=steps, log=print,
+            )  # fmt: skip
+            sets.append(tables.AttackSet(src, tensors, meta, "val"))
+        summary = tables.attack_summary(sets, data).assign(steps=steps)
+        summaries.append(summary)
+        table = tables.table2(zoo, sets, data, args.runs, BNN_MULT, PLAIN_MULT, False)
+        cells.append(table.drop(columns="paper").assign(steps=steps))
+        print(summary.to_markdown(index=False, floatfmt=".3f"), flush=True)
+    cells_df, sets_df = pd.concat(cells), pd.concat(summaries)
+    footer = (
+        f"Made by `{command}` on {torch.get_num_threads()} torch threads; BNNs from "
+        f"{args.bnn_root}, n = {args.n} validation images per source.\n"
+    )
+    atomic_write(results / "budget.csv", lambda tmp: cells_df.to_csv(tmp, index=False))
+    atomic_write(results / "budget_sets.csv", lambda tmp: sets_df.to_csv(tmp, index=False))
+    wide = cells_df.pivot_table(index=["source", "steps"], columns=["kind", "param"], values="acc")
+    markdown = (
+        sets_df.to_markdown(index=False, floatfmt=".3f")
+        + "\n\nTable 2 cells (accuracy %, survivors only; BNN x1.5, plain x3):\n\n"
+        + wide.to_markdown(floatfmt=".2f")
+        + "\n\n"
+        + footer
+    )
+    atomic_write(results / "budget.md", lambda tmp: tmp.write_text(markdown))
+    plot(sets_df, cells_df, results / "budget.png")
+    print(markdown)
+    return 0
+
+
+def plot(sets_df: pd.DataFrame, cells_df: pd.DataFrame, path: Path) -> None:
+    """Survivors, distortion and the mean Table 2 cell per model kind against the budget."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for source, rows in sets_df.groupby("source"):
+        rows = rows.sort_values("steps")
+        axes[0].plot(rows["steps"], rows["n_success"], "o-", label=source)
+        axes[1].plot(rows["steps"], rows["distortion"], "o-", label=source)
+    means = cells_df.groupby(["kind", "param", "steps"])["acc"].mean().reset_index()
+    for (kind, param), rows in means.groupby(["kind", "param"]):
+        style = "-" if kind == "bnn" else "--"
+        axes[2].plot(rows["steps"], rows["acc"], style, marker="o", ms=3, label=f"{kind} {param:g}")
+    for ax, title in zip(axes, ("survivors", "distortion (/126 scale)", "mean Table 2 cell (%)")):
+        ax.set(xscale="log", xlabel="steps per target", title=title)
+    axes[0].legend(fontsize=7)
+    axes[2].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    code = main()
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    sys.exit(code)
