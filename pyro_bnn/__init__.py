@@ -28,6 +28,7 @@ from .predict import (
 )
 from .priors import ScaleMixtureNormal, make_prior
 from .pruning import prune
+from .stack import fit_stack
 from .train import FitResult, fit_svi, fit_torch, sgd
 from .uncertainty import (
     auroc,
@@ -65,6 +66,7 @@ __all__ = [
     "evaluate",
     "evaluate_many",
     "expected_entropy",
+    "fit_stack",
     "fit_svi",
     "fit_torch",
     "init_guide",

@@ -22,12 +22,5 @@ def bench(script: str, *args: str) -> str:
 
 def test_svi_speed_benchmark_runs_and_reports_both_ratios():
     stdout = bench("svi_speed.py", "--steps", "3", "--repeats", "2", "--samples", "2")
-    assert "SVI step" in stdout and "ratio" in stdout
+    assert "SVI step (pyro)" in stdout and "SVI step (stack K=7 compiled)" in stdout
     assert "2-sample predictive" in stdout
-
-
-def test_fused_kl_benchmark_runs():
-    stdout = bench(
-        "fused_kl.py", "--no-compile", "--steps", "2", "--repeats", "1", "--ks", "1", "2"
-    )
-    assert "eager K=2" in stdout and "x per model" in stdout

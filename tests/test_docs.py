@@ -83,6 +83,8 @@ CITATIONS = [
     ("pyro_bnn.attacks.paper_attack", ["eq. 5"]),
     ("pyro_bnn.nets.l2_penalty", ["Section 3.3", "eq. 6"]),
     ("pyro_bnn.train.fit_torch", ["eq. 6"]),
+    ("pyro_bnn.stack.fit_stack", ["Section 2.1", "eqs. 3-4"]),
+    ("pyro_bnn.stack.fused_kl", ["eq. 1", "eq. 2"]),
     ("pyro_bnn.predict.ensemble_fn", ["Section 5", "eq. 7"]),
     ("pyro_bnn.predict.sampler", ["eq. 7"]),
     ("pyro_bnn.pruning.prune", ["Section 6"]),
