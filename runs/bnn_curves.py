@@ -238,7 +238,7 @@ def plot(curves: pd.DataFrame, path: Path, args) -> None:
             axes[1].axhline(paper.TABLE1_BNN[rho][1], color=color, ls="--", lw=0.8)
     axes[0].set(title="validation, mean of 10 samples (authors' metric)", xlabel="epoch")
     axes[1].set(
-        title=f"test, single sample (mean of {args.runs}); dashed: paper's Table 1",
+        title=f"test, single sample (mean of {args.curve_runs}); dashed: paper's Table 1",
         xlabel="epoch",
     )
     axes[0].set_ylabel("accuracy (%)")
