@@ -12,8 +12,9 @@ seven BNNs of runs/bnn_curves.py (best validation epoch; single sample, mean of 
 x + 1.5 r and the four plain FC-100-100-10 nets at x + 3 r, as the authors' code scores
 them. Attack sets are artifacts under --root: a killed run resumes set by set.
 
-Writes budget.csv (one row per source, budget and model), budget_sets.csv (one row per
-source and budget) and budget.png to --results (default runs/results/budget/).
+Writes budget_<archs>_n<n>.csv (one row per source, budget and model), sets_<...>.csv
+(one row per source and budget), a .md of both and a .png to --results (default
+runs/results/budget/).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         default=PLAIN.max_epochs,
         help="max epochs of the source and plain nets",
     )
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
     p.add_argument("--quick", action="store_true", help="FC-10, 2 budgets, tiny BNNs, temp dirs")
     args = p.parse_args(argv)
     if args.quick:
@@ -71,45 +73,49 @@ def main(argv: list[str] | None = None) -> int:
         args.plain_epochs = 3
         bnn_curves.main(["--quick", "--no-compile", "--no-progress", "--root", temp,
                          "--results", temp])  # fmt: skip
+    if args.threads:
+        torch.set_num_threads(args.threads)
     command = "python runs/attack_budget.py " + " ".join(argv if argv is not None else sys.argv[1:])
     data = load_mnist() if args.limit is None else load_mnist().head(args.limit)
     plain = replace(PLAIN, max_epochs=args.plain_epochs)
     root, results = Path(args.root), Path(args.results)
+    sources = train_sources(data, archs=args.archs, lams=args.lams, train=plain, root=root,
+                            seed=args.seed, progress=False, log=print)  # fmt: skip
+    sets = {  # every attack set first (artifacts: a killed run resumes set by set)
+        steps: [
+            tables.AttackSet(src, *attack_set(
+                src.name, src.net, data, protocol="paper", split="val", limit=args.n,
+                root=root, fingerprint=src.fingerprint, steps=steps, log=print,
+            ), "val")
+            for src in sources
+        ]
+        for steps in args.steps
+    }  # fmt: skip
+    plains = {}
+    for lam in paper.LAMBDAS:
+        net, _ = train_baseline(paper.TABLE1_ARCH, lam, data, train=plain, root=root,
+                                seed=args.seed, progress=False)  # fmt: skip
+        plains[lam] = net.eval().requires_grad_(False)
     bnns = {}
     for rho in bnn_curves.rho_inits(args.bnn_root, args.seed):
         bnn, guide = load_bnn(Path(args.bnn_root) / f"seed{args.seed}_rho{rho:g}_best")
         bnns[rho] = (bnn, guide.requires_grad_(False))
     if not bnns:
         raise SystemExit(f"no BNNs of seed {args.seed} in {args.bnn_root}: run bnn_curves.py")
-    plains = {}
-    for lam in paper.LAMBDAS:
-        net, _ = train_baseline(paper.TABLE1_ARCH, lam, data, train=plain, root=root,
-                                seed=args.seed, progress=False)  # fmt: skip
-        plains[lam] = net.eval().requires_grad_(False)
     zoo = tables.Zoo(args.seed, bnns, plains, [], [])
-    sources = train_sources(data, archs=args.archs, lams=args.lams, train=plain, root=root,
-                            seed=args.seed, progress=False, log=print)  # fmt: skip
     cells, summaries = [], []
-    for steps in args.steps:
-        sets = []
-        for src in sources:
-            tensors, meta = attack_set(
-                src.name, src.net, data, protocol="paper", split="val", limit=args.n,
-                root=root, fingerprint=src.fingerprint, steps=steps, log=print,
-            )  # fmt: skip
-            sets.append(tables.AttackSet(src, tensors, meta, "val"))
-        summary = tables.attack_summary(sets, data).assign(steps=steps)
-        summaries.append(summary)
-        table = tables.table2(zoo, sets, data, args.runs, BNN_MULT, PLAIN_MULT, False)
+    for steps, budget_sets in sets.items():
+        summaries.append(tables.attack_summary(budget_sets, data).assign(steps=steps))
+        table = tables.table2(zoo, budget_sets, data, args.runs, BNN_MULT, PLAIN_MULT, False)
         cells.append(table.drop(columns="paper").assign(steps=steps))
-        print(summary.to_markdown(index=False, floatfmt=".3f"), flush=True)
     cells_df, sets_df = pd.concat(cells), pd.concat(summaries)
     footer = (
         f"Made by `{command}` on {torch.get_num_threads()} torch threads; BNNs from "
         f"{args.bnn_root}, n = {args.n} validation images per source.\n"
     )
-    atomic_write(results / "budget.csv", lambda tmp: cells_df.to_csv(tmp, index=False))
-    atomic_write(results / "budget_sets.csv", lambda tmp: sets_df.to_csv(tmp, index=False))
+    tag = "_".join(args.archs) + f"_n{args.n}"
+    atomic_write(results / f"budget_{tag}.csv", lambda tmp: cells_df.to_csv(tmp, index=False))
+    atomic_write(results / f"sets_{tag}.csv", lambda tmp: sets_df.to_csv(tmp, index=False))
     wide = cells_df.pivot_table(index=["source", "steps"], columns=["kind", "param"], values="acc")
     markdown = (
         sets_df.to_markdown(index=False, floatfmt=".3f")
@@ -118,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         + "\n\n"
         + footer
     )
-    atomic_write(results / "budget.md", lambda tmp: tmp.write_text(markdown))
-    plot(sets_df, cells_df, results / "budget.png")
+    atomic_write(results / f"budget_{tag}.md", lambda tmp: tmp.write_text(markdown))
+    plot(sets_df, cells_df, results / f"budget_{tag}.png")
     print(markdown)
     return 0
 
