@@ -233,7 +233,7 @@ def _load_guide(guide, mu: torch.Tensor, rho: torch.Tensor) -> None:
         param.copy_(value)
 
 
-@dataclass
+@dataclass(eq=False)  # members compare by identity
 class _Member:
     """One model of the stack: its own RNG, data order, early stopping and checkpoint."""
 
