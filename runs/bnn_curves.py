@@ -214,8 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     table = table.sort_values(["rho_init", "rule"], ascending=[False, True])
     footer = (
         f"\nMade by `{command}` on {torch.get_num_threads()} torch threads, device "
-        f"{args.device}: the {args.max_epochs}-epoch stack took {long_s / 60:.1f} min, the "
-        f"patience-{PATIENCE} stack {short_s / 60:.1f} min (0 if both came from checkpoints).\n"
+        f"{args.device}. Training time (the members' shares of each stack, kept in the "
+        f"checkpoints, without validation): {sum(r.wall_time_s for r in long) / 60:.1f} min "
+        f"for the {args.max_epochs}-epoch stack, {sum(r.wall_time_s for r in short) / 60:.1f} "
+        f"min for the patience-{PATIENCE} stack; this invocation: "
+        f"{(long_s + short_s) / 60:.1f} min.\n"
     )
     markdown = table.to_markdown(index=False, floatfmt=".2f") + "\n" + footer
     atomic_write(results / f"selection_{tag}.md", lambda tmp: tmp.write_text(markdown))
