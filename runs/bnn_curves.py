@@ -146,6 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         table = pd.DataFrame(rows).sort_values(["rho_init", "epoch"], ascending=[False, True])
         atomic_write(curve_file, lambda tmp: table.to_csv(tmp, index=False))
 
+    def row(rho: float, rule: str, epoch: int, val_mean10: float, bnn, guide) -> dict:
+        """One line of the selection table: a rule, its epoch and the accuracies there."""
+        return {
+            "rho_init": rho,
+            "rule": rule,
+            "epoch": epoch,
+            "val_mean10": val_mean10,
+            "val_single": single_sample_acc(bnn, guide, data.val, args.runs, 0),
+            "test_single": single_sample_acc(bnn, guide, data.test, args.runs, 0),
+        }
+
     start = time.perf_counter()
     long = fit_stack(
         bnns,
@@ -163,27 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     for rho, bnn, guide, result in zip(args.rho_init, bnns, guides, long):
         save_bnn(root / f"{tag}_rho{rho:g}_best", bnn, guide, **result.summary())
         curve = pd.DataFrame(rows).query("rho_init == @rho").set_index("epoch")
-        summary.append(
-            {
-                "rho_init": rho,
-                "rule": "best validation",
-                "epoch": result.best_epoch,
-                "val_mean10": 100 * result.best_val,
-                "val_single": single_sample_acc(bnn, guide, data.val, args.runs, 0),
-                "test_single": single_sample_acc(bnn, guide, data.test, args.runs, 0),
-            }
-        )
+        best = (result.best_epoch, 100 * result.best_val)
+        summary.append(row(rho, "best validation", *best, bnn, guide))
         last_bnn, last_guide = load_bnn(root / f"{tag}_rho{rho:g}_last", args.device)
-        summary.append(
-            {
-                "rho_init": rho,
-                "rule": f"last epoch ({args.max_epochs})",
-                "epoch": args.max_epochs,
-                "val_mean10": curve.loc[args.max_epochs, "val_acc"],
-                "val_single": single_sample_acc(last_bnn, last_guide, data.val, args.runs, 0),
-                "test_single": single_sample_acc(last_bnn, last_guide, data.test, args.runs, 0),
-            }
-        )
+        last = (args.max_epochs, curve.loc[args.max_epochs, "val_acc"])
+        summary.append(row(rho, f"last epoch ({args.max_epochs})", *last, last_bnn, last_guide))
     start = time.perf_counter()
     bnns5, guides5 = build(args.rho_init, args.device)
     short = fit_stack(
@@ -198,16 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     short_s = time.perf_counter() - start
     for rho, bnn, guide, result in zip(args.rho_init, bnns5, guides5, short):
-        summary.append(
-            {
-                "rho_init": rho,
-                "rule": f"patience {PATIENCE} (paper text)",
-                "epoch": result.best_epoch,
-                "val_mean10": 100 * result.best_val,
-                "val_single": single_sample_acc(bnn, guide, data.val, args.runs, 0),
-                "test_single": single_sample_acc(bnn, guide, data.test, args.runs, 0),
-            }
-        )
+        best = (result.best_epoch, 100 * result.best_val)
+        summary.append(row(rho, f"patience {PATIENCE} (paper text)", *best, bnn, guide))
     table = pd.DataFrame(summary)
     table["paper_test"] = table["rho_init"].map(lambda r: paper.TABLE1_BNN.get(r, (None,) * 2)[1])
     table["minus_paper"] = table["test_single"] - table["paper_test"]
