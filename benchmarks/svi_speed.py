@@ -11,6 +11,7 @@ ratio and the median ratio is reported, so machine noise mostly cancels.
     python benchmarks/svi_speed.py --guide normal --repeats 7
     python benchmarks/svi_speed.py --stack-k 7 --no-compile
     python benchmarks/svi_speed.py --against 1adb7b6   # also time that commit's SVI step
+    python benchmarks/svi_speed.py --device cuda        # both sides on the GPU
 
 ``--against REF`` extracts the library at a git commit into a temporary package and times
 its SVI step in the same process, in rotating order with today's: before/after without
@@ -39,13 +40,17 @@ from pyro_bnn import MLP, load_mnist
 from pyro_bnn.bnn import local_params
 from pyro_bnn.predict import predictive_probs, sample_weights
 from pyro_bnn.stack import stack_loss
+from runs.args import device as device_arg
 
 
-def timed(fn, n: int) -> float:
-    """Seconds per call of fn, over n calls."""
+def timed(fn, n: int, device: torch.device = torch.device("cpu")) -> float:
+    """Seconds per call of fn, over n calls (waiting for the GPU's queue on cuda)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
     start = time.perf_counter()
     for _ in range(n):
         fn()
+    sync()
     return (time.perf_counter() - start) / n
 
 
@@ -64,12 +69,13 @@ def library_at(ref: str):
     return importlib.import_module(name)
 
 
-def svi_step_of(lib, arch: str, guide_name: str, n: int, batch):
+def svi_step_of(lib, arch: str, guide_name: str, n: int, batch, device: torch.device):
     """A timed SVI step of library ``lib`` (today's or an older one): (bnn, guide, step)."""
     pyro.set_rng_seed(0)
-    bnn = lib.BayesianMLP(arch)
+    bnn = lib.BayesianMLP(arch).to(device)
     guide = lib.make_guide(guide_name, bnn, rho_init=-3.0)
     lib.bnn.init_guide(bnn, guide)
+    guide.to(device)
     opt = torch.optim.SGD(guide.parameters(), lr=1e-3, momentum=0.95)
     elbo = lib.DatapointELBO(n)
 
@@ -82,18 +88,19 @@ def svi_step_of(lib, arch: str, guide_name: str, n: int, batch):
     return bnn, guide, step
 
 
-def stack_step_of(arch: str, k: int, n: int, batch, compile: bool):
+def stack_step_of(arch: str, k: int, n: int, batch, compile: bool, device: torch.device):
     """A timed step of k stacked paper BNNs (fit_stack's step): (k, step)."""
     import pyro_bnn
 
     pyro.set_rng_seed(0)
-    bnn = pyro_bnn.BayesianMLP(arch)
+    bnn = pyro_bnn.BayesianMLP(arch).to(device)
     guide = pyro_bnn.make_guide("softplus-normal", bnn, rho_init=-3.0)
     pyro_bnn.init_guide(bnn, guide)
+    guide.to(device)
     mu = guide.locs.weights.detach().expand(k, -1).clone().requires_grad_()  # (K, P)
     rho = guide.rhos.weights.detach().expand(k, -1).clone().requires_grad_()  # (K, P)
     opt = torch.optim.SGD([mu, rho], lr=1e-3, momentum=0.95)
-    gens = [torch.Generator().manual_seed(i) for i in range(k)]
+    gens = [torch.Generator(device=device).manual_seed(i) for i in range(k)]
 
     def step():
         xs, ys = zip(*(batch() for _ in range(k)))  # each model its own minibatch
@@ -118,21 +125,23 @@ def main(argv=None) -> None:
     p.add_argument("--against", default=None, help="a git commit whose SVI step to time too")
     p.add_argument("--stack-k", type=int, default=7, help="models in the stacked step")
     p.add_argument("--no-compile", action="store_true", help="time the eager stack only")
+    p.add_argument("--device", type=device_arg, default="cpu", help="cpu or cuda")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
 
-    data = load_mnist()
+    data = load_mnist().to(dev)
     n = len(data.train)
     gen = torch.Generator().manual_seed(0)
-    batches = [torch.randint(0, n, (args.batch_size,), generator=gen) for _ in range(64)]
+    batches = [torch.randint(0, n, (args.batch_size,), generator=gen).to(dev) for _ in range(64)]
     it = iter(range(10**9))
 
     def batch():
         idx = batches[next(it) % len(batches)]
         return data.train.x[idx], data.train.y[idx]
 
-    net = MLP(args.arch)
+    net = MLP(args.arch).to(dev)
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.95)
 
     def plain_step():
@@ -143,20 +152,20 @@ def main(argv=None) -> None:
 
     import pyro_bnn
 
-    bnn, guide, svi_step = svi_step_of(pyro_bnn, args.arch, args.guide, n, batch)
+    bnn, guide, svi_step = svi_step_of(pyro_bnn, args.arch, args.guide, n, batch, dev)
     base_step = None
     if args.against:
         base = library_at(args.against)
-        base_step = svi_step_of(base, args.arch, args.guide, n, batch)[2]
+        base_step = svi_step_of(base, args.arch, args.guide, n, batch, dev)[2]
 
     stacks = {}
     for compiled in (False,) if args.no_compile else (False, True):
         for k in sorted({1, args.stack_k}):
             label = f"stack K={k}" + (" compiled" if compiled else "")
-            stacks[label] = stack_step_of(args.arch, k, n, batch, compiled)
+            stacks[label] = stack_step_of(args.arch, k, n, batch, compiled, dev)
 
     x_test = data.test.x
-    fixed = [MLP(args.arch) for _ in range(4)]
+    fixed = [MLP(args.arch).to(dev) for _ in range(4)]
 
     @torch.no_grad()
     def plain_forwards():
@@ -173,22 +182,23 @@ def main(argv=None) -> None:
     timers |= {label: step for label, (_, step) in stacks.items()}
     with pyro.validation_enabled(False), local_params(bnn, guide):  # as in fit_svi
         for fn in timers.values():
-            timed(fn, 50)  # warm up
+            timed(fn, 50, dev)  # warm up
         for r in range(args.repeats):
             order = list(timers)[r % len(timers) :] + list(timers)[: r % len(timers)]
-            t = {name: timed(timers[name], args.steps) for name in order}  # rotating order
-            t_fwd, t_pred = timed(plain_forwards, 1), timed(bnn_predictive, 1)
+            t = {name: timed(timers[name], args.steps, dev) for name in order}  # rotating order
+            t_fwd, t_pred = timed(plain_forwards, 1, dev), timed(bnn_predictive, 1, dev)
             step_ratios.append(t["svi"] / t["plain"])
             for label, (k, _) in stacks.items():
                 stack_ratios[label].append(t[label] / k / t["plain"])
             if base_step:
                 base_ratios.append(t["base"] / t["plain"])
             pred_ratios.append(t_pred / t_fwd)
-            rows.append((t["plain"], t["svi"], t_fwd, t_pred))
+            rows.append((t["plain"], t["svi"], t_fwd, t_pred, *(t[label] for label in stacks)))
     med = [statistics.median(col) for col in zip(*rows)]
+    gpu = f", {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else ""
     print(
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, torch {torch.__version__}, pyro {pyro.__version__}"
+        f"threads{gpu}, torch {torch.__version__}, pyro {pyro.__version__}"
     )
     print(
         f"{args.arch}, batch {args.batch_size}, guide {args.guide}, "
@@ -199,9 +209,10 @@ def main(argv=None) -> None:
         f"SVI step (pyro)     {med[1] * 1e3:8.3f} ms   ratio {statistics.median(step_ratios):.2f}x "
         f"(per repeat: {', '.join(f'{r:.2f}' for r in step_ratios)})"
     )
-    for label, ratios in stack_ratios.items():
+    for (label, ratios), t_stack in zip(stack_ratios.items(), med[4:]):
         print(
-            f"SVI step ({label}) ratio per model {statistics.median(ratios):.2f}x "
+            f"SVI step ({label}) {t_stack * 1e3:8.3f} ms, ratio per model "
+            f"{statistics.median(ratios):.2f}x "
             f"(per repeat: {', '.join(f'{r:.2f}' for r in ratios)})"
         )
     if base_step:

@@ -473,8 +473,8 @@ def fit_stack(
             opt.step()
             sums += torch.stack([nll.detach(), kl.detach()], 1)
             steps += 1
+        means = (sums / steps).tolist()  # waits for the device's queue
         elapsed = (time.perf_counter() - start) / len(active)
-        means = (sums / steps).tolist()
         for k, m in enumerate(active):
             nll_k, kl_k = means[k]
             record = {"epoch": m.epoch + 1, "elbo": -(nll_k + kl_k), "nll": nll_k, "kl": kl_k}

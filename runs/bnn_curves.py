@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args.root = args.root or str(HERE / "artifacts" / "curves")
     args.results = args.results or str(HERE / "results" / "curves")
     command = "python runs/bnn_curves.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    data = load_mnist() if args.limit is None else load_mnist().head(args.limit)
+    data = (load_mnist() if args.limit is None else load_mnist().head(args.limit)).to(args.device)
     root, results = Path(args.root), Path(args.results)
     tag = f"seed{args.seed}" + ("" if args.lr == BNN.lr else f"_lr{args.lr:g}")
     curve_file = results / f"curves_{tag}.csv"
