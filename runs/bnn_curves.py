@@ -3,6 +3,7 @@ rho_init, trained as one stack (pyro_bnn.stack.fit_stack) without early stopping
 
     python runs/bnn_curves.py                      # 7 rho_init, seed 0, 600 epochs (~75 min)
     python runs/bnn_curves.py --seed 1
+    python runs/bnn_curves.py --combine            # only the seeds table, from the seeds present
     python runs/bnn_curves.py --quick              # smoke run on a slice, temp dirs
 
 Every epoch records the authors' validation metric (the mean prediction of 10 weight
@@ -15,7 +16,9 @@ Writes to --results (default runs/results/curves/):
 - curves_seed<S>.csv: one row per model and epoch (the eval columns every --eval-every);
 - selection_seed<S>.csv: test accuracy under each selection rule (best validation epoch,
   last epoch, patience 5) beside the paper's Table 1;
-- curves_seed<S>.png: validation and test accuracy against epochs, one line per rho_init.
+- curves_seed<S>.png: validation and test accuracy against epochs, one line per rho_init;
+- selection_seeds.csv/.md: the selection tables of every seed present, combined (mean,
+  standard deviation and range of test accuracy over seeds).
 The fitted guides go to --root (best-validation and last epoch, via pyro_bnn.save_bnn).
 A killed run resumes from its checkpoints and from the rows already written.
 """
@@ -100,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=positive_int, default=None, help="train on a slice")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quick", action="store_true", help="2 rho_init, 1,000 images, 4 epochs")
+    p.add_argument("--combine", action="store_true", help="only combine the seeds' tables")
     args = p.parse_args(argv)
     if args.quick:  # and, unless given, temporary folders
         args.rho_init, args.max_epochs, args.eval_every = [-3.0, -30.0], 4, 2
@@ -109,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         args.root, args.results = args.root or temp, args.results or temp
     args.root = args.root or str(HERE / "artifacts" / "curves")
     args.results = args.results or str(HERE / "results" / "curves")
+    if args.combine:
+        print(combine(Path(args.results)))
+        return 0
     command = "python runs/bnn_curves.py " + " ".join(argv if argv is not None else sys.argv[1:])
     data = (load_mnist() if args.limit is None else load_mnist().head(args.limit)).to(args.device)
     root, results = Path(args.root), Path(args.results)
@@ -212,7 +219,38 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(results / f"selection_{tag}.csv", lambda tmp: table.to_csv(tmp, index=False))
     plot(pd.DataFrame(rows), results / f"curves_{tag}.png", args)
     print(markdown)
+    if tag == f"seed{args.seed}":
+        print(combine(results))
     return 0
+
+
+def combine(results: Path) -> str:
+    """Combine every selection_seed<S>.csv under ``results`` (the default lr) into
+    selection_seeds.csv/.md: test accuracy per rho_init and rule over seeds."""
+    seeds = {f: f.stem.removeprefix("selection_seed") for f in results.glob("selection_seed*.csv")}
+    files = sorted(f for f, seed in seeds.items() if seed.isdigit())
+    if not files:
+        raise SystemExit(f"no selection_seed<S>.csv in {results}: run bnn_curves.py first")
+    each = pd.concat(pd.read_csv(f).assign(seed=int(seeds[f])) for f in files)
+    rules = each.groupby(["rho_init", "rule"], sort=False)
+    table = rules["test_single"].agg(["mean", "std", "min", "max", "count"]).reset_index()
+    table = table.rename(columns={"mean": "test_mean", "std": "test_sd", "count": "seeds"})
+    table["epochs"] = rules["epoch"].agg(lambda e: "/".join(str(v) for v in e)).values
+    table["paper_test"] = rules["paper_test"].first().values
+    table["mean_minus_paper"] = table["test_mean"] - table["paper_test"]
+    table = table.sort_values(["rho_init", "rule"], ascending=[False, True])
+    markdown = (
+        f"Test accuracy (single sample, mean of the runs in each seed's table) over seeds "
+        f"{', '.join(str(s) for s in sorted(each['seed'].unique()))}; epochs: the selected "
+        "epoch per seed.\n\n"
+        + table.to_markdown(index=False, floatfmt=".2f")
+        + "\n\nMade by `python runs/bnn_curves.py --combine` from "
+        + ", ".join(f.name for f in files)
+        + ".\n"
+    )
+    atomic_write(results / "selection_seeds.csv", lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(results / "selection_seeds.md", lambda tmp: tmp.write_text(markdown))
+    return markdown
 
 
 def plot(curves: pd.DataFrame, path: Path, args) -> None:

@@ -73,6 +73,14 @@ def test_bnn_curves_quick(tmp_path):
     assert pd.read_csv(tmp_path / "res" / "curves_seed0.csv").equals(curves)
     assert pd.read_csv(tmp_path / "res" / "selection_seed0.csv").equals(selection)
     assert "this invocation: 0.0 min" in again  # nothing trained again
+    shifted = selection.assign(test_single=selection["test_single"] + 1.0)  # a second seed
+    shifted.to_csv(tmp_path / "res" / "selection_seed1.csv", index=False)
+    run_script("bnn_curves.py", "--results", str(tmp_path / "res"), "--combine")
+    seeds = pd.read_csv(tmp_path / "res" / "selection_seeds.csv")
+    assert len(seeds) == 6 and seeds["seeds"].eq(2).all()
+    merged = seeds.merge(selection, on=["rho_init", "rule"])
+    assert ((merged["test_mean"] - merged["test_single"] - 0.5).abs() < 1e-9).all()
+    assert ((merged["test_sd"] - 0.5**0.5).abs() < 1e-9).all()  # sd of (a, a + 1)
 
 
 def test_attack_budget_quick():
