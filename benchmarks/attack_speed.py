@@ -8,18 +8,24 @@ weights, and the attack runs a fixed number of steps.
     python benchmarks/attack_speed.py --n 10000 --steps 100
     python benchmarks/attack_speed.py --protocol paper --n 1000 --steps 20
     python benchmarks/attack_speed.py --device cuda --protocol paper --n 2000 --steps 4000
+    python benchmarks/attack_speed.py --protocol paper --n 1000 --against 1adb7b6 --repeats 3
 
+``--against REF`` also times the same attack function of the library at git commit REF, in
+the same process and in rotating order with today's (median of --repeats each), and gives
+today's wall time over REF's and the largest difference between their perturbations.
 On cuda the forward and backward shares count only the time to queue the GPU's work.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Sequence
 
 import pandas as pd
 import torch
+from refs import library_at
 
 from pyro_bnn.data import load_mnist
 from pyro_bnn.nets import MLP
@@ -57,10 +63,15 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--batch-size", type=int, default=None, help="default: the attack's")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--device", type=device, default="cpu", help="cpu or cuda")
+    parser.add_argument("--against", default=None, help="a git commit whose attack to time too")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs of each attack")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     attack = get_protocol(args.protocol)
+    attacks = {"today": attack}
+    if args.against:
+        attacks[args.against] = getattr(library_at(args.against).attacks, attack.__name__)
     test = load_mnist().test.head(args.n).to(args.device)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     settings = {"steps": args.steps}
@@ -69,28 +80,38 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     rows = []
     for arch in args.archs:
         torch.manual_seed(0)
-        model = TimedModel(MLP(arch).to(args.device).eval().requires_grad_(False))
-        sync()
-        start = time.perf_counter()
-        result = attack(model, test.x, test.y, progress=False, **settings)
-        sync()
-        wall = time.perf_counter() - start
-        rows.append(
-            {
-                "arch": arch,
-                "protocol": args.protocol,
-                "n": len(test),
-                "steps": args.steps,
-                "device": args.device,
-                "threads": torch.get_num_threads(),
-                "wall_s": wall,
-                "s_per_step": wall / args.steps,
-                "forward_s": model.forward_s,
-                "backward_s": model.backward_s,
-                "model_share": (model.forward_s + model.backward_s) / wall,
-                "success_rate": float(result.success.float().mean()),
-            }
-        )
+        net = MLP(arch).to(args.device).eval().requires_grad_(False)
+        walls, results, models = {name: [] for name in attacks}, {}, {}
+        for r in range(args.repeats):
+            names = list(attacks)[r % len(attacks) :] + list(attacks)[: r % len(attacks)]
+            for name in names:  # rotating order
+                models[name] = model = TimedModel(net)
+                sync()
+                start = time.perf_counter()
+                results[name] = attacks[name](model, test.x, test.y, progress=False, **settings)
+                sync()
+                walls[name].append(time.perf_counter() - start)
+        wall, model, result = statistics.median(walls["today"]), models["today"], results["today"]
+        row = {
+            "arch": arch,
+            "protocol": args.protocol,
+            "n": len(test),
+            "steps": args.steps,
+            "device": args.device,
+            "threads": torch.get_num_threads(),
+            "wall_s": wall,
+            "s_per_step": wall / args.steps,
+            "forward_s": model.forward_s,
+            "backward_s": model.backward_s,
+            "model_share": (model.forward_s + model.backward_s) / wall,
+            "success_rate": float(result.success.float().mean()),
+        }
+        if args.against:
+            then = results[args.against]
+            row[f"wall_s_{args.against}"] = statistics.median(walls[args.against])
+            row["today_over_then"] = wall / row[f"wall_s_{args.against}"]
+            row["max_abs_r_diff"] = float((result.r - then.r).abs().max())
+        rows.append(row)
     table = pd.DataFrame(rows)
     print(table.to_markdown(index=False, floatfmt=".3f"))
     return table

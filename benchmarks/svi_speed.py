@@ -22,19 +22,14 @@ machine noise between runs. (A library from before 657dff6 sets Pyro's
 from __future__ import annotations
 
 import argparse
-import importlib
 import platform
 import statistics
-import subprocess
-import sys
-import tarfile
-import tempfile
 import time
-from pathlib import Path
 
 import pyro
 import torch
 import torch.nn.functional as F
+from refs import library_at
 
 from pyro_bnn import MLP, load_mnist
 from pyro_bnn.bnn import local_params
@@ -52,21 +47,6 @@ def timed(fn, n: int, device: torch.device = torch.device("cpu")) -> float:
         fn()
     sync()
     return (time.perf_counter() - start) / n
-
-
-def library_at(ref: str):
-    """The pyro_bnn package as it was at git commit ``ref``, imported as pyro_bnn_<ref>."""
-    root = Path(__file__).resolve().parents[1]
-    archive = subprocess.run(
-        ["git", "archive", ref, "pyro_bnn"], cwd=root, capture_output=True, check=True
-    ).stdout
-    folder = Path(tempfile.mkdtemp(prefix="pyro_bnn_base_"))
-    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
-    name = f"pyro_bnn_{ref.replace('-', '_').replace('~', '_')}"
-    (folder / "pyro_bnn").rename(folder / name)
-    sys.path.insert(0, str(folder))
-    return importlib.import_module(name)
 
 
 def svi_step_of(lib, arch: str, guide_name: str, n: int, batch, device: torch.device):
