@@ -20,6 +20,10 @@ Writes to --results (default runs/results/curves/):
 - selection_seeds.csv/.md: the selection tables of every seed present, combined (mean,
   standard deviation and range of test accuracy over seeds).
 The fitted guides go to --root (best-validation and last epoch, via pyro_bnn.save_bnn).
+The best-validation BNNs are also saved as the study's BNN artifacts under --export
+(default runs/artifacts/full, runs/zoo.py): fit_stack with the same seeds and settings is
+what train_bnns runs, so `reproduce.py --profile full` loads them instead of training
+them again (tests/test_examples.py checks that the two give the same nets).
 A killed run resumes from its checkpoints and from the rows already written.
 """
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -47,12 +52,13 @@ from pyro_bnn import (  # noqa: E402
     save_bnn,
     sgd,
 )
-from pyro_bnn.artifacts import atomic_write  # noqa: E402
+from pyro_bnn.artifacts import atomic_write, cached  # noqa: E402
 from pyro_bnn.predict import single_sample_fn  # noqa: E402
 from pyro_bnn.stack import fit_stack  # noqa: E402
 from runs import paper  # noqa: E402
 from runs.args import Parser, device, positive_int  # noqa: E402
 from runs.config import BNN  # noqa: E402
+from runs.zoo import bnn_artifact  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PATIENCE = 5  # the paper text's rule
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-compile", action="store_true", help="eager fused step")
     p.add_argument("--root", default=None, help="default runs/artifacts/curves")
     p.add_argument("--results", default=None, help="default runs/results/curves")
+    p.add_argument("--export", default=None, help="default runs/artifacts/full")
     p.add_argument("--limit", type=positive_int, default=None, help="train on a slice")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quick", action="store_true", help="2 rho_init, 1,000 images, 4 epochs")
@@ -111,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         args.limit = 1000
         temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
         args.root, args.results = args.root or temp, args.results or temp
+        args.export = args.export or temp
     args.root = args.root or str(HERE / "artifacts" / "curves")
     args.results = args.results or str(HERE / "results" / "curves")
+    args.export = args.export or str(HERE / "artifacts" / "full")
     if args.combine:
         print(combine(Path(args.results)))
         return 0
@@ -178,9 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     long_s = time.perf_counter() - start
     summary = []
+    train = replace(BNN, lr=args.lr, max_epochs=args.max_epochs)
     for rho, bnn, guide, result in zip(args.rho_init, bnns, guides, long):
         save_bnn(root / f"{tag}_rho{rho:g}_best", bnn, guide, **result.summary())
         curve = pd.DataFrame(rows).query("rho_init == @rho").set_index("epoch")
+        export(guide, result.summary(), curve, rho, data, train, args)
         best = (result.best_epoch, 100 * result.best_val)
         summary.append(row(rho, "best validation", *best, bnn, guide))
         last_bnn, last_guide = load_bnn(root / f"{tag}_rho{rho:g}_last", args.device)
@@ -222,6 +233,16 @@ def main(argv: list[str] | None = None) -> int:
     if tag == f"seed{args.seed}":
         print(combine(results))
     return 0
+
+
+def export(guide, summary: dict, curve: pd.DataFrame, rho: float, data, train, args) -> None:
+    """Save a best-validation BNN as the study's artifact (runs/zoo.py's format and config)
+    under --export, with its history rebuilt from the curve (one row per epoch)."""
+    history = curve.reset_index()[["epoch", "elbo", "nll", "kl", "val_acc"]]
+    history = history.assign(val_acc=history["val_acc"] / 100).to_dict("records")
+    path, config = bnn_artifact(rho, data, train=train, root=args.export, seed=args.seed)
+    state = {k: v.detach().cpu() for k, v in guide.state_dict().items()}
+    cached(path, config, lambda: (state, {**summary, "history": history}), log=print)
 
 
 def combine(results: Path) -> str:

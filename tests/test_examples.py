@@ -3,9 +3,15 @@
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+import torch
+
+from pyro_bnn import load_mnist
+from runs.config import BNN
+from runs.zoo import train_bnns
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +63,7 @@ def test_bnn_curves_quick(tmp_path):
     """Two rho_init stacked for 4 epochs: a curve row per model and epoch, Table 1's metric
     every 2 epochs, three selection rules, a plot; a rerun resumes from the checkpoints."""
     args = ("--root", str(tmp_path / "art"), "--results", str(tmp_path / "res"))
+    args += ("--export", str(tmp_path / "full"))
     out = run_script("bnn_curves.py", *args, "--no-compile", "--no-progress")
     curves = pd.read_csv(tmp_path / "res" / "curves_seed0.csv")
     assert sorted(zip(curves["rho_init"], curves["epoch"])) == sorted(
@@ -73,6 +80,17 @@ def test_bnn_curves_quick(tmp_path):
     assert pd.read_csv(tmp_path / "res" / "curves_seed0.csv").equals(curves)
     assert pd.read_csv(tmp_path / "res" / "selection_seed0.csv").equals(selection)
     assert "this invocation: 0.0 min" in again  # nothing trained again
+    # the exported BNNs are the ones the study's train_bnns would train itself
+    data, train, rhos = load_mnist().head(1000), replace(BNN, max_epochs=4), [-3.0, -30.0]
+    lines = []
+    exported = train_bnns(rhos, data, train=train, root=tmp_path / "full", log=lines.append)
+    assert all(line.startswith("reused") for line in lines) and len(lines) == 2
+    fresh = train_bnns(rhos, data, train=train, root=tmp_path / "fresh", progress=False)
+    for (_, guide, meta), (_, again, meta_again) in zip(exported, fresh):
+        for key, value in guide.state_dict().items():
+            torch.testing.assert_close(value, again.state_dict()[key])
+        assert meta["best_epoch"] == meta_again["best_epoch"]
+        assert [h["epoch"] for h in meta["history"]] == [1, 2, 3, 4]
     shifted = selection.assign(test_single=selection["test_single"] + 1.0)  # a second seed
     shifted.to_csv(tmp_path / "res" / "selection_seed1.csv", index=False)
     run_script("bnn_curves.py", "--results", str(tmp_path / "res"), "--combine")
