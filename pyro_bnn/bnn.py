@@ -174,6 +174,10 @@ class BNN(PyroModule):
     ) -> torch.Tensor:
         weights = pyro.sample("weights", self.prior)  # (P,), or (*S, 1, P) under plates
         latents = self.likelihood.latents()
+        if x is not None and weights.device != x.device:
+            # a draw from the prior itself (float parameters, so made on the CPU), as in
+            # Predictive's first, unguided trace; a guide's draw is on its device already
+            weights = weights.to(x.device)
         if x is None:
             if y is not None:
                 raise ValueError("y was given without x")

@@ -13,6 +13,11 @@ resolves the name a user types::
 runs Ray tasks of one CPU each: on the cluster at ``RAY_ADDRESS`` if that is set, else on
 a Ray instance it starts on this machine with ``workers`` CPUs and stops on close. Ray is
 an optional extra: ``pip install -e ".[ray]"``.
+
+A job says where it runs: a dict job with ``"device": "cuda"`` trains on the GPU. Local
+workers (spawned, so CUDA works in them) then share the machine's GPU; a Ray task asks for
+``1 / workers`` of a GPU, so that ``workers`` tasks share one (Ray hides the GPUs from a
+task that asks for none).
 """
 
 from __future__ import annotations
@@ -25,12 +30,17 @@ from typing import Any
 
 import torch
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "make_executor"]
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "job_device", "make_executor"]
 
 
 def _one_thread() -> None:
     """Worker set-up: one torch thread per worker, so workers do not fight over cores."""
     torch.set_num_threads(1)
+
+
+def job_device(job: Any) -> str:
+    """The device a job names (``job["device"]``), 'cpu' when it names none."""
+    return str(job.get("device", "cpu")) if isinstance(job, dict) else "cpu"
 
 
 def _one_thread_call(fn: Callable[[Any], Any], job: Any) -> Any:
@@ -97,7 +107,8 @@ class LocalExecutor(Executor):
 
 
 class RayExecutor(Executor):
-    """Ray tasks of one CPU and one torch thread each.
+    """Ray tasks of one CPU and one torch thread each (and ``1 / workers`` of a GPU for a
+    job on a CUDA device).
 
     Connects to the cluster at ``address`` (default: the ``RAY_ADDRESS`` environment
     variable) if one is given, else starts a Ray instance on this machine with ``workers``
@@ -140,7 +151,7 @@ class RayExecutor(Executor):
         self._connect()
         ray = self._ray
         task = ray.remote(num_cpus=1)(_one_thread_call)
-        pending = {task.remote(fn, job): job for job in jobs}
+        pending = {task.options(num_gpus=self.gpu_share(job)).remote(fn, job): job for job in jobs}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -149,6 +160,10 @@ class RayExecutor(Executor):
         finally:
             for ref in pending:
                 ray.cancel(ref)
+
+    def gpu_share(self, job: Any) -> float:
+        """The GPUs a job's task asks Ray for: 1 / workers on a CUDA device, else 0."""
+        return 1 / self.workers if job_device(job).startswith("cuda") else 0
 
     def close(self) -> None:
         if self._started:

@@ -14,6 +14,8 @@ TABLE3_RHO_INIT = -3.0
 TABLE4_RHO_INIT = -2.0
 # A BNN's single-sample accuracy is the mean over this many weight samples (Tables 1-2).
 SINGLE_SAMPLE_RUNS = 100
+# The authors' attack (pyro_bnn.attacks.paper_attack): RMSprop steps per target class.
+ATTACK_STEPS = 4000
 # Szegedy et al. (2014), Table 1: test error of their FC-10 nets, by lambda.
 SZEGEDY_TEST_ERROR = {("FC-10", 1e-4): 0.074, ("FC-10", 1e-2): 0.094, ("FC-10", 1.0): 0.20}
 

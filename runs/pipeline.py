@@ -4,6 +4,11 @@ every table of both protocols through the one harness.
 Every trained net, attack set and table is an artifact under the profile's root, so a
 rerun reuses them (and says so) and a killed run resumes where it stopped. Each table is
 computed with Pyro's RNG seeded by the run seed, so a rerun gives the same numbers.
+
+Everything runs on one device ('cpu' or 'cuda'): the training jobs carry it to the
+workers, and the nets, the data, the attacks and the tables sit on it in this process.
+Artifacts are saved on the CPU and their configs do not name the device, so a run on
+either device reuses what the other made.
 """
 
 from __future__ import annotations
@@ -86,15 +91,17 @@ def fingerprint(meta: dict) -> str:
     return meta["saved_at"]
 
 
-def load_zoo(profile: Profile, data: MNIST, root: Path, seed: int, need_pool: bool, out):
-    """The trained nets of one seed (trained before by :func:`runs.training.train_all`),
-    and their fingerprints."""
+def load_zoo(
+    profile: Profile, data: MNIST, root: Path, seed: int, need_pool: bool, out, device="cpu"
+):
+    """The trained nets of one seed (trained before by :func:`runs.training.train_all`) on
+    ``device``, and their fingerprints."""
     plain = replace(PLAIN, max_epochs=profile.plain_epochs)
     arch = paper.TABLE1_ARCH
     plains, prints = {}, {}
     for lam in paper.LAMBDAS:
         net, meta = train_baseline(arch, lam, data, train=plain, root=root, seed=seed,
-                                   progress=False)  # fmt: skip
+                                   device=device, progress=False)  # fmt: skip
         plains[lam] = net.eval().requires_grad_(False)
         prints[f"plain{lam:g}"] = fingerprint(meta)
         out.add_seconds("baseline", meta)
@@ -103,6 +110,7 @@ def load_zoo(profile: Profile, data: MNIST, root: Path, seed: int, need_pool: bo
         train=replace(PLAIN, max_epochs=profile.source_epochs),
         root=root,
         seed=seed,
+        device=device,
         progress=False,
     )
     for s in sources:
@@ -111,7 +119,7 @@ def load_zoo(profile: Profile, data: MNIST, root: Path, seed: int, need_pool: bo
     bnns = {}
     trained = train_bnns(
         list(paper.RHO_INITS), data, arch=arch, train=replace(BNN, max_epochs=profile.bnn_epochs),
-        root=root, seed=seed, progress=False, compile=profile.compile,
+        root=root, seed=seed, device=device, progress=False, compile=profile.compile,
     )  # fmt: skip
     for rho, (bnn, guide, meta) in zip(paper.RHO_INITS, trained):
         bnns[rho] = (bnn, guide.requires_grad_(False))
@@ -120,15 +128,23 @@ def load_zoo(profile: Profile, data: MNIST, root: Path, seed: int, need_pool: bo
     pool = []
     for k in range(profile.pool if need_pool else 0):
         net, meta = train_baseline(arch, 0.0, data, train=plain, root=root, kind="pool",
-                                   seed=pool_seed(seed, k), progress=False)  # fmt: skip
+                                   seed=pool_seed(seed, k), device=device,
+                                   progress=False)  # fmt: skip
         pool.append(net.eval().requires_grad_(False))
         prints[f"pool{k}"] = fingerprint(meta)
         out.add_seconds("pool", meta)
     return tables.Zoo(seed, bnns, plains, sources, pool), prints
 
 
-def build_attack_sets(protocol: str, profile: Profile, zoo, data, root, progress, out):
-    """The attack set of every source net under one protocol."""
+def on_device(tensors: dict, device) -> dict:
+    """An attack set's tensors (loaded on the CPU, or just computed) on ``device``."""
+    return {k: v.to(device) for k, v in tensors.items()}
+
+
+def build_attack_sets(
+    protocol: str, profile: Profile, zoo, data, root, progress, out, device="cpu"
+):
+    """The attack set of every source net under one protocol, attacked on ``device``."""
     rules = PROTOCOL_RULES[protocol]
     steps = profile.paper_steps if protocol == "paper" else profile.attack_steps
     limit = profile.paper_examples if protocol == "paper" else profile.attack_examples
@@ -143,19 +159,23 @@ def build_attack_sets(protocol: str, profile: Profile, zoo, data, root, progress
             limit=limit,
             root=root,
             fingerprint=src.fingerprint,
+            device=device,
             progress=progress,
             log=print,
             steps=steps,
         )
-        sets.append(tables.AttackSet(src, tensors, meta, rules["split"]))
+        sets.append(tables.AttackSet(src, on_device(tensors, device), meta, rules["split"]))
         out.add_seconds(f"attack-{protocol} {src.arch}", meta)
     return sets
 
 
-def whitebox_rows(profile: Profile, zoo, prints: dict, data, root, progress) -> pd.DataFrame:
+def whitebox_rows(
+    profile: Profile, zoo, prints: dict, data, root, progress, device="cpu"
+) -> pd.DataFrame:
     """White-box attacks on every FC-100-100-10 model: EOT on the BNNs (single-sample rule,
-    and the 10-sample mean of Table 3's BNN), the rigorous attack on the baselines."""
-    test = data.test.head(profile.eot_examples)
+    and the 10-sample mean of Table 3's BNN), the rigorous attack on the baselines; all on
+    ``device``."""
+    test = data.test.head(profile.eot_examples).to(device)
     rows = []
     targets = [(rho, 1) for rho in zoo.bnns] + [(paper.TABLE3_RHO_INIT, 10)]
     for rho, ens in targets:
@@ -171,11 +191,12 @@ def whitebox_rows(profile: Profile, zoo, prints: dict, data, root, progress) -> 
             progress=progress,
             log=print,
             fingerprint=prints[f"bnn{rho:g}"],
+            device=device,
             steps=profile.eot_steps,
             k=profile.eot_k,
             passes=profile.eot_passes,
         )
-        x_adv = perturb(test.x, tensors["r"])
+        x_adv = perturb(test.x, tensors["r"].to(device))
         fn = (
             single_sample_fn(bnn, guide, profile.runs)
             if ens == 1
@@ -195,9 +216,11 @@ def whitebox_rows(profile: Profile, zoo, prints: dict, data, root, progress) -> 
             progress=progress,
             log=print,
             fingerprint=prints[f"plain{lam:g}"],
+            device=device,
             steps=profile.attack_steps,
         )
-        acc = 100 * evaluate(as_probs(net), perturb(test.x, tensors["r"]), test.y)["acc"]
+        x_adv = perturb(test.x, tensors["r"].to(device))
+        acc = 100 * evaluate(as_probs(net), x_adv, test.y)["acc"]
         rows.append(("plain", "ddn", lam, meta["summary"], acc))
     return tables.whitebox(rows)
 
@@ -216,7 +239,9 @@ def cached_table(
     return pd.DataFrame(meta["rows"])
 
 
-def protocol_tables(protocol, profile, zoo, prints, sets, data, root, progress) -> dict:
+def protocol_tables(
+    protocol, profile, zoo, prints, sets, data, root, progress, device="cpu"
+) -> dict:
     """The tables of one protocol, each a function computing its DataFrame."""
     rules = PROTOCOL_RULES[protocol]
     kw = {"bnn_mult": rules["bnn_mult"], "keep_failures": rules["keep_failures"]}
@@ -232,7 +257,7 @@ def protocol_tables(protocol, profile, zoo, prints, sets, data, root, progress) 
         jobs["multiplier"] = lambda: tables.multiplier_control(zoo, sets, data, profile.runs)
     if protocol == "rigorous":
         jobs["noise"] = lambda: tables.noise_control(zoo, sets, data, profile.runs, zoo.seed)
-        jobs["whitebox"] = lambda: whitebox_rows(profile, zoo, prints, data, root, progress)
+        jobs["whitebox"] = lambda: whitebox_rows(profile, zoo, prints, data, root, progress, device)
     return jobs
 
 
@@ -246,15 +271,22 @@ def run_seed(
     executor: Executor,
     stage: Stages,
     progress: bool,
+    device: str = "cpu",
 ) -> SeedResult:
-    """Every stage of one seed: train, load, attack, tabulate."""
+    """Every stage of one seed on ``device``: train, load, attack, tabulate.
+
+    :param data: on the CPU; the workers load their own, and this process moves it to
+        ``device`` once the nets are trained.
+    :param device: where everything runs: 'cpu' or 'cuda' (the workers share the GPU).
+    """
     need_pool = "rigorous" in protocols
     out = SeedResult()
     with stage("train nets"):
-        jobs = training_jobs(profile, seed, need_pool)
+        jobs = training_jobs(profile, seed, need_pool, device)
         train_all(jobs, profile, data, root, executor, progress)
+    data = data.to(device)
     with stage("load nets"):
-        zoo, prints = load_zoo(profile, data, root, seed, need_pool, out)
+        zoo, prints = load_zoo(profile, data, root, seed, need_pool, out, device)
     base = {"profile": profile.as_dict(), "seed": seed, "models": prints}
     with stage("table1"):
         out.frames["table1"] = cached_table(
@@ -263,9 +295,9 @@ def run_seed(
         )  # fmt: skip
     for protocol in protocols:
         with stage(f"attack sets ({protocol})"):
-            sets = build_attack_sets(protocol, profile, zoo, data, root, progress, out)
+            sets = build_attack_sets(protocol, profile, zoo, data, root, progress, out, device)
         config = base | {"protocol": protocol, "sets": [fingerprint(s.meta) for s in sets]}
-        jobs = protocol_tables(protocol, profile, zoo, prints, sets, data, root, progress)
+        jobs = protocol_tables(protocol, profile, zoo, prints, sets, data, root, progress, device)
         for table, make in jobs.items():
             with stage(f"{table} ({protocol})"):
                 version = {"version": TABLE_VERSIONS[table]} if table in TABLE_VERSIONS else {}

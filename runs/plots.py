@@ -28,9 +28,9 @@ def digit_examples(sets, data, multiplier: float, protocol: str, n: int = 8) -> 
         if ok.sum() >= n:
             pick = ok.nonzero().squeeze(1)[:n]
             x = data.split(s.split).x[s.tensors["index"][pick]]
-            return {
-                "x": x,
-                "x_adv": x + multiplier * s.tensors["r"][pick],
+            return {  # on the CPU, for matplotlib
+                "x": x.cpu(),
+                "x_adv": (x + multiplier * s.tensors["r"][pick]).cpu(),
                 "source": s.source.name,
                 "protocol": protocol,
                 "multiplier": multiplier,

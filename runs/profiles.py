@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from . import paper
 from .config import BNN, PLAIN
@@ -19,6 +19,8 @@ class Profile:
     white-box EOT attacks; None examples means the whole split.
     pool: plain FC-100-100-10 nets (seeds 1..pool) for the ensemble control of Table 3.
     compile: fuse the BNN stack's weight draw with torch.compile (pays off in long runs).
+    cuda_paper_steps: the paper-variant attack's steps per target when the run is on a CUDA
+    GPU (None: paper_steps on every device); :meth:`on_device` applies it.
     """
 
     name: str
@@ -40,9 +42,25 @@ class Profile:
     compile: bool = False
     ensemble_sizes: tuple[int, ...] = paper.ENSEMBLE_SIZES
     prune_rates: tuple[float, ...] = paper.PRUNE_RATES
+    cuda_paper_steps: int | None = None
+
+    def on_device(self, device: str) -> Profile:
+        """This profile's budgets on ``device`` ('cpu', 'cuda', 'cuda:1', ...): on a CUDA GPU
+        the paper-variant attack runs ``cuda_paper_steps`` steps per target, if set.
+
+        >>> PROFILES["full"].on_device("cuda").paper_steps
+        4000
+        """
+        if self.cuda_paper_steps is not None and device.startswith("cuda"):
+            return replace(self, paper_steps=self.cuda_paper_steps)
+        return self
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The settings, as in tables' configs and run.json. cuda_paper_steps is left out:
+        it is a rule, and the steps in force are paper_steps after :meth:`on_device`."""
+        settings = asdict(self)
+        del settings["cuda_paper_steps"]
+        return settings
 
 
 PROFILES = {
@@ -84,6 +102,7 @@ PROFILES = {
         eot_passes=32,
         pool=10,
         compile=True,
+        cuda_paper_steps=paper.ATTACK_STEPS,  # the authors' budget; too slow on a CPU
     ),
 }
 

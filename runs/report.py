@@ -73,8 +73,8 @@ def write_report(path: Path, frames: dict, per_seed: list[dict], info: dict, res
 
     :param frames: the tables combined over seeds (:func:`runs.results.combine`).
     :param per_seed: the tables of each seed, for the headline claims per seed.
-    :param info: the run's record (command, profile, seeds, protocols, machine, date,
-        commit, stage and compute seconds), as written to run.json.
+    :param info: the run's record (command, profile, seeds, protocols, device, machine,
+        date, commit, stage and compute seconds), as written to run.json.
     :param results: the folder of the CSVs and PNGs, linked from the report.
     """
     rel = (
@@ -87,7 +87,8 @@ def write_report(path: Path, frames: dict, per_seed: list[dict], info: dict, res
         "# Reproduction report: Zhang & Chen (2020)",
         "",
         f"Made by `{info['command']}` on {info['date']} (commit {info['commit']}), "
-        f"profile **{prof['name']}**, seeds {info['seeds']}.",
+        f"profile **{prof['name']}**, seeds {info['seeds']}, "
+        f"device **{info.get('device', 'cpu')}**.",
         f"Machine: {info['machine']}.",
         "Cells read `ours (paper)`; accuracies in %. BNN accuracy is single-sample accuracy "
         f"averaged over {prof['runs']} weight samples unless stated. "
@@ -138,7 +139,7 @@ def write_report(path: Path, frames: dict, per_seed: list[dict], info: dict, res
 PROTOCOL_TEXT = {
     "paper": (
         "What the authors' code did: the targeted, brighten-only RMSprop attack with the "
-        "linear c ramp ({steps} steps per target instead of their 4000), on the "
+        "linear c ramp ({budget}), on the "
         "**validation** split ({n} examples); examples the attack fails on are **dropped**; "
         "BNNs are scored on x + 1.5 r and baselines on x + 3 r, not clipped to the pixel "
         "box."
@@ -151,13 +152,20 @@ PROTOCOL_TEXT = {
 }
 
 
+def _budget(steps: int) -> str:
+    """The paper attack's steps per target, beside the authors' budget."""
+    if steps == paper.ATTACK_STEPS:
+        return f"{steps} steps per target, the authors' budget"
+    return f"{steps} steps per target instead of their {paper.ATTACK_STEPS}"
+
+
 def _protocol_section(frames: dict, protocol: str, prof: dict, claim_table) -> list[str]:
     steps = prof["paper_steps"] if protocol == "paper" else prof["attack_steps"]
     n = prof["paper_examples"] if protocol == "paper" else prof["attack_examples"]
     lines = [
         f"## Protocol '{protocol}'",
         "",
-        PROTOCOL_TEXT[protocol].format(steps=steps, n=n or "all"),
+        PROTOCOL_TEXT[protocol].format(steps=steps, n=n or "all", budget=_budget(steps)),
         "",
     ]
     att = frames[f"{protocol}/attacks"]

@@ -291,13 +291,16 @@ def table4(
 def noise_control(
     zoo: Zoo, sets: list[AttackSet], data: MNIST, runs: int, seed: int
 ) -> pd.DataFrame:
-    """Gaussian noise with each example's perturbation norm, clipped to the pixel box."""
+    """Gaussian noise with each example's perturbation norm, clipped to the pixel box.
+
+    The noise is drawn on the CPU (a seeded CPU generator) and moved to the data's device,
+    so it is the same noise on every device."""
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for s in sets:
         x_adv, y = s.eval_set(data, 1.0, keep_failures=True)
         x = data.split(s.split).x[s.tensors["index"]]
-        z = torch.randn(x.shape, generator=gen)
+        z = torch.randn(x.shape, generator=gen).to(x.device)
         norms = s.tensors["r"].norm(dim=1, keepdim=True)
         x_noise = (x + z * norms / z.norm(dim=1, keepdim=True)).clamp(0.0, X_MAX)
         for (kind, param), fn in zoo.prob_fns(runs).items():

@@ -2,10 +2,12 @@
 
 A job is a plain dict (so it pickles into a worker): its kind ('source', 'bnn',
 'baseline', 'pool'), what to train (arch and lambda, or the list of rho_init that train as
-one stack), the seed and the max-epoch cap. :func:`train_all` trains what is not done
-yet, longest first, through an executor of :mod:`runs.executors` (local worker processes
-or Ray tasks, one torch thread each); :func:`run_job` trains (or loads) one job through
-:mod:`runs.zoo`.
+one stack), the seed, the max-epoch cap and the device it trains on ('cpu' or 'cuda';
+on a GPU every worker shares it). The device is not part of any artifact's config, so a
+net trained on a GPU is reused by a run on the CPU and the other way round.
+:func:`train_all` trains what is not done yet, longest first, through an executor of
+:mod:`runs.executors` (local worker processes or Ray tasks, one torch thread each);
+:func:`run_job` trains (or loads) one job through :mod:`runs.zoo`.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ def pool_seed(seed: int, k: int) -> int:
     return 1000 * (seed + 1) + k
 
 
-def training_jobs(profile: Profile, seed: int, need_pool: bool) -> list[dict]:
-    """Every net to train for one seed, longest first (FC-1200 sources, then BNNs)."""
+def training_jobs(profile: Profile, seed: int, need_pool: bool, device: str = "cpu") -> list[dict]:
+    """Every net to train for one seed, longest first (FC-1200 sources, then BNNs), each
+    to train on ``device``."""
     jobs = [
         {"kind": "source", "arch": arch, "lam": lam, "max_epochs": profile.source_epochs}
         for arch in reversed(paper.SOURCE_ARCHS)
@@ -66,7 +69,7 @@ def training_jobs(profile: Profile, seed: int, need_pool: bool) -> list[dict]:
             }
             for k in range(profile.pool)
         ]
-    return [job | {"seed": job.pop("pool_seed", seed)} for job in jobs]
+    return [job | {"seed": job.pop("pool_seed", seed), "device": device} for job in jobs]
 
 
 def run_job(
@@ -77,37 +80,41 @@ def run_job(
     check_only: bool = False,
     compile: bool = False,
 ):
-    """Train one job of the zoo (a plain net, or a seed's BNNs as one stack), or load it;
-    with check_only, say whether it is done.
+    """Train one job of the zoo (a plain net, or a seed's BNNs as one stack) on the job's
+    device, or load it; with check_only, say whether it is done.
 
     :param compile: fuse the BNN stack's weight draw with ``torch.compile``.
     :returns: what :func:`runs.zoo.train_bnns` or :func:`runs.zoo.train_baseline`
         returns, or with check_only a bool.
     """
+    device = job.get("device", "cpu")
     if job["kind"] == "bnn":  # every rho_init of the seed, as one stack
         kw = {"train": replace(BNN, max_epochs=job["max_epochs"]), "seed": job["seed"]}
         if check_only:
             found = [bnn_artifact(rho, data, root=root, **kw) for rho in job["rhos"]]
             return all(matching_meta(*pair) is not None for pair in found)
-        return train_bnns(job["rhos"], data, root=root, progress=progress, compile=compile, **kw)
+        return train_bnns(job["rhos"], data, root=root, progress=progress, compile=compile,
+                          device=device, **kw)  # fmt: skip
     kw = {"train": replace(PLAIN, max_epochs=job["max_epochs"]), "seed": job["seed"]}
     kw |= {"root": root, "kind": job["kind"]}
     if check_only:
         return matching_meta(*baseline_artifact(job["arch"], job["lam"], data, **kw)) is not None
-    return train_baseline(job["arch"], job["lam"], data, progress=progress, **kw)
+    return train_baseline(job["arch"], job["lam"], data, progress=progress, device=device, **kw)
 
 
 def job_label(job: dict) -> str:
-    """E.g. 'source FC-10 lam 0.01 seed 0' or 'bnn rho_init -3 seed 0'."""
+    """E.g. 'source FC-10 lam 0.01 seed 0' or 'bnn rho_init -3 seed 0 on cuda'."""
     if job["kind"] == "bnn":
         what = "rho_init " + " ".join(f"{rho:g}" for rho in job["rhos"])
     else:
         what = f"{job['arch']} lam {job['lam']:g}"
-    return f"{job['kind']} {what} seed {job['seed']}"
+    where = "" if job.get("device", "cpu") == "cpu" else f" on {job['device']}"
+    return f"{job['kind']} {what} seed {job['seed']}{where}"
 
 
 def _worker(job: dict, profile: Profile, root: Path) -> float:
-    """Train one job in a worker (the executor sets one torch thread); the data loaded here.
+    """Train one job in a worker (the executor sets one torch thread); the data loaded here
+    on the CPU (the trainers move it to the job's device).
 
     :returns: its wall time (s).
     """

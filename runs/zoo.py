@@ -189,7 +189,8 @@ def train_bnns(
     :param train: the training settings (default: the study's, :data:`runs.config.BNN`).
     :param compile: fuse the stack's weight draw with ``torch.compile``.
     :param log: gets one line per BNN saying whether it was reused or trained, and where.
-    :returns: one (model, guide on ``device``, meta) per rho_init.
+    :returns: one (model, guide, meta) per rho_init, model and guide on ``device`` (the
+        model's prior too, which Pyro's Predictive runs on the inputs' device).
     """
     found = [
         bnn_artifact(rho, data, arch=arch, prior=prior, prior_kwargs=prior_kwargs, guide=guide,
@@ -226,12 +227,12 @@ def train_bnns(
         tensors, meta = cached(path, config, lambda i=i: fitted[i], log=log)
         (path / CHECKPOINT).unlink(missing_ok=True)
         model, guide_module = build_bnn(**specs[i], state=tensors)
-        out.append((model, guide_module.to(device), meta))
+        out.append((model.to(device), guide_module.to(device), meta))
     return out
 
 
 def train_bnn(rho_init: float, data: MNIST, **kwargs):
-    """One BNN of :func:`train_bnns`: (model, guide on ``device``, meta).
+    """One BNN of :func:`train_bnns`: (model, guide, meta), both on ``device``.
 
     :param rho_init: the guide's initial rho.
     :param kwargs: as for :func:`train_bnns`.

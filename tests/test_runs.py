@@ -7,8 +7,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
+import torch
 
 from runs import paper
+from runs.profiles import PROFILES
+from runs.reproduce import main as reproduce
 from runs.results import combine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,8 +102,10 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
         "## Wall time",
     ):
         assert heading in report
+    assert "device **cpu**" in report.splitlines()[2]  # the 'Made by' line
     info = json.loads((results / "run.json").read_text())
     assert info["profile"]["name"] == "quick" and info["compute_seconds"]["bnn"]["0"] > 0
+    assert info["device"] == "cpu"
 
     # 3. a rerun reuses everything, says so, and writes the same tables
     metas = {p: p.stat().st_mtime_ns for p in (tmp_path / "artifacts").rglob("meta.json")}
@@ -157,3 +163,25 @@ def test_combine_averages_a_source_net_over_seeds():
     assert t2["source"].tolist() == ["FC-10_lam0"]
     assert t2["acc"].item() == 85.0
     assert abs(t2["acc_seed_std"].item() - 50**0.5) < 1e-9
+
+
+def test_reproduce_device_cuda_without_cuda_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_info:
+        reproduce(["--device", "cuda", "--root", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "--device" in err and "CUDA is not available" in err and "--device cpu" in err
+    assert not any(tmp_path.iterdir())  # it stopped before doing anything
+
+
+def test_profiles_on_a_gpu():
+    quick, full = PROFILES["quick"], PROFILES["full"]
+    # the full profile's paper attack takes the authors' budget on a GPU, only there
+    assert full.on_device("cuda").paper_steps == paper.ATTACK_STEPS == 4000
+    assert full.on_device("cuda:0").paper_steps == 4000
+    assert full.on_device("cpu") == full and full.paper_steps == 100
+    assert quick.on_device("cuda") == quick  # the quick profile's budgets on either device
+    # the rule is not a setting: the tables' configs (and so their hashes) see the steps
+    assert "cuda_paper_steps" not in full.as_dict()
+    assert full.on_device("cuda").as_dict() == full.as_dict() | {"paper_steps": 4000}

@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 import torch
 
-from runs.executors import LocalExecutor, make_executor
+from runs.executors import LocalExecutor, job_device, make_executor
 from runs.profiles import get_profile
 from runs.training import load_data, run_job, train_all, training_jobs
 
@@ -65,3 +65,40 @@ def test_local_and_ray_train_identical_nets(tmp_path, capsys):
     # a rerun finds both artifacts and trains nothing
     _train(LocalExecutor(2), profile, data, tmp_path / "ray")
     assert "2 of 2 nets already trained; 0 to go" in capsys.readouterr().out
+
+
+class _Recorder(LocalExecutor):
+    """An executor that runs nothing and keeps the jobs it was given."""
+
+    def __init__(self):
+        super().__init__(2)
+        self.jobs = []
+
+    def map_jobs(self, fn, jobs):
+        self.jobs += list(jobs)
+        return iter(())
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_device_travels_in_every_job(tmp_path, monkeypatch, device):
+    import runs.training as training
+
+    profile = get_profile("quick")
+    jobs = training_jobs(profile, 0, True, device)
+    assert len(jobs) == 12 + 1 + 4 + profile.pool
+    assert {job["device"] for job in jobs} == {device}
+    assert training_jobs(profile, 0, False)[0]["device"] == "cpu"  # the default
+    # train_all hands the jobs, device and all, to the executor's workers (nothing trains:
+    # the recorder runs no job, and no artifact exists yet)
+    data = load_data(profile)
+    recorder = _Recorder()
+    train_all(jobs, profile, data, tmp_path, recorder, progress=False)
+    assert recorder.jobs == jobs
+    # run_job, in a worker, trains on the job's device
+    seen = []
+    monkeypatch.setattr(training, "train_baseline", lambda *a, **kw: seen.append(kw["device"]))
+    monkeypatch.setattr(training, "train_bnns", lambda *a, **kw: seen.append(kw["device"]))
+    for job in (jobs[0], next(job for job in jobs if job["kind"] == "bnn")):
+        run_job(job, data, tmp_path, progress=False)
+    assert seen == [device, device]
+    assert job_device(jobs[0]) == device and job_device({"x": 1}) == "cpu"
