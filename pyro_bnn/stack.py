@@ -271,11 +271,18 @@ class _Member:
             "generator": self.generator.get_state(),
         }
 
-    def restore(self, state: dict) -> None:
+    def restore(self, state: dict, max_epochs: int) -> None:
+        """Continue from a checkpoint (tensors loaded on the CPU) on the generator's device.
+        A finished member draws no more noise: its generator state, which may be another
+        device's (a stack trained on a GPU, read on a CPU), is not needed."""
         for key in ("epoch", "best_val", "best_epoch", "bad", "stopped", "wall", "history"):
             setattr(self, key, state[key])
-        self.best, self.params, self.opt_rows = state["best"], state["params"], state["opt_rows"]
-        self.generator.set_state(state["generator"])
+        device = self.generator.device
+        self.best = tuple(t.to(device) for t in state["best"])
+        self.params = tuple(t.to(device) for t in state["params"])
+        self.opt_rows = state["opt_rows"]
+        if not (self.stopped or self.epoch >= max_epochs):
+            self.generator.set_state(state["generator"])
 
 
 def _split_state(opt: torch.optim.Optimizer, params, k: int) -> dict:
@@ -432,7 +439,7 @@ def fit_stack(
         member = _Member(index, model, guide, seed, ckpt, config, generator)
         state = load_checkpoint(ckpt) if ckpt else None
         if state is not None and state.get("config") == config:
-            member.restore(state)
+            member.restore(state, max_epochs)
         else:
             mu, rho = _params(guide)
             member.params = (mu.detach().clone(), rho.detach().clone())

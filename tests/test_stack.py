@@ -136,6 +136,29 @@ def test_killed_stack_resumes_with_members_at_different_epochs(tmp_path, monkeyp
         torch.testing.assert_close(a.state_dict(), b.state_dict(), rtol=0, atol=0)
 
 
+def test_finished_stack_loads_with_another_devices_generator(tmp_path):
+    """A stack that finished on a GPU loads on a CPU: its checkpoints hold a CUDA
+    generator's state (16 bytes: seed and offset), which a finished member never needs."""
+    from tests.conftest import toy_mnist
+
+    data, file = toy_mnist(), tmp_path / "a.pt"
+
+    def run():
+        bnn = BayesianMLP((8, 10))
+        guide = make_guide("softplus-normal", bnn, rho_init=-3)
+        result = fit_stack([bnn], [guide], data, max_epochs=2, patience=None,
+                           optimizer=sgd(lr=0.01), checkpoints=[file], progress=False)  # fmt: skip
+        return result[0], guide
+
+    done, guide = run()
+    state = torch.load(file, weights_only=False)
+    state["generator"] = torch.zeros(16, dtype=torch.uint8)  # what a CUDA generator saves
+    torch.save(state, file)
+    again, loaded = run()
+    assert again.best_epoch == done.best_epoch and again.history == done.history
+    torch.testing.assert_close(loaded.state_dict(), guide.state_dict(), rtol=0, atol=0)
+
+
 def test_bad_stacks_name_the_argument(small):
     data = small.head(200, 100)
     one, two = BayesianMLP((8, 10)), BayesianMLP((9, 10))
