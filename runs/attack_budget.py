@@ -3,6 +3,7 @@
     python runs/attack_budget.py                               # FC-10 and FC-200: 2000 val
     python runs/attack_budget.py --archs FC-1200-1200-10 --n 200   # a subset, n stated
     python runs/attack_budget.py --quick                       # smoke run, temp dirs
+    python runs/attack_budget.py --archs FC-10 FC-200-200-10 FC-1200-1200-10 --device cuda
 
 For every source net and budget (--steps, default 100 400 1000 4000) it runs the paper
 variant of the attack (pyro_bnn.attacks.paper_attack: all targets of a batch in one
@@ -35,9 +36,10 @@ import torch  # noqa: E402
 from pyro_bnn import load_bnn, load_mnist  # noqa: E402
 from pyro_bnn.artifacts import atomic_write  # noqa: E402
 from runs import bnn_curves, paper, tables  # noqa: E402
-from runs.args import Parser, positive_int  # noqa: E402
+from runs.args import Parser, device, positive_int  # noqa: E402
 from runs.attack_sets import attack_set  # noqa: E402
 from runs.config import PLAIN  # noqa: E402
+from runs.pipeline import on_device  # noqa: E402
 from runs.sources import train_sources  # noqa: E402
 from runs.zoo import train_baseline  # noqa: E402
 
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         help="max epochs of the source and plain nets",
     )
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
+    p.add_argument("--device", type=device, default="cpu", help="cpu or cuda")
     p.add_argument("--quick", action="store_true", help="FC-10, 2 budgets, tiny BNNs, temp dirs")
     args = p.parse_args(argv)
     if args.quick:
@@ -77,28 +80,30 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     command = "python runs/attack_budget.py " + " ".join(argv if argv is not None else sys.argv[1:])
     data = load_mnist() if args.limit is None else load_mnist().head(args.limit)
+    data = data.to(args.device)
     plain = replace(PLAIN, max_epochs=args.plain_epochs)
     root, results = Path(args.root), Path(args.results)
     sources = train_sources(data, archs=args.archs, lams=args.lams, train=plain, root=root,
-                            seed=args.seed, progress=False, log=print)  # fmt: skip
-    sets = {  # every attack set first (artifacts: a killed run resumes set by set)
-        steps: [
-            tables.AttackSet(src, *attack_set(
-                src.name, src.net, data, protocol="paper", split="val", limit=args.n,
-                root=root, fingerprint=src.fingerprint, steps=steps, log=print,
-            ), "val")
-            for src in sources
-        ]
-        for steps in args.steps
-    }  # fmt: skip
+                            seed=args.seed, device=args.device, progress=False,
+                            log=print)  # fmt: skip
+
+    def attacked(src, steps: int) -> tables.AttackSet:
+        tensors, meta = attack_set(
+            src.name, src.net, data, protocol="paper", split="val", limit=args.n, root=root,
+            fingerprint=src.fingerprint, steps=steps, device=args.device, log=print,
+        )  # fmt: skip
+        return tables.AttackSet(src, on_device(tensors, args.device), meta, "val")
+
+    # every attack set first (artifacts: a killed run resumes set by set)
+    sets = {steps: [attacked(src, steps) for src in sources] for steps in args.steps}
     plains = {}
     for lam in paper.LAMBDAS:
         net, _ = train_baseline(paper.TABLE1_ARCH, lam, data, train=plain, root=root,
-                                seed=args.seed, progress=False)  # fmt: skip
+                                seed=args.seed, device=args.device, progress=False)  # fmt: skip
         plains[lam] = net.eval().requires_grad_(False)
     bnns = {}
     for rho in bnn_curves.rho_inits(args.bnn_root, args.seed):
-        bnn, guide = load_bnn(Path(args.bnn_root) / f"seed{args.seed}_rho{rho:g}_best")
+        bnn, guide = load_bnn(Path(args.bnn_root) / f"seed{args.seed}_rho{rho:g}_best", args.device)
         bnns[rho] = (bnn, guide.requires_grad_(False))
     if not bnns:
         raise SystemExit(f"no BNNs of seed {args.seed} in {args.bnn_root}: run bnn_curves.py")
@@ -110,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         cells.append(table.drop(columns="paper").assign(steps=steps))
     cells_df, sets_df = pd.concat(cells), pd.concat(summaries)
     footer = (
-        f"Made by `{command}` on {torch.get_num_threads()} torch threads; BNNs from "
-        f"{args.bnn_root}, n = {args.n} validation images per source.\n"
+        f"Made by `{command}` on {args.device} ({torch.get_num_threads()} torch threads); "
+        f"BNNs from {args.bnn_root}, n = {args.n} validation images per source.\n"
     )
     tag = "_".join(args.archs) + f"_n{args.n}"
     atomic_write(results / f"budget_{tag}.csv", lambda tmp: cells_df.to_csv(tmp, index=False))
