@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -273,16 +274,29 @@ class _Member:
 
     def restore(self, state: dict, max_epochs: int) -> None:
         """Continue from a checkpoint (tensors loaded on the CPU) on the generator's device.
-        A finished member draws no more noise: its generator state, which may be another
-        device's (a stack trained on a GPU, read on a CPU), is not needed."""
+
+        A checkpoint written on another kind of device (a stack moved from a GPU to a CPU)
+        holds a generator state this device cannot take. A finished member needs none; an
+        unfinished one draws its further noise from a generator seeded by (seed, epoch),
+        with a warning: such a run is not bit-identical to one that never moved."""
         for key in ("epoch", "best_val", "best_epoch", "bad", "stopped", "wall", "history"):
             setattr(self, key, state[key])
         device = self.generator.device
         self.best = tuple(t.to(device) for t in state["best"])
         self.params = tuple(t.to(device) for t in state["params"])
         self.opt_rows = state["opt_rows"]
-        if not (self.stopped or self.epoch >= max_epochs):
+        if self.stopped or self.epoch >= max_epochs:
+            return
+        if state["generator"].numel() == self.generator.get_state().numel():
             self.generator.set_state(state["generator"])
+        else:
+            self.generator.manual_seed(self.seed * 1_000_003 + self.epoch)
+            warnings.warn(
+                f"model {self.index}: the checkpoint's noise generator belongs to another kind "
+                f"of device; from epoch {self.epoch + 1} on {device.type}, its weight noise "
+                "comes from a generator seeded by (seed, epoch)",
+                stacklevel=3,
+            )
 
 
 def _split_state(opt: torch.optim.Optimizer, params, k: int) -> dict:

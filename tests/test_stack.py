@@ -136,26 +136,45 @@ def test_killed_stack_resumes_with_members_at_different_epochs(tmp_path, monkeyp
         torch.testing.assert_close(a.state_dict(), b.state_dict(), rtol=0, atol=0)
 
 
-def test_finished_stack_loads_with_another_devices_generator(tmp_path):
-    """A stack that finished on a GPU loads on a CPU: its checkpoints hold a CUDA
-    generator's state (16 bytes: seed and offset), which a finished member never needs."""
+def test_stack_moves_between_devices(tmp_path):
+    """A stack checkpointed on a GPU goes on on a CPU. Its checkpoints hold a CUDA
+    generator's state (16 bytes: seed and offset): a finished member needs none, and an
+    unfinished one goes on with a generator seeded by (seed, epoch), with a warning."""
     from tests.conftest import toy_mnist
 
-    data, file = toy_mnist(), tmp_path / "a.pt"
+    data, file, copy = toy_mnist(), tmp_path / "a.pt", tmp_path / "b.pt"
 
-    def run():
+    def run(ckpt, kill_at=None):
+        def kill(entry):
+            if entry["epoch"] == kill_at:
+                raise KeyboardInterrupt  # before this epoch's checkpoint
+
         bnn = BayesianMLP((8, 10))
         guide = make_guide("softplus-normal", bnn, rho_init=-3)
-        result = fit_stack([bnn], [guide], data, max_epochs=2, patience=None,
-                           optimizer=sgd(lr=0.01), checkpoints=[file], progress=False)  # fmt: skip
+        result = fit_stack([bnn], [guide], data, max_epochs=4, patience=None,
+                           optimizer=sgd(lr=0.01), checkpoints=[ckpt], callbacks=[kill],
+                           progress=False)  # fmt: skip
         return result[0], guide
 
-    done, guide = run()
-    state = torch.load(file, weights_only=False)
-    state["generator"] = torch.zeros(16, dtype=torch.uint8)  # what a CUDA generator saves
-    torch.save(state, file)
-    again, loaded = run()
-    assert again.best_epoch == done.best_epoch and again.history == done.history
+    def from_a_gpu(path):
+        state = torch.load(path, weights_only=False)
+        state["generator"] = torch.zeros(16, dtype=torch.uint8)  # what a CUDA generator saves
+        torch.save(state, path)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(file, kill_at=3)
+    from_a_gpu(file)
+    copy.write_bytes(file.read_bytes())
+    with pytest.warns(UserWarning, match="from epoch 3 on cpu"):
+        moved, guide = run(file)
+    assert [h["epoch"] for h in moved.history] == [1, 2, 3, 4]
+    with pytest.warns(UserWarning):
+        twin, twin_guide = run(copy)  # the same (seed, epoch) generator: the same run
+    assert twin.history == moved.history
+    torch.testing.assert_close(twin_guide.state_dict(), guide.state_dict(), rtol=0, atol=0)
+    from_a_gpu(file)
+    again, loaded = run(file)  # finished: loads and draws nothing, without a warning
+    assert again.history == moved.history
     torch.testing.assert_close(loaded.state_dict(), guide.state_dict(), rtol=0, atol=0)
 
 
