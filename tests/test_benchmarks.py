@@ -24,3 +24,9 @@ def test_svi_speed_benchmark_runs_and_reports_both_ratios():
     stdout = bench("svi_speed.py", "--steps", "3", "--repeats", "2", "--samples", "2")
     assert "SVI step (pyro)" in stdout and "SVI step (stack K=7 compiled)" in stdout
     assert "2-sample predictive" in stdout
+
+
+def test_plain_stack_benchmark_runs_and_reports_a_ratio():
+    stdout = bench("plain_stack.py", "--k", "2", "--steps", "2", "--repeats", "2")
+    ratio = float(stdout.split("takes ")[1].split("x")[0])
+    assert ratio > 0 and "2 separate steps" in stdout
