@@ -86,6 +86,9 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
     assert (results / "paper" / "multiplier.csv").is_file()
     for extra in ("noise", "whitebox"):
         assert (results / "rigorous" / f"{extra}.csv").is_file()
+    noise = pd.read_csv(results / "rigorous" / "noise.csv")
+    assert ((noise["l2_achieved"] / noise["l2_intended"] - 1).abs() < 1e-4).all()
+    assert ((noise["l2_ratio"] - 1).abs() < 1e-4).all() and (noise["n_unreachable"] == 0).all()
     for png in (
         "accuracy_vs_rho",
         "accuracy_vs_ensemble",
@@ -100,6 +103,7 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
         "## Protocol 'rigorous'",
         "Headline claims",
         "## Wall time",
+        "Norms per set",
     ):
         assert heading in report
     assert "device **cpu**" in report.splitlines()[2]  # the 'Made by' line

@@ -1,0 +1,79 @@
+"""runs/tables.py: the noise control's norms."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from pyro_bnn.data import X_MAX
+from runs import tables
+
+
+def test_noise_at_norm_leaves_the_intended_norm_inside_the_box(small):
+    x = small.test.x[:200]
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    norms = torch.linspace(0.5, 3.0, len(x))  # the range of the study's perturbation norms
+    norms[0], norms[1] = 0.0, 100.0  # nothing to add; more than the box can hold
+    # the defect: noise scaled to the norm, then clipped, keeps about 0.75x of it on MNIST
+    clipped = (x + z * (norms / z.norm(dim=1))[:, None]).clamp(0.0, X_MAX)
+    naive = (clipped - x).norm(dim=1)[2:] / norms[2:]
+    assert 0.65 < naive.median() < 0.85
+
+    x_noise, achieved, reachable = tables.noise_at_norm(x, z, norms)
+    assert x_noise.shape == x.shape and x_noise.dtype == x.dtype
+    assert x_noise.min() >= 0 and x_noise.max() <= X_MAX
+    assert torch.allclose(achieved, (x_noise - x).norm(dim=1))
+    assert reachable.tolist() == [True, False] + [True] * (len(x) - 2)
+    rel = (achieved[2:] / norms[2:] - 1).abs()
+    assert rel.max() < 1e-4, rel.max()
+    assert torch.equal(x_noise[0], x[0])  # norm 0: no noise
+    # unreachable: every pixel on the face of the box its noise points to, short of 100
+    face = torch.where(z[1] > 0, X_MAX, torch.where(z[1] < 0, 0.0, x[1]))
+    assert torch.allclose(x_noise[1], face, atol=1e-5) and achieved[1] < 100
+
+
+def test_noise_at_norm_rejects_bad_shapes_and_norms():
+    x = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match="norms"):
+        tables.noise_at_norm(x, x, torch.ones(2))
+    with pytest.raises(ValueError, match=">= 0"):
+        tables.noise_at_norm(x, x, torch.tensor([1.0, -1.0, 1.0]))
+
+
+def test_noise_control_scores_noise_of_the_intended_norm(small, monkeypatch):
+    n = 60
+    g = torch.Generator().manual_seed(1)
+    direction = torch.randn(n, 784, generator=g)
+    x = small.test.x[:n]
+    scale = torch.linspace(1.0, 3.0, n) / direction.norm(dim=1)
+    r = (x + direction * scale[:, None]).clamp(0.0, X_MAX) - x  # perturbations in the box
+    success = torch.arange(n) % 5 != 0
+    r[~success] = 0.0  # failed attacks leave r = 0
+    norms = r.norm(dim=1)  # about 0.75 to 2.2, the range of the study's perturbations
+    attack = tables.AttackSet(
+        source=SimpleNamespace(name="src"),
+        tensors={"r": r, "success": success, "y": small.test.y[:n], "index": torch.arange(n)},
+        meta={},
+        split="test",
+    )
+    zoo = tables.Zoo(seed=0, bnns={}, plains={0.0: torch.nn.Linear(784, 10)}, sources=[], pool=[])
+    scored = []  # every input the control scores: the adversarial and the noisy examples
+    evaluate = tables.evaluate
+    monkeypatch.setattr(tables, "evaluate", lambda fn, x, y: scored.append(x) or evaluate(fn, x, y))
+
+    frame = tables.noise_control(zoo, [attack], small, runs=1, seed=0)
+
+    assert len(scored) == 2
+    for x_in in scored:  # each at the perturbation's L2 norm, per example, inside the box
+        assert x_in.min() >= 0 and x_in.max() <= X_MAX + 1e-6
+        moved = (x_in - x).norm(dim=1)
+        assert torch.equal(moved[~success], torch.zeros(int((~success).sum())))
+        ratio = moved[success] / norms[success]
+        assert (ratio - 1).abs().max() < 1e-4, f"median achieved/intended {ratio.median():.3f}"
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    assert row["l2_intended"] == pytest.approx(float(norms[success].median()), rel=1e-6)
+    assert row["l2_achieved"] == pytest.approx(row["l2_intended"], rel=1e-4)
+    assert row["l2_ratio"] == pytest.approx(1.0, abs=1e-4)
+    assert row["n_unreachable"] == 0
+    assert 0 <= row["acc_noise"] <= 100 and 0 <= row["acc_adv"] <= 100
