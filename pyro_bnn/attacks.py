@@ -23,8 +23,9 @@ seen is kept. There is no random start, and the step size and gamma decay with t
 index alone, so the first T steps never depend on the budget: more steps never give a
 larger norm (hence also no early stop).
 
-:func:`eot_attack` runs the same attack on k draws of a stochastic model per step and
-judges success over fresh passes.
+:func:`eot_attack` runs the same attack on k draws of a stochastic model per step, judges
+each step's x + r on k fresh draws (not the ones that gave the gradient), keeps a few
+candidates per example and confirms the smallest that holds over fresh passes.
 
 :func:`paper_attack` is the authors' ``perturb_data`` (../shared/paper/AUTHORS_CODE.md),
 each of its choices an option. ``runs/attack_sets.py`` stores results as artifacts.
@@ -35,6 +36,7 @@ each of its choices an option. ``runs/attack_sets.py`` stores results as artifac
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -192,6 +194,13 @@ def _log_probs(out: torch.Tensor, output: str) -> torch.Tensor:
     return out.log_softmax(-1) if output == "logits" else out.clamp_min(TINY).log()
 
 
+def _margin(logp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """log p_y - max_{j != y} log p_j per draw: logp (K, N, C) -> (K, N)."""
+    index = y.expand(len(logp), -1).unsqueeze(-1)
+    true = logp.gather(-1, index).squeeze(-1)
+    return true - logp.scatter(-1, index, -math.inf).amax(-1)
+
+
 def _agree(out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Fraction of the K draws whose argmax equals labels. out: (K, ..., C) -> (...)."""
     return (out.argmax(-1) == labels).float().mean(0)
@@ -241,11 +250,7 @@ def loss_grad(
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         out = _draws(fn(x), len(x))
-        logp = _log_probs(out, output)
-        index = y.expand(len(out), -1).unsqueeze(-1)
-        true = logp.gather(-1, index).squeeze(-1)
-        other = logp.scatter(-1, index, -math.inf).amax(-1)
-        margin = (true - other).mean(0)
+        margin = _margin(_log_probs(out, output), y).mean(0)
         (grad,) = torch.autograd.grad(margin.sum(), x)
     return margin.detach(), grad, out.detach()
 
@@ -253,24 +258,55 @@ def loss_grad(
 # ----------------------------------------------------------------------------- rigorous
 
 
-def _ddn(fn, x, y, bar, *, steps, output, gamma, alpha, half_life, confidence):
-    """DDN on one batch: (best r (B, D), found (B,) bool)."""
-    delta, best = torch.zeros_like(x), torch.zeros_like(x)
-    best_norm = torch.full((len(x),), math.inf, dtype=x.dtype, device=x.device)
-    eps = torch.zeros_like(best_norm)  # the radius, set by the first step
+def _remember(cands, cnorm, delta, norm, adv, spacing) -> None:
+    """Add each adversarial delta (B, D) to its example's candidates, in place.
+
+    cands (B, M, D), cnorm (B, M) (inf: an empty slot) hold the M smallest candidates whose
+    norms lie more than ``spacing`` (relative) apart. A delta near a smaller one is dropped;
+    else it takes the slot of the nearby larger ones (freeing the rest) or the largest slot.
+    With M = 1 this keeps the smallest adversarial delta.
+    """
+    near = (cnorm - norm[:, None]).abs() <= spacing * norm[:, None]  # (B, M)
+    covered = (near & (cnorm <= norm[:, None])).any(1)
+    slot = torch.where(near.any(1), near.long().argmax(1), cnorm.argmax(1))
+    insert = adv & ~covered & (norm < cnorm.gather(1, slot[:, None]).squeeze(1))
+    cnorm.masked_fill_(insert[:, None] & near, math.inf)
+    rows = insert.nonzero().squeeze(1)
+    cands[rows, slot[rows]] = delta[rows]
+    cnorm[rows, slot[rows]] = norm[rows]
+
+
+def _ddn(fn, x, y, bar, *, steps, output, gamma, alpha, half_life, confidence, fresh=None,
+         keep=1, spacing=0.0):  # fmt: skip
+    """DDN on one batch: (candidates (B, keep, D), their norms (B, keep), inf where empty).
+
+    x + r counts as misclassified when its miss rate exceeds ``confidence``: over the draws
+    that gave the gradient, or over the draws of ``fresh``, a model function with fresh
+    randomness, if given (so a lucky gradient draw neither picks a candidate nor moves the
+    radius). Before the first success the radius may jump by |margin| / |grad| (the margin
+    of the judging draws), which for a deterministic model is the linearised distance to
+    the boundary; a stochastic one may be misclassified on average but not by ``confidence``
+    of its draws, and the jump still moves its radius off zero.
+    """
+    delta = torch.zeros_like(x)
+    cands = x.new_zeros(len(x), keep, x.shape[1])
+    cnorm = torch.full((len(x), keep), math.inf, dtype=x.dtype, device=x.device)
+    eps = torch.zeros_like(cnorm[:, 0])  # the radius, set by the first step
     far = torch.maximum(x, X_MAX - x).norm(dim=1)  # no r in the box is longer
     for t in range(steps):
         margin, grad, out = loss_grad(fn, x + delta, y, output=output)
         with torch.no_grad():
+            if fresh is not None:
+                out = _draws(fresh(x + delta), len(x))
+                margin = _margin(_log_probs(out, output), y).mean(0)
             adv = 1 - _agree(out, y) > confidence
             norm = delta.norm(dim=1)
-            better = adv & (norm < best_norm)
-            best_norm = torch.where(better, norm, best_norm)
-            best = torch.where(better[:, None], delta, best)
+            _remember(cands, cnorm, delta, norm, adv, spacing)
+            best_norm = cnorm.amin(1)
             g_t = _decay(gamma, gamma / 10, t, half_life)
             grad_norm = grad.norm(dim=1).clamp_min(NORM_FLOOR)
             # until the first success the radius may jump to the linearised boundary distance
-            reach = torch.maximum(norm + margin / grad_norm, eps * (1 + g_t))
+            reach = torch.maximum(norm + margin.abs() / grad_norm, eps * (1 + g_t))
             grow = torch.where(best_norm.isfinite(), eps * (1 + g_t), reach)
             eps = torch.where(adv, (eps * (1 - g_t)).minimum(best_norm), grow).minimum(far)
             step = _decay(alpha, alpha / 100, t, half_life) * eps / grad_norm
@@ -278,7 +314,56 @@ def _ddn(fn, x, y, bar, *, steps, output, gamma, alpha, half_life, confidence):
             delta.mul_((eps / delta.norm(dim=1).clamp_min(NORM_FLOOR))[:, None])
             delta = _into_box(x, delta)
         bar.update(1)
-    return best, best_norm.isfinite()
+    return cands, cnorm
+
+
+def _pick(x, y, cands, cnorm, judge) -> tuple[torch.Tensor, torch.Tensor]:
+    """The smallest candidate that ``judge`` confirms (miss rate > 0.5), trying them in
+    order of norm: (r (B, D), zero where none holds; miss rate (B,), of the kept r, else of
+    the smallest candidate, 0 where there was none)."""
+    order = cnorm.argsort(1)
+    r, rate = torch.zeros_like(x), torch.zeros_like(x[:, 0])
+    done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for j in range(cnorm.shape[1]):
+        slot = order[:, j]
+        rows = (~done & cnorm.gather(1, slot[:, None]).squeeze(1).isfinite()).nonzero()[:, 0]
+        if not len(rows):
+            break
+        cand = cands[rows, slot[rows]]
+        got = judge(x[rows] + cand, y[rows]).to(rate)
+        if j == 0:
+            rate[rows] = got
+        held = rows[got > 0.5]
+        r[held], rate[held], done[held] = cand[got > 0.5], got[got > 0.5], True
+    return r, rate
+
+
+def _run_ddn(fn, x, y, *, steps, output, batch_size, gamma, alpha, half_life, confidence,
+             judge, progress, fresh=None, keep=1, spacing=0.0) -> AttackResult:  # fmt: skip
+    """Check the settings and run DDN batch by batch (see :func:`min_norm_attack`)."""
+    _check_inputs(x, y, output)
+    _positive_int("steps", steps)
+    _positive_int("batch_size", batch_size)
+    _number("gamma", gamma, 0, 1)
+    _number("alpha", alpha, 0)
+    _number("half_life", half_life, 0)
+    _number("confidence", confidence, 0.5, 1, closed=True)
+    settings = {"steps": steps, "output": output, "gamma": gamma, "alpha": alpha}
+    settings |= {"half_life": half_life, "confidence": confidence}
+    if judge is None:
+
+        def judge(x_adv: torch.Tensor, y_adv: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return 1 - _agree(_draws(fn(x_adv), len(x_adv)), y_adv)
+
+    def attack_batch(xb, yb, bar):
+        cands, cnorm = _ddn(fn, xb, yb, bar, fresh=fresh, keep=keep, spacing=spacing, **settings)
+        return _pick(xb, yb, cands, cnorm, judge)
+
+    r, rate = _batched(
+        attack_batch, x, y, batch_size=batch_size, steps=steps, desc="min-norm", progress=progress
+    )
+    return AttackResult(r, rate > 0.5, rate, {"attack": "ddn", **settings})
 
 
 def min_norm_attack(
@@ -319,30 +404,10 @@ def min_norm_attack(
     >>> result = min_norm_attack(net, data.test.x, data.test.y, steps=200)
     >>> x_adv = perturb(data.test.x, result.r)
     """
-    _check_inputs(x, y, output)
-    _positive_int("steps", steps)
-    _positive_int("batch_size", batch_size)
-    _number("gamma", gamma, 0, 1)
-    _number("alpha", alpha, 0)
-    _number("half_life", half_life, 0)
-    _number("confidence", confidence, 0.5, 1, closed=True)
-    settings = {"steps": steps, "output": output, "gamma": gamma, "alpha": alpha}
-    settings |= {"half_life": half_life, "confidence": confidence}
-    if judge is None:
-
-        def judge(x_adv: torch.Tensor, y_adv: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return 1 - _agree(_draws(fn(x_adv), len(x_adv)), y_adv)
-
-    def attack_batch(xb, yb, bar):
-        best, found = _ddn(fn, xb, yb, bar, **settings)
-        rate = torch.where(found, judge(xb + best, yb), torch.zeros_like(best[:, 0]))
-        return torch.where((rate > 0.5)[:, None], best, torch.zeros_like(best)), rate
-
-    r, rate = _batched(
-        attack_batch, x, y, batch_size=batch_size, steps=steps, desc="min-norm", progress=progress
-    )
-    return AttackResult(r, rate > 0.5, rate, {"attack": "ddn", **settings})
+    return _run_ddn(
+        fn, x, y, steps=steps, output=output, batch_size=batch_size, gamma=gamma, alpha=alpha,
+        half_life=half_life, confidence=confidence, judge=judge, progress=progress,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- paper
@@ -536,21 +601,31 @@ def eot_attack(
     k: int = 20,
     passes: int = 32,
     confidence: float = 0.8,
+    candidates: int = 8,
+    spacing: float = 0.02,
     progress: bool = True,
     **settings,
 ) -> AttackResult:
-    """White-box EOT attack on a stochastic model: :func:`min_norm_attack` on
-    ``eot_model(sample_fn, k)``, so each step averages the gradients of k draws; success is
-    judged over ``passes`` fresh passes (a majority misclassifies). During the attack x + r
-    counts as misclassified when more than ``confidence`` of the k draws get it wrong.
-    ``settings`` go to :func:`min_norm_attack` (steps, batch_size, gamma, alpha, half_life).
+    """White-box EOT attack on a stochastic model (Athalye et al. 2018): DDN as in
+    :func:`min_norm_attack` on ``eot_model(sample_fn, k)``, so each step averages the
+    gradients of k draws.
+
+    Each step judges x + r on k *fresh* draws, not on the draws that gave the gradient (which
+    would favour lucky draws): it counts as misclassified when more than ``confidence`` of
+    them get it wrong, and then becomes a candidate. Each example keeps its ``candidates``
+    smallest, their norms more than ``spacing`` apart. At the end ``passes`` fresh passes
+    judge the candidates from the smallest up, and the first that a majority misclassifies
+    is kept; the attack fails only where none holds. ``settings`` go to DDN (steps,
+    batch_size, gamma, alpha, half_life; see :func:`min_norm_attack`).
 
     :param sample_fn: ``sample_fn(x, k) -> (k, N, C)``, e.g. :func:`~pyro_bnn.predict.sampler`.
     :param x: (N, D) inputs in [0, X_MAX] (the /126 scale).
     :param y: (N,) int64 true labels.
-    :param k: draws whose gradients each step averages.
-    :param passes: fresh passes that judge the final r.
-    :param confidence: fraction of the k draws that must be wrong during the attack.
+    :param k: draws whose gradients each step averages, and fresh draws that judge each step.
+    :param passes: fresh passes that judge the final candidates.
+    :param confidence: fraction of the k fresh draws that must be wrong during the attack.
+    :param candidates: perturbations kept per example for the final check.
+    :param spacing: least relative difference of the kept candidates' norms.
     :param progress: show a tqdm bar.
 
     >>> result = eot_attack(sampler(bnn, guide), x, y, k=20, steps=100)
@@ -558,13 +633,22 @@ def eot_attack(
     if "output" in settings or "judge" in settings:
         raise ValueError("eot_attack sets output='probs' and judge itself")
     _positive_int("passes", passes)
+    _positive_int("candidates", candidates)
+    _number("spacing", spacing, 0, closed=True)
 
     def judge(x_adv: torch.Tensor, y_adv: torch.Tensor) -> torch.Tensor:
         return miss_rate(sample_fn, x_adv, y_adv, passes=passes)
 
-    fn = eot_model(sample_fn, k)
-    result = min_norm_attack(
-        fn, x, y, output="probs", confidence=confidence, judge=judge, progress=progress, **settings
-    )
+    @torch.no_grad()
+    def fresh(x_adv: torch.Tensor) -> torch.Tensor:
+        return sample_fn(x_adv, k)
+
+    ddn = {name: p.default for name, p in inspect.signature(min_norm_attack).parameters.items()}
+    ddn = {name: ddn[name] for name in ("steps", "batch_size", "gamma", "alpha", "half_life")}
+    result = _run_ddn(
+        eot_model(sample_fn, k), x, y, **(ddn | settings), output="probs", confidence=confidence,
+        judge=judge, progress=progress, fresh=fresh, keep=candidates, spacing=spacing,
+    )  # fmt: skip
     result.config |= {"attack": "eot", "k": k, "passes": passes}
+    result.config |= {"candidates": candidates, "spacing": spacing}
     return result

@@ -9,6 +9,8 @@ from torch import nn
 
 from pyro_bnn.attacks import (
     _into_box,
+    _pick,
+    _remember,
     distortion,
     eot_attack,
     eot_model,
@@ -186,7 +188,7 @@ def test_eot_with_20_draws_succeeds_more_often_than_with_1(net, batch):
     torch.manual_seed(0)
     rates = {k: eot_attack(sample_fn, x, y, k=k, steps=30, progress=False) for k in (1, 20)}
     one, twenty = (rates[k].success.float().mean().item() for k in (1, 20))
-    assert twenty > 0.9 and twenty > one + 0.3
+    assert twenty > 0.9 and twenty > one + 0.2  # k = 1 too keeps larger candidates to fall back on
     result = rates[20]
     fresh = miss_rate(sample_fn, x + result.r, y, passes=64)
     assert fresh[result.success].mean() > 0.7  # successes hold up on fresh passes
@@ -301,8 +303,10 @@ def test_bad_inputs_raise_value_error(net, batch):
         miss_rate(noisy(net, 0.1), x, y, passes=0)
 
 
-def test_speed_benchmark_quick_mode(capsys):
-    bench = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "attack_speed.py"))
+def test_speed_benchmark_quick_mode(capsys, monkeypatch):
+    folder = Path(__file__).parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(folder))  # as when run as a script: it imports refs.py
+    bench = runpy.run_path(str(folder / "attack_speed.py"))
     table = bench["main"](["--n", "20", "--steps", "2", "--archs", "FC-10", "FC-20-10"])
     assert list(table["arch"]) == ["FC-10", "FC-20-10"]
     assert ((table["model_share"] > 0) & (table["model_share"] <= 1)).all()
@@ -320,4 +324,84 @@ def test_eot_against_a_bnn_succeeds_more_often_with_20_draws_than_with_1(small):
         k: eot_attack(draw, x, y, k=k, steps=20, progress=False).success.float().mean().item()
         for k in (1, 20)
     }
-    assert success[20] > 0.8 and success[20] > success[1] + 0.2
+    # a fresh-draw check and fallbacks lift k = 1 too (0.45 -> 0.82 on this BNN); 20 -> 1.0
+    assert success[20] > 0.95 and success[20] > success[1] + 0.1
+
+
+def lucky_linear(w, b, sigma, luck=0.0, seed=0):
+    """A stochastic two-class linear rule: margin x @ w + b + N(0, sigma^2) noise per draw
+    (class 0 when positive), from its own seeded noise stream. Draws that will be
+    differentiated (x.requires_grad) lean by ``luck`` towards misclassification."""
+    g = torch.Generator().manual_seed(seed)
+
+    def sample_fn(x, k):
+        noise = sigma * torch.randn(k, len(x), generator=g)
+        if x.requires_grad:
+            noise = noise - luck
+        margin = x @ w + b + noise  # (k, N)
+        return torch.stack([margin, -margin], -1).softmax(-1)  # (k, N, 2)
+
+    return sample_fn
+
+
+def test_eot_selects_on_fresh_draws_not_on_the_lucky_gradient_draws():
+    """The draws that gave the gradient say x + r is misclassified well before it is;
+    candidates judged on those draws fail the final check, judged on fresh ones they hold."""
+    torch.manual_seed(0)
+    w = torch.randn(20) / 20**0.5  # |w| about 1: the margin falls by about 1 per unit of r
+    x = 1.0 + 0.1 * torch.rand(30, 20)
+    b = 2.0 - (x @ w).mean()  # clean margins about 2
+    y = torch.zeros(30, dtype=torch.long)
+    sample_fn = lucky_linear(w, b, sigma=0.3, luck=2.0)
+    result = eot_attack(sample_fn, x, y, k=10, steps=60, progress=False)
+    assert result.success.all()
+    honest = lucky_linear(w, b, sigma=0.3, seed=1)
+    assert (miss_rate(honest, x + result.r, y, passes=256) > 0.4).all()
+    assert ((x + result.r) @ w + b < 0.3).all()  # near the honest boundary, not past it
+
+
+def test_eot_falls_back_to_a_larger_candidate_when_the_smallest_fails():
+    """Candidates pass a majority of 5 fresh draws per step, so the smallest of them is
+    likely one that passed by luck, on the wrong side of the fuzzy boundary; the final
+    check (33 passes) rejects it, and a larger candidate holds."""
+    torch.manual_seed(0)
+    w = torch.randn(20) / 20**0.5
+    x = 1.0 + 0.1 * torch.rand(30, 20)
+    b = 2.0 - (x @ w).mean()
+    y = torch.zeros(30, dtype=torch.long)
+    settings = {"k": 5, "passes": 33, "confidence": 0.5, "steps": 60, "progress": False}
+    final_checks = []
+
+    def counted(sample_fn):
+        def draw(x, k):
+            final_checks.extend([len(x)] if k == 33 else [])
+            return sample_fn(x, k)
+
+        return draw
+
+    many = eot_attack(counted(lucky_linear(w, b, sigma=0.1)), x, y, **settings)
+    assert many.success.float().mean() > 0.9 and (many.miss_rate[many.success] > 0.5).all()
+    assert final_checks[0] == 30 and final_checks[1] > 15  # most smallest ones failed
+    assert (((x + many.r) @ w + b)[many.success] < 0.1).all()  # within a sigma of the boundary
+    one = eot_attack(lucky_linear(w, b, sigma=0.1), x, y, candidates=1, **settings)
+    assert one.success.float().mean() < 0.2
+
+
+def test_the_final_check_tries_candidates_from_the_smallest_up():
+    x, y = torch.zeros(3, 2), torch.zeros(3, dtype=torch.long)
+    cands = torch.tensor([[[3.0, 0], [1, 0], [2, 0]]]).expand(3, -1, -1)  # norms 3, 1, 2
+    cnorm = torch.tensor([[3.0, 1, 2], [3, 1, math.inf], [math.inf] * 3])
+    r, rate = _pick(x, y, cands, cnorm, lambda xa, ya: (xa[:, 0] > 1.5).float())
+    assert r[:, 0].tolist() == [2.0, 3.0, 0.0]  # 1 fails; 2 holds; 3 (2 is not a candidate)
+    assert rate.tolist() == [1.0, 1.0, 0.0]
+
+
+def test_candidates_are_the_smallest_and_spaced_apart():
+    cands, cnorm = torch.zeros(1, 3, 1), torch.full((1, 3), math.inf)
+    for n in (10.0, 9.0, 8.95, 5.0, 5.05, 4.0, 6.0, 3.0):
+        delta = torch.tensor([[n]])
+        _remember(cands, cnorm, delta, delta[:, 0], torch.tensor([True]), 0.02)
+    assert sorted(cnorm[0].tolist()) == [3.0, 4.0, 5.0]
+    assert sorted(cands[0, :, 0].tolist()) == [3.0, 4.0, 5.0]
+    _remember(cands, cnorm, torch.tensor([[1.0]]), torch.ones(1), torch.tensor([False]), 0.02)
+    assert sorted(cnorm[0].tolist()) == [3.0, 4.0, 5.0]  # not adversarial: not kept
