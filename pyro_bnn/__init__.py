@@ -8,7 +8,15 @@ scoped to those calls), so several BNNs live in one process; the guides also wor
 """
 
 from .artifacts import load_artifact, load_bnn, save_artifact, save_bnn
-from .attacks import distortion, eot_attack, min_norm_attack, paper_attack, perturb
+from .attacks import (
+    distortion,
+    eot_attack,
+    min_norm_attack,
+    paper_attack,
+    perturb,
+    pgd_attack,
+    robust_accuracy,
+)
 from .bnn import BNN, BayesianMLP, DatapointELBO, init_guide
 from .data import MNIST, DataError, Split, as_split, load_mnist
 from .evaluate import as_probs, detect, evaluate, evaluate_many, write_table
@@ -86,11 +94,13 @@ __all__ = [
     "param_shapes",
     "parse_arch",
     "perturb",
+    "pgd_attack",
     "posterior_mean",
     "predictive",
     "predictive_entropy",
     "predictive_probs",
     "prune",
+    "robust_accuracy",
     "sample_posterior",
     "sample_weights",
     "sampler",

@@ -1,5 +1,5 @@
 """Minimum-norm adversarial perturbations (Section 2.2, eq. 5), the authors' 'paper'
-variant, and EOT.
+variant, EOT, and fixed-budget PGD.
 
 A *model function* ``fn`` maps x (N, 784) on the /126 pixel scale to logits or
 probabilities (N, C), as ``output="logits"|"probs"`` says, or to (K, N, C): K independent
@@ -27,6 +27,10 @@ larger norm (hence also no early stop).
 each step's x + r on k fresh draws (not the ones that gave the gradient), keeps a few
 candidates per example and confirms the smallest that holds over fresh passes.
 
+:func:`pgd_attack` is the field's fixed-budget check (Madry et al. 2018; with EOT for a
+stochastic rule, Athalye et al. 2018): robust accuracy within ||r|| <= eps of the decision
+rule that is actually used, :func:`robust_accuracy` the same over several budgets.
+
 :func:`paper_attack` is the authors' ``perturb_data`` (../shared/paper/AUTHORS_CODE.md),
 each of its choices an option. ``runs/attack_sets.py`` stores results as artifacts.
 
@@ -47,9 +51,11 @@ from tqdm.auto import tqdm
 from .data import PIXEL_SCALE, X_MAX
 
 __all__ = [
+    "LOSSES",
     "OUTPUTS",
     "AttackResult",
     "ModelFn",
+    "PGDResult",
     "SampleFn",
     "distortion",
     "eot_attack",
@@ -59,6 +65,8 @@ __all__ = [
     "miss_rate",
     "paper_attack",
     "perturb",
+    "pgd_attack",
+    "robust_accuracy",
 ]
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]  # x (N, D) -> (N, C) or (K, N, C)
@@ -652,3 +660,193 @@ def eot_attack(
     result.config |= {"attack": "eot", "k": k, "passes": passes}
     result.config |= {"candidates": candidates, "spacing": spacing}
     return result
+
+
+# ----------------------------------------------------------------------------- PGD
+
+
+@dataclass
+class PGDResult:
+    """What a fixed-budget attack found: the worst perturbation per example within eps.
+
+    :param r: (N, D) perturbations on the /126 scale, ||r|| <= eps, x + r in the box.
+    :param robust: (N,) fraction of fresh draws of the decision rule that still classify
+        x + r correctly (0 or 1 for a deterministic rule).
+    :param eps: (N,) the L2 budget of each example.
+    :param config: the attack's settings.
+
+    >>> result = pgd_attack(net, x, y, eps=1.0)
+    >>> result.accuracy(), result.robust.mean()
+    """
+
+    r: torch.Tensor
+    robust: torch.Tensor
+    eps: torch.Tensor
+    config: dict = field(default_factory=dict)
+
+    def accuracy(self) -> float:
+        """Robust accuracy: the mean of ``robust``."""
+        return float(self.robust.double().mean()) if len(self.robust) else math.nan
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"r": self.r, "robust": self.robust, "eps": self.eps}
+
+
+LOSSES = ("margin", "ce")  # what pgd_attack ascends: its loss= argument
+
+
+def _calls(fn: ModelFn, x: torch.Tensor, calls: int) -> torch.Tensor:
+    """``calls`` calls of fn on x, each with its own randomness: (calls * K, N, C)."""
+    return torch.cat([_draws(fn(x), len(x)) for _ in range(calls)])
+
+
+@torch.no_grad()
+def _verdict(fn, x_adv, y, *, passes, output) -> tuple[torch.Tensor, torch.Tensor]:
+    """Over ``passes`` fresh calls: (fraction of draws correct (B,), mean margin (B,))."""
+    out = _calls(fn, x_adv, passes)
+    return _agree(out, y), _margin(_log_probs(out, output), y).mean(0)
+
+
+def _budget(eps, x: torch.Tensor) -> torch.Tensor:
+    """eps, a number or an (N,) tensor, as an (N,) tensor like x's; ValueError unless > 0."""
+    if not isinstance(eps, torch.Tensor):
+        _number("eps", eps, 0)
+        return torch.full((len(x),), float(eps), dtype=x.dtype, device=x.device)
+    if eps.shape != (len(x),) or not (torch.isfinite(eps) & (eps > 0)).all():
+        raise ValueError(f"eps must be finite and > 0: a number or an (N,) tensor, N={len(x)}")
+    return eps.to(x)
+
+
+def _in_ball(x, eps, generator) -> torch.Tensor:
+    """A uniform draw from the L2 ball of radius eps (B,) around each x (B, D), into the box."""
+    like = {"generator": generator, "device": x.device, "dtype": x.dtype}
+    u = torch.randn(x.shape, **like)
+    radius = eps * torch.rand(len(x), **like).pow(1 / x.shape[1])
+    return _into_box(x, u * (radius / u.norm(dim=1).clamp_min(NORM_FLOOR))[:, None])
+
+
+def _pgd(fn, x, y, eps, generator, bar, *, steps, restarts, eot, step_size, loss, output,
+         passes):  # fmt: skip
+    """PGD with restarts on one batch: (worst r (B, D), robust (B,))."""
+    alpha = 2.5 * eps / steps if step_size is None else torch.full_like(eps, step_size)
+    best = torch.zeros_like(x)
+    best_acc = torch.full_like(eps, math.inf)
+    best_margin = torch.full_like(eps, math.inf)
+    for _ in range(restarts):
+        r = _in_ball(x, eps, generator)
+        for _ in range(steps):
+            v = (x + r).requires_grad_(True)
+            with torch.enable_grad():
+                logp = _log_probs(_calls(fn, v, eot), output)  # (eot * K, B, C)
+                if loss == "margin":
+                    objective = _margin(logp, y).mean(0)
+                else:
+                    objective = logp.gather(-1, y.expand(len(logp), -1)[..., None]).mean((0, 2))
+                if not objective.requires_grad:
+                    raise ValueError("fn must be differentiable in x (not run under no_grad)")
+                (grad,) = torch.autograd.grad(objective.sum(), v)
+            with torch.no_grad():  # descend on the true class's margin / log-probability
+                r = r - grad * (alpha / grad.norm(dim=1).clamp_min(NORM_FLOOR))[:, None]
+                r = r * (eps / r.norm(dim=1).clamp_min(NORM_FLOOR)).clamp(max=1)[:, None]
+                r = _into_box(x, r)
+            bar.update(1)
+        acc, margin = _verdict(fn, x + r, y, passes=passes, output=output)
+        worse = (acc < best_acc) | ((acc == best_acc) & (margin < best_margin))
+        best = torch.where(worse[:, None], r, best)
+        best_acc, best_margin = best_acc.where(~worse, acc), best_margin.where(~worse, margin)
+    # the verdict that picked the worst restart favours it: judge it again on fresh draws
+    return best, _verdict(fn, x + best, y, passes=passes, output=output)[0]
+
+
+def pgd_attack(
+    fn: ModelFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float | torch.Tensor,
+    *,
+    steps: int = 50,
+    restarts: int = 1,
+    eot: int = 1,
+    step_size: float | None = None,
+    loss: str = "margin",
+    output: str = "logits",
+    passes: int = 32,
+    batch_size: int = 10_000,
+    progress: bool = True,
+    seed: int = 0,
+) -> PGDResult:
+    """Fixed-budget L2 PGD (Madry et al. 2018) with EOT (Athalye et al. 2018) and random
+    restarts: robust accuracy of a decision rule within ||r|| <= eps.
+
+    ``fn`` IS the decision rule under attack, so pass the rule that is used: a plain net, a
+    single-sample BNN (one fresh weight draw per call, e.g. ``eot_model(sampler(bnn, guide),
+    1)``), or an N-sample ensemble's mean probabilities (``eot_model(sampler(bnn, guide, N),
+    1)``); a call may return K draws at once (K, N, C), each counted as one draw. Each step
+    descends on the loss of the true class (the margin log p_y - max_{j != y} log p_j, or
+    log p_y, i.e. ascends cross-entropy), averaged over ``eot`` calls of fn, along the
+    normalised gradient; r is then projected onto the eps-ball and into the pixel box
+    [0, X_MAX]. Each restart starts uniformly in the ball. The worst restart per example
+    is picked on ``passes`` fresh calls (fewest draws correct, then lowest margin), and its
+    ``robust`` value is judged on another ``passes`` fresh calls.
+
+    :param fn: the decision rule, x (N, D) -> (N, C) or (K, N, C), fresh randomness per call.
+    :param x: (N, D) inputs in the pixel box [0, X_MAX] (the /126 scale).
+    :param y: (N,) int64 true labels.
+    :param eps: L2 budget on the /126 scale, a number or an (N,) tensor, > 0.
+    :param steps: gradient steps per restart.
+    :param restarts: random starts per example; the worst result counts.
+    :param eot: calls of fn whose gradients each step averages (1 for a deterministic rule).
+    :param step_size: L2 length of a step; default 2.5 * eps / steps.
+    :param loss: 'margin' or 'ce'.
+    :param output: 'logits' or 'probs', what ``fn`` returns.
+    :param passes: fresh calls of fn that judge each restart's r, and again the worst one
+        (1 suffices for a deterministic rule).
+    :param batch_size: examples attacked at once.
+    :param progress: show a tqdm bar.
+    :param seed: seeds the random starts (fn's own randomness is fn's).
+
+    >>> result = pgd_attack(net, data.test.x, data.test.y, eps=1.5, restarts=5, passes=1)
+    >>> pgd_attack(eot_model(sampler(bnn, guide), 1), x, y, 1.5, eot=20, output="probs")
+    """
+    _check_inputs(x, y, output)
+    eps = _budget(eps, x)
+    for name, value in (("steps", steps), ("restarts", restarts), ("eot", eot)):
+        _positive_int(name, value)
+    _positive_int("passes", passes)
+    _positive_int("batch_size", batch_size)
+    if step_size is not None:
+        _number("step_size", step_size, 0)
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    settings = {"steps": steps, "restarts": restarts, "eot": eot, "step_size": step_size}
+    settings |= {"loss": loss, "output": output, "passes": passes}
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    rs, robust = [torch.zeros(0, x.shape[1])], [torch.zeros(0)]
+    total = steps * restarts * math.ceil(len(x) / batch_size)
+    with tqdm(total=total, desc="pgd", disable=not progress, dynamic_ncols=True) as bar:
+        for i in range(0, len(x), batch_size):
+            part = slice(i, i + batch_size)
+            r, ok = _pgd(fn, x[part], y[part], eps[part], generator, bar, **settings)
+            rs.append(r.detach().cpu())
+            robust.append(ok.cpu())
+    config = {"attack": "pgd", "seed": seed, **settings}
+    return PGDResult(torch.cat(rs), torch.cat(robust), eps.cpu(), config)
+
+
+def robust_accuracy(
+    fn: ModelFn, x: torch.Tensor, y: torch.Tensor, eps_list: Sequence[float], **settings
+) -> dict[float, float]:
+    """Robust accuracy under :func:`pgd_attack` at each budget: {eps: accuracy}.
+
+    :param fn: the decision rule (see :func:`pgd_attack`).
+    :param x: (N, D) inputs in the pixel box [0, X_MAX] (the /126 scale).
+    :param y: (N,) int64 true labels.
+    :param eps_list: L2 budgets on the /126 scale, each > 0.
+    :param settings: go to :func:`pgd_attack` (steps, restarts, eot, output, passes, seed...).
+
+    >>> robust_accuracy(net, x, y, [0.5, 1.0, 2.0], restarts=5, passes=1)
+    {0.5: 0.93, 1.0: 0.71, 2.0: 0.12}
+    """
+    return {float(eps): pgd_attack(fn, x, y, eps, **settings).accuracy() for eps in eps_list}

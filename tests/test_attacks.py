@@ -19,6 +19,8 @@ from pyro_bnn.attacks import (
     miss_rate,
     paper_attack,
     perturb,
+    pgd_attack,
+    robust_accuracy,
 )
 from pyro_bnn.bnn import BayesianMLP
 from pyro_bnn.data import X_MAX
@@ -405,3 +407,107 @@ def test_candidates_are_the_smallest_and_spaced_apart():
     assert sorted(cands[0, :, 0].tolist()) == [3.0, 4.0, 5.0]
     _remember(cands, cnorm, torch.tensor([[1.0]]), torch.ones(1), torch.tensor([False]), 0.02)
     assert sorted(cnorm[0].tolist()) == [3.0, 4.0, 5.0]  # not adversarial: not kept
+
+
+def linear_pair(seed=0, n=40):
+    """A linear two-class net, points well inside the box, and each point's exact L2
+    distance to the decision boundary, |z_0 - z_1| / ||w_0 - w_1|| (the box not binding)."""
+    torch.manual_seed(seed)
+    model = nn.Linear(784, 2).requires_grad_(False)
+    x = (1.0 + 0.1 * torch.randn(n, 784)).clamp(0, X_MAX)
+    z = model(x)
+    y = z.argmax(-1)
+    normal = model.weight[0] - model.weight[1]
+    dist = (z[:, 0] - z[:, 1]).abs() / normal.norm()
+    step = dist[:, None] * normal / normal.norm()  # the shortest way to the boundary
+    assert ((x + step) <= X_MAX).all() and ((x - step) >= 0).all()  # the box is not binding
+    return model, x, y, dist
+
+
+@pytest.mark.parametrize("loss", ["margin", "ce"])
+def test_pgd_flips_a_linear_net_just_beyond_the_boundary_distance(loss):
+    model, x, y, dist = linear_pair()
+    settings = {"steps": 30, "passes": 1, "loss": loss, "progress": False}
+    above = pgd_attack(model, x, y, 1.05 * dist, **settings)
+    assert above.robust.tolist() == [0.0] * len(x) and above.accuracy() == 0.0
+    assert (model(x + above.r).argmax(-1) != y).all()
+    below = pgd_attack(model, x, y, 0.95 * dist, restarts=3, **settings)
+    assert below.robust.tolist() == [1.0] * len(x)
+    for result, eps in ((above, 1.05 * dist), (below, 0.95 * dist)):
+        assert (result.r.norm(dim=1) <= eps * (1 + 1e-5)).all()
+        assert (x + result.r).min() >= 0 and (x + result.r).max() <= X_MAX
+        torch.testing.assert_close(result.eps, eps)
+
+
+def test_pgd_of_a_deterministic_net_is_the_same_with_one_or_eight_eot_calls(net, batch):
+    x, y = batch[0][:50], batch[1][:50]
+    one, eight = (
+        pgd_attack(net, x, y, 1.0, steps=10, restarts=2, eot=k, passes=1, progress=False)
+        for k in (1, 8)
+    )
+    torch.testing.assert_close(eight.r, one.r, rtol=1e-4, atol=1e-5)
+    assert eight.robust.tolist() == one.robust.tolist()
+    assert 0.1 < one.accuracy() < 0.9
+
+
+def test_pgd_restarts_only_help_and_the_seed_fixes_the_starts(net, batch):
+    x, y = batch[0][:100], batch[1][:100]
+    settings = {"steps": 5, "passes": 1, "progress": False, "seed": 3}
+    one = pgd_attack(net, x, y, 1.0, **settings)
+    again = pgd_attack(net, x, y, 1.0, **settings)
+    torch.testing.assert_close(again.r, one.r)
+    five = pgd_attack(net, x, y, 1.0, restarts=5, **settings)  # its first restart is one's
+    assert (five.robust <= one.robust).all()
+    margin = lambda r: loss_grad(net, x + r, y)[0]  # noqa: E731
+    assert (margin(five.r) <= margin(one.r) + 1e-5).all()
+
+
+def test_pgd_on_a_stochastic_rule_reports_a_fraction_of_fresh_draws(net, batch):
+    x, y = batch[0][:100], batch[1][:100]
+    rule = eot_model(noisy(net, 0.05), 1)  # one fresh weight draw per call
+    torch.manual_seed(0)
+    clean = pgd_attack(rule, x, y, 1e-6, steps=1, passes=64, output="probs", progress=False)
+    strong = pgd_attack(rule, x, y, 2.0, steps=10, eot=10, output="probs", progress=False)
+    assert ((strong.robust >= 0) & (strong.robust <= 1)).all()
+    assert ((strong.robust > 0) & (strong.robust < 1)).any()  # fuzzy at some x + r
+    assert strong.accuracy() < clean.accuracy() - 0.3
+    assert strong.config["eot"] == 10 and strong.config["attack"] == "pgd"
+
+
+def test_robust_accuracy_falls_with_the_budget_and_matches_pgd(net, batch):
+    x, y = batch[0][:100], batch[1][:100]
+    settings = {"steps": 10, "passes": 1, "progress": False}
+    curve = robust_accuracy(net, x, y, [0.25, 1, 3.0], **settings)
+    assert list(curve) == [0.25, 1.0, 3.0]
+    assert curve[0.25] > curve[1.0] > curve[3.0]
+    assert curve[1.0] == pgd_attack(net, x, y, 1.0, **settings).accuracy()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"eps": 0.0},
+        {"eps": -1.0},
+        {"eps": torch.zeros(200)},
+        {"eps": torch.ones(3)},
+        {"steps": 0},
+        {"restarts": 0},
+        {"eot": 1.5},
+        {"passes": 0},
+        {"step_size": 0.0},
+        {"output": "logit"},
+        {"loss": "hinge"},
+        {"seed": "0"},
+        {"batch_size": 0},
+    ],
+)
+def test_pgd_attack_rejects_bad_settings_by_name(net, batch, bad):
+    name = next(iter(bad))
+    settings = {"eps": 1.0, "progress": False} | bad
+    with pytest.raises(ValueError, match=name):
+        pgd_attack(net, *batch, **settings)
+
+
+def test_pgd_attack_needs_a_differentiable_rule(net, batch):
+    with pytest.raises(ValueError, match="differentiable"):
+        pgd_attack(torch.no_grad()(net), *batch, 1.0, progress=False)
