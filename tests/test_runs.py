@@ -14,6 +14,7 @@ from runs import paper
 from runs.profiles import PROFILES
 from runs.reproduce import main as reproduce
 from runs.results import combine
+from runs.tables import WHITEBOX_MULTIPLES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,6 +90,12 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
     noise = pd.read_csv(results / "rigorous" / "noise.csv")
     assert ((noise["l2_achieved"] / noise["l2_intended"] - 1).abs() < 1e-4).all()
     assert ((noise["l2_ratio"] - 1).abs() < 1e-4).all() and (noise["n_unreachable"] == 0).all()
+    whitebox = pd.read_csv(results / "rigorous" / "whitebox.csv")
+    assert "acc_under_attack" not in whitebox.columns  # read at r alone, failures as clean
+    curves = whitebox.groupby(["kind", "param"], sort=False)["multiplier"].apply(tuple)
+    assert len(curves) == 7 + 1 + 4  # the BNNs, Table 3's BNN's 10-sample mean, baselines
+    assert all(curve == WHITEBOX_MULTIPLES for curve in curves)
+    assert (whitebox["n_scored"] == (whitebox["n"] * whitebox["success_rate"]).round()).all()
     for png in (
         "accuracy_vs_rho",
         "accuracy_vs_ensemble",
@@ -104,6 +111,7 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
         "Headline claims",
         "## Wall time",
         "Norms per set",
+        *(f"acc x {m:g}" for m in WHITEBOX_MULTIPLES),
     ):
         assert heading in report
     assert "device **cpu**" in report.splitlines()[2]  # the 'Made by' line

@@ -1,10 +1,11 @@
-"""runs/tables.py: the noise control's norms."""
+"""runs/tables.py: the noise control's norms and the white-box accuracy curve."""
 
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from pyro_bnn.attacks import distortion
 from pyro_bnn.data import X_MAX
 from runs import tables
 
@@ -77,3 +78,40 @@ def test_noise_control_scores_noise_of_the_intended_norm(small, monkeypatch):
     assert row["l2_ratio"] == pytest.approx(1.0, abs=1e-4)
     assert row["n_unreachable"] == 0
     assert 0 <= row["acc_noise"] <= 100 and 0 <= row["acc_adv"] <= 100
+
+
+def _toy_model(x: torch.Tensor) -> torch.Tensor:
+    """Class 1 where x[:, 0] > 1, else class 0: probs (N, 2)."""
+    logit = 50 * (x[:, 0] - 1)
+    return torch.stack([-logit, logit], dim=1).softmax(-1)
+
+
+def test_whitebox_curve_scores_successes_only_at_every_multiple():
+    # every example is class 0; the model flips to class 1 once x0 passes 1
+    x = torch.tensor([[0.5, 0], [0.5, 0], [0.5, 0], [0.5, 0], [0.5, 0], [1.5, 0]])
+    r = torch.tensor([[0.0, 0], [0.0, 0], [0.6, 0], [0.45, 0], [0.52, 0], [0.0, 0]])
+    # 0, 1: the attack failed (r = 0, right when clean); 2, 4: past the boundary at r;
+    # 3: short of it at r and 1.1 r (a stochastic model's draw can be right at its r);
+    # 5: misclassified already
+    success = torch.tensor([False, False, True, True, True, True])
+    tensors = {"r": r, "success": success, "y": torch.zeros(6, dtype=torch.long)}
+
+    curve = tables.whitebox_curve(_toy_model, x, tensors)
+    frame = tables.whitebox([("bnn", "eot k=4", -3.0, distortion(r, success), curve)])
+
+    assert tables.WHITEBOX_MULTIPLES == (1.0, 1.1, 1.25, 1.5, 2.0)
+    assert frame["multiplier"].tolist() == list(tables.WHITEBOX_MULTIPLES)
+    assert "acc_under_attack" not in frame.columns
+    # the failures are not scored as clean: 1 of the 4 successes is right at r and 1.1 r
+    assert frame["acc"].tolist() == pytest.approx([25.0, 25.0, 0.0, 0.0, 0.0])
+    assert (frame["n_scored"] == 4).all() and (frame["n"] == 6).all()
+    assert frame["success_rate"].tolist() == pytest.approx([4 / 6] * 5)
+
+
+def test_whitebox_curve_of_an_attack_that_failed_everywhere_is_nan():
+    x = torch.full((3, 2), 0.5)
+    tensors = {"r": torch.zeros(3, 2), "success": torch.zeros(3, dtype=torch.bool)}
+    tensors["y"] = torch.zeros(3, dtype=torch.long)
+    curve = tables.whitebox_curve(_toy_model, x, tensors, multiples=(1.0, 2.0))
+    assert [p["multiplier"] for p in curve] == [1.0, 2.0]
+    assert all(p["n_scored"] == 0 and p["acc"] != p["acc"] for p in curve)  # nan
