@@ -31,6 +31,7 @@ from pyro_bnn.data import load_mnist
 from pyro_bnn.nets import MLP
 from runs.args import device
 from runs.attack_sets import get_protocol
+from runs.machine import describe
 from runs.paper import SOURCE_ARCHS
 
 
@@ -98,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             "n": len(test),
             "steps": args.steps,
             "device": args.device,
-            "threads": torch.get_num_threads(),
+            "machine": describe(args.device),
             "wall_s": wall,
             "s_per_step": wall / args.steps,
             "forward_s": model.forward_s,

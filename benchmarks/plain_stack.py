@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from pyro_bnn import MLP
 from pyro_bnn.nets import parse_arch
+from runs.machine import describe
 
 
 def main(argv=None) -> float:
@@ -69,7 +70,7 @@ def main(argv=None) -> float:
         ratios.append(t["stacked"] / t["one_by_one"])
     ratio = statistics.median(ratios)
     print(
-        f"{args.arch}, K = {k}, batch {b}, {torch.get_num_threads()} threads: a stacked step "
+        f"{args.arch}, K = {k}, batch {b}, {describe()}: a stacked step "
         f"takes {ratio:.2f}x the time of {k} separate steps "
         f"(per repeat: {', '.join(f'{v:.2f}' for v in ratios)})"
     )

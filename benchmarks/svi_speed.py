@@ -22,7 +22,6 @@ machine noise between runs. (A library from before 657dff6 sets Pyro's
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -36,6 +35,7 @@ from pyro_bnn.bnn import local_params
 from pyro_bnn.predict import predictive_probs, sample_weights
 from pyro_bnn.stack import stack_loss
 from runs.args import device as device_arg
+from runs.machine import describe
 
 
 def timed(fn, n: int, device: torch.device = torch.device("cpu")) -> float:
@@ -175,11 +175,7 @@ def main(argv=None) -> None:
             pred_ratios.append(t_pred / t_fwd)
             rows.append((t["plain"], t["svi"], t_fwd, t_pred, *(t[label] for label in stacks)))
     med = [statistics.median(col) for col in zip(*rows)]
-    gpu = f", {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else ""
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads{gpu}, torch {torch.__version__}, pyro {pyro.__version__}"
-    )
+    print(f"machine: {describe(args.device)}, torch {torch.__version__}, pyro {pyro.__version__}")
     print(
         f"{args.arch}, batch {args.batch_size}, guide {args.guide}, "
         f"median of {args.repeats} repeats x {args.steps} steps"

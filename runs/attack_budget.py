@@ -39,6 +39,7 @@ from runs import bnn_curves, paper, tables  # noqa: E402
 from runs.args import Parser, device, positive_int  # noqa: E402
 from runs.attack_sets import attack_set  # noqa: E402
 from runs.config import PLAIN  # noqa: E402
+from runs.machine import describe  # noqa: E402
 from runs.pipeline import on_device  # noqa: E402
 from runs.sources import train_sources  # noqa: E402
 from runs.zoo import train_baseline  # noqa: E402
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         cells.append(table.drop(columns="paper").assign(steps=steps))
     cells_df, sets_df = pd.concat(cells), pd.concat(summaries)
     footer = (
-        f"Made by `{command}` on {args.device} ({torch.get_num_threads()} torch threads); "
+        f"Made by `{command}` on {args.device} ({describe(args.device)}); "
         f"BNNs from {args.bnn_root}, n = {args.n} validation images per source.\n"
     )
     tag = "_".join(args.archs) + f"_n{args.n}"

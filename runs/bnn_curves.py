@@ -41,7 +41,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyro  # noqa: E402
-import torch  # noqa: E402
 
 from pyro_bnn import (  # noqa: E402
     BayesianMLP,
@@ -58,6 +57,7 @@ from pyro_bnn.stack import fit_stack  # noqa: E402
 from runs import paper  # noqa: E402
 from runs.args import Parser, device, positive_int  # noqa: E402
 from runs.config import BNN  # noqa: E402
+from runs.machine import describe  # noqa: E402
 from runs.zoo import bnn_artifact  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     table["minus_paper"] = table["test_single"] - table["paper_test"]
     table = table.sort_values(["rho_init", "rule"], ascending=[False, True])
     footer = (
-        f"\nMade by `{command}` on {torch.get_num_threads()} torch threads, device "
-        f"{args.device}. Training time (the members' shares of each stack, kept in the "
+        f"\nMade by `{command}` on {describe(args.device)}, device {args.device}. "
+        f"Training time (the members' shares of each stack, kept in the "
         f"checkpoints, without validation): {sum(r.wall_time_s for r in long) / 60:.1f} min "
         f"for the {args.max_epochs}-epoch stack, {sum(r.wall_time_s for r in short) / 60:.1f} "
         f"min for the patience-{PATIENCE} stack; this invocation: "

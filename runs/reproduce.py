@@ -19,37 +19,21 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
-
 from pyro_bnn.artifacts import atomic_write
 from runs import plots, report, results
 from runs.args import Parser, device, positive_int
 from runs.executors import EXECUTORS, make_executor
+from runs.machine import describe
 from runs.pipeline import PROTOCOL_RULES, Stages, run_seed
 from runs.profiles import PROFILES, get_profile
 from runs.training import load_data
 
 HERE = Path(__file__).resolve().parent
-
-
-def machine(device: str = "cpu") -> str:
-    """CPU model, torch threads and OS, and the GPU on a CUDA device, for the report."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo
-                       if line.startswith("model name"))  # fmt: skip
-    except (OSError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    text = f"{cpu}, {torch.get_num_threads()} torch threads, {platform.system()}"
-    if device.startswith("cuda"):
-        text += f", GPU {torch.cuda.get_device_name(torch.device(device))}"
-    return text
 
 
 def build_parser() -> Parser:
@@ -143,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             "seeds": args.seeds,
             "protocols": args.protocols,
             "device": args.device,
-            "machine": machine(args.device),
+            "machine": describe(args.device),
             "date": time.strftime("%Y-%m-%d %H:%M %Z"),
             "commit": subprocess.run(
                 ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
