@@ -20,7 +20,13 @@ from .attacks import (
 from .bnn import BNN, BayesianMLP, DatapointELBO, init_guide
 from .data import MNIST, DataError, Split, as_split, load_mnist
 from .evaluate import as_probs, detect, evaluate, evaluate_many, write_table
-from .guides import DEFAULT_RHO_INIT, AutoSoftplusNormal, init_to_truncated_normal, make_guide
+from .guides import (
+    DEFAULT_RHO_INIT,
+    AutoSoftplusNormal,
+    init_to_net,
+    init_to_truncated_normal,
+    make_guide,
+)
 from .likelihoods import Bernoulli, Categorical, Gaussian, Likelihood, make_likelihood
 from .nets import MLP, l2_penalty, mlp_forward, param_shapes, parse_arch
 from .predict import (
@@ -78,6 +84,7 @@ __all__ = [
     "fit_svi",
     "fit_torch",
     "init_guide",
+    "init_to_net",
     "init_to_truncated_normal",
     "l2_penalty",
     "load_artifact",

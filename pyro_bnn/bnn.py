@@ -18,7 +18,7 @@ as batched matrix products.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import pyro
@@ -120,6 +120,25 @@ class BNN(PyroModule):
             name: chunk.unflatten(-1, shape)
             for (name, shape), chunk in zip(self.shapes.items(), chunks)
         }
+
+    def flatten(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """{name: (*shape)} for every parameter of the net -> (P,) flat weights, the inverse
+        of :meth:`unflatten`; e.g. ``dict(net.named_parameters())`` of a trained twin net.
+
+        >>> bnn.flatten(dict(net.named_parameters()))  # (P,)
+        """
+        names = set(params)
+        if names != set(self.shapes):
+            raise ValueError(
+                f"params must name exactly the net's parameters; missing "
+                f"{sorted(set(self.shapes) - names)}, unexpected {sorted(names - set(self.shapes))}"
+            )
+        for name, shape in self.shapes.items():
+            if tuple(params[name].shape) != shape:
+                raise ValueError(
+                    f"params[{name!r}] must have shape {shape}, got {tuple(params[name].shape)}"
+                )
+        return torch.cat([params[name].detach().reshape(-1) for name in self.shapes])
 
     def apply(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The net's output with the given weights: x (N, ...) and weights (*S, P) -> (*S, N, K)."""

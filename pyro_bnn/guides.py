@@ -43,6 +43,7 @@ __all__ = [
     "AutoSoftplusNormal",
     "SoftplusNormal",
     "check_rho_init",
+    "init_to_net",
     "init_to_truncated_normal",
     "make_guide",
 ]
@@ -90,6 +91,28 @@ def init_to_truncated_normal(site: dict) -> torch.Tensor:
         )
     z = nn.init.trunc_normal_(torch.empty(fn.shape()), 0.0, 1.0, -2.0, 2.0)
     return (mean + std * z.to(mean.device)).detach()
+
+
+def init_to_net(model: BNN, net: nn.Module) -> Callable[[dict], torch.Tensor]:
+    """An ``init_loc_fn`` that starts the guide's means at a torch net's weights: a trained
+    twin of ``model.net`` (same parameter names and shapes), e.g. to start SVI from a
+    pretrained net, or to put fixed weight noise softplus(rho_init) on it.
+
+    :param model: the :class:`~pyro_bnn.bnn.BNN` whose guide is being made.
+    :param net: the net whose weights become mu.
+
+    >>> guide = make_guide("softplus-normal", bnn, rho_init=-3.0, init_loc_fn=init_to_net(bnn, net))
+    """
+    if not isinstance(model, BNN):
+        raise ValueError(f"model must be a BNN, got {type(model).__name__}")
+    flat = model.flatten(dict(net.named_parameters()))  # (P,)
+
+    def init(site: dict) -> torch.Tensor:
+        if site["name"] != "weights":
+            raise ValueError(f"init_to_net sets a BNN's 'weights' site, got {site['name']!r}")
+        return flat.to(site["fn"].mean.device)
+
+    return init
 
 
 class _SoftplusNormalSample(torch.autograd.Function):

@@ -256,6 +256,7 @@ def protocol_tables(
         jobs["multiplier"] = lambda: tables.multiplier_control(zoo, sets, data, profile.runs)
     if protocol == "rigorous":
         jobs["noise"] = lambda: tables.noise_control(zoo, sets, data, profile.runs, zoo.seed)
+        jobs["fixednoise"] = lambda: tables.fixed_noise_control(zoo, sets, data, profile.runs, **kw)
         jobs["whitebox"] = lambda: whitebox_rows(profile, zoo, prints, data, root, progress, device)
     return jobs
 
@@ -292,6 +293,10 @@ def run_seed(
             root, table_name("table1", seed), base, lambda: tables.table1(zoo, data, profile.runs),
             seed, out,
         )  # fmt: skip
+    with stage("sigma"):
+        out.frames["sigma"] = cached_table(
+            root, table_name("sigma", seed), base, lambda: tables.sigma_moves(zoo), seed, out
+        )
     for protocol in protocols:
         with stage(f"attack sets ({protocol})"):
             sets = build_attack_sets(protocol, profile, zoo, data, root, progress, out, device)

@@ -25,6 +25,7 @@ KEYS = [  # the columns that say which cell a row is; every other numeric column
     "scope",
     "rate",
     "set",
+    "tensor",
     "paper",
 ]
 

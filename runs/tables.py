@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from pyro_bnn.attacks import perturb
+from pyro_bnn.bnn import init_guide
 from pyro_bnn.data import MNIST, X_MAX
 from pyro_bnn.evaluate import as_probs, evaluate
+from pyro_bnn.guides import init_to_net, make_guide
 from pyro_bnn.predict import ensemble_fn, single_sample_fn
 from pyro_bnn.pruning import prune
 
@@ -285,6 +288,59 @@ def table4(
                         "paper": ref,
                     }
                 )
+    return pd.DataFrame(rows)
+
+
+def sigma_moves(zoo: Zoo, moved: float = 0.1) -> pd.DataFrame:
+    """How far training moved each BNN's sigma from softplus(rho_init), per parameter
+    tensor: the median and 10th/90th percentiles of sigma, and the % of weights whose
+    sigma moved by more than ``moved`` (relative). Unmoved sigmas make a BNN a net with
+    fixed weight noise, which :func:`fixed_noise_control` scores."""
+    rows = []
+    for rho, (bnn, guide) in zoo.bnns.items():
+        start = float(F.softplus(torch.tensor(float(rho))))
+        for name, sigma in bnn.unflatten(guide.scales()["weights"]).items():
+            sigma = sigma.flatten().double().cpu()
+            q10, q50, q90 = (
+                float(v) for v in sigma.quantile(torch.tensor([0.1, 0.5, 0.9]).double())
+            )
+            rows.append(
+                {
+                    "kind": "bnn",
+                    "param": rho,
+                    "tensor": name,
+                    "sigma_init": start,
+                    "sigma_p10": q10,
+                    "sigma_median": q50,
+                    "sigma_p90": q90,
+                    "median_ratio": q50 / start,
+                    "pct_moved": 100 * float(((sigma / start - 1).abs() > moved).double().mean()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def fixed_noise_control(
+    zoo: Zoo, sets: list[AttackSet], data: MNIST, runs: int, bnn_mult: float, keep_failures: bool
+) -> pd.DataFrame:
+    """The lambda = 0 plain net with fixed weight noise N(0, softplus(rho_init)^2) at test
+    time, one fresh draw per prediction (mean of runs): what a BNN whose sigma never trained
+    and whose means were trained without noise would be. Scored clean (source 'clean', the
+    test split) and on every set exactly as Table 2 scores the BNN of that rho_init, so its
+    rows line up with Table 2's."""
+    net = zoo.plains[0.0]
+    fns = {}
+    for rho, (bnn, _) in zoo.bnns.items():
+        guide = make_guide("softplus-normal", bnn, rho_init=rho, init_loc_fn=init_to_net(bnn, net))
+        init_guide(bnn, guide)
+        fns[rho] = single_sample_fn(bnn, guide, runs)
+    scored = [("clean", data.test.x, data.test.y, 1.0)]
+    scored += [(s.source.name, *s.eval_set(data, bnn_mult, keep_failures), bnn_mult) for s in sets]
+    rows = []
+    for source, x, y, mult in scored:
+        for rho, fn in fns.items():
+            row = {"source": source, "kind": "fixed-noise", "param": rho, "multiplier": mult}
+            rows.append(row | _pct(evaluate(fn, x, y)))
     return pd.DataFrame(rows)
 
 

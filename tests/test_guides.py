@@ -12,8 +12,11 @@ from pyro_bnn.bnn import BayesianMLP, DatapointELBO, init_guide
 from pyro_bnn.guides import (
     AutoSoftplusNormal,
     SoftplusNormal,
+    init_to_net,
     make_guide,
 )
+from pyro_bnn.nets import MLP
+from pyro_bnn.predict import predictive, sample_weights
 
 
 def test_softplus_normal_matches_textbook_density_and_gradients():
@@ -127,3 +130,27 @@ def test_two_guides_keep_separate_parameters():
         a.locs.weights.fill_(1.0)
     assert not torch.equal(a.median()["weights"], b.median()["weights"])
     assert len(pyro.get_param_store()) == 0  # nothing in Pyro's global store
+
+
+def test_init_to_net_centres_the_guide_on_a_trained_net_and_checks_its_shapes():
+    net = MLP((7, 3), in_features=5)
+    bnn = BayesianMLP((7, 3), in_features=5)
+    params = dict(net.named_parameters())
+    flat = bnn.flatten(params)  # (P,)
+    assert flat.shape == (bnn.num_params,)
+    for name, value in bnn.unflatten(flat).items():
+        assert torch.equal(value, params[name])
+    guide = make_guide("softplus-normal", bnn, rho_init=-4.0, init_loc_fn=init_to_net(bnn, net))
+    init_guide(bnn, guide)
+    assert torch.equal(guide.locs.weights, flat)
+    assert torch.allclose(guide.rhos.weights, torch.full_like(flat, -4.0))
+    x = torch.randn(6, 5)
+    draws = sample_weights(bnn, guide, 4000)  # (S, P): the net's weights + N(0, softplus(-4)^2)
+    noise = draws - flat
+    assert abs(float(noise.std()) - F.softplus(torch.tensor(-4.0)).item()) < 2e-4
+    assert abs(float(noise.mean())) < 2e-4
+    torch.testing.assert_close(predictive(bnn, flat[None], x)[0], net(x).softmax(-1))
+    with pytest.raises(ValueError, match="params\\['layers.0.weight'\\] must have shape"):
+        init_to_net(bnn, MLP((7, 3), in_features=4))
+    with pytest.raises(ValueError, match="missing \\['layers.1.bias'"):
+        bnn.flatten({k: v for k, v in params.items() if k != "layers.1.bias"})

@@ -85,8 +85,12 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
         assert {"acc", "paper", "diff"} <= set(t2.columns) and t2["paper"].notna().all()
         assert t2["acc"].between(0, 100).all()
     assert (results / "paper" / "multiplier.csv").is_file()
-    for extra in ("noise", "whitebox"):
+    for extra in ("noise", "whitebox", "fixednoise"):
         assert (results / "rigorous" / f"{extra}.csv").is_file()
+    fixed = pd.read_csv(results / "rigorous" / "fixednoise.csv")
+    assert len(fixed) == (1 + 12) * 7  # clean and 12 sets x one fixed-noise net per rho_init
+    sigma = pd.read_csv(results / "sigma.csv")
+    assert len(sigma) == 7 * 6  # every BNN's six parameter tensors
     noise = pd.read_csv(results / "rigorous" / "noise.csv")
     assert ((noise["l2_achieved"] / noise["l2_intended"] - 1).abs() < 1e-4).all()
     assert ((noise["l2_ratio"] - 1).abs() < 1e-4).all() and (noise["n_unreachable"] == 0).all()

@@ -1,4 +1,5 @@
-"""runs/tables.py: the noise control's norms and the white-box accuracy curve."""
+"""runs/tables.py: the noise control's norms, the white-box accuracy curve, and the
+sigma and fixed-noise controls."""
 
 from types import SimpleNamespace
 
@@ -6,7 +7,10 @@ import pytest
 import torch
 
 from pyro_bnn.attacks import distortion
+from pyro_bnn.bnn import BayesianMLP, init_guide
 from pyro_bnn.data import X_MAX
+from pyro_bnn.guides import make_guide
+from pyro_bnn.nets import MLP
 from runs import tables
 
 
@@ -115,3 +119,43 @@ def test_whitebox_curve_of_an_attack_that_failed_everywhere_is_nan():
     curve = tables.whitebox_curve(_toy_model, x, tensors, multiples=(1.0, 2.0))
     assert [p["multiplier"] for p in curve] == [1.0, 2.0]
     assert all(p["n_scored"] == 0 and p["acc"] != p["acc"] for p in curve)  # nan
+
+
+def _zoo_of(net, rhos):
+    """A Zoo of BNNs of net's arch, each with a fresh guide at rho_init, and net as lambda 0."""
+    zoo_bnns = {}
+    for rho in rhos:
+        bnn = BayesianMLP(net.widths, in_features=net.in_features)
+        guide = make_guide("softplus-normal", bnn, rho_init=rho)
+        init_guide(bnn, guide)
+        zoo_bnns[rho] = (bnn, guide)
+    return tables.Zoo(0, zoo_bnns, {0.0: net}, [], [])
+
+
+def test_sigma_moves_sees_a_moved_tensor_and_nothing_else():
+    net = MLP((5, 3), in_features=4)
+    zoo = _zoo_of(net, [-3.0])
+    bnn, guide = zoo.bnns[-3.0]
+    with torch.no_grad():  # move the last bias's sigma up by 50%
+        rhos = guide.rhos.weights
+        target = 1.5 * torch.nn.functional.softplus(torch.tensor(-3.0))
+        rhos[-3:] = torch.log(torch.expm1(target))
+    frame = tables.sigma_moves(zoo).set_index("tensor")
+    assert list(frame.index) == list(bnn.shapes)
+    assert frame.loc["layers.1.bias", "pct_moved"] == 100
+    assert frame.loc["layers.1.bias", "median_ratio"] == pytest.approx(1.5, rel=1e-5)
+    others = frame.drop(index="layers.1.bias")
+    assert (others["pct_moved"] == 0).all() and (others["median_ratio"] - 1).abs().max() < 1e-6
+
+
+def test_fixed_noise_control_is_the_plain_net_when_the_noise_vanishes(small):
+    torch.manual_seed(0)
+    net = MLP((20, 10)).eval().requires_grad_(False)
+    zoo = _zoo_of(net, [-30.0, -1.0])
+    data = small
+    frame = tables.fixed_noise_control(zoo, [], data, runs=5, bnn_mult=1.0, keep_failures=True)
+    assert list(frame["source"]) == ["clean", "clean"]
+    acc = frame.set_index("param")["acc"]
+    plain = 100 * float((net(data.test.x).argmax(-1) == data.test.y).double().mean())
+    assert acc[-30.0] == pytest.approx(plain)  # sigma 1e-13: the plain net itself
+    assert abs(acc[-1.0] - plain) > 1  # sigma 0.31 on every weight changes the predictions
