@@ -13,10 +13,12 @@ either device reuses what the other made.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pyro
@@ -169,15 +171,12 @@ def build_attack_sets(
     return sets
 
 
-def whitebox_rows(
-    profile: Profile, zoo, prints: dict, data, root, progress, device="cpu"
-) -> pd.DataFrame:
-    """White-box attacks on every FC-100-100-10 model: EOT on the BNNs (single-sample rule,
-    and the 10-sample mean of Table 3's BNN), the rigorous attack on the baselines; all on
-    ``device``. Each model is scored at every multiple of its own r on the examples its
-    attack succeeded on (:func:`runs.tables.whitebox_curve`)."""
-    test = data.test.head(profile.eot_examples).to(device)
-    rows = []
+def whitebox_sets(profile: Profile, zoo, prints: dict, data, root, progress, device="cpu"):
+    """White-box attack sets of every FC-100-100-10 model on ``device``: EOT on the BNNs
+    (single-sample rule, and the 10-sample mean of Table 3's BNN), the rigorous attack on
+    the baselines. Each comes as (kind, attack, param, the set, the prob function it was
+    attacked as); the set's source is the attacked model's name."""
+    out = []
     targets = [(rho, 1) for rho in zoo.bnns] + [(paper.TABLE3_RHO_INIT, 10)]
     for rho, ens in targets:
         bnn, guide = zoo.bnns[rho]
@@ -202,12 +201,17 @@ def whitebox_rows(
             if ens == 1
             else ensemble_fn(bnn, guide, ens, runs=max(1, profile.runs // ens))
         )
-        curve = tables.whitebox_curve(fn, test.x, on_device(tensors, device))
         kind = "bnn" if ens == 1 else f"bnn-mean{ens}"
-        rows.append((kind, f"eot k={profile.eot_k}", rho, meta["summary"], curve))
+        # in tables the seed ends the name, so that seeds pool (runs.naming.without_seed)
+        label = name if ens == 1 else f"{paper.TABLE1_ARCH}_rho{rho:g}_mean{ens}_seed{zoo.seed}"
+        attacked = tables.AttackSet(
+            SimpleNamespace(name=label), on_device(tensors, device), meta, "test"
+        )
+        out.append((kind, f"eot k={profile.eot_k}", rho, attacked, fn))
     for lam, net in zoo.plains.items():
+        name = baseline_name(paper.TABLE1_ARCH, lam, zoo.seed)
         tensors, meta = attack_set(
-            baseline_name(paper.TABLE1_ARCH, lam, zoo.seed),
+            name,
             net,
             data,
             protocol="rigorous",
@@ -219,8 +223,21 @@ def whitebox_rows(
             device=device,
             steps=profile.attack_steps,
         )
-        curve = tables.whitebox_curve(as_probs(net), test.x, on_device(tensors, device))
-        rows.append(("plain", "ddn", lam, meta["summary"], curve))
+        attacked = tables.AttackSet(
+            SimpleNamespace(name=name), on_device(tensors, device), meta, "test"
+        )
+        out.append(("plain", "ddn", lam, attacked, as_probs(net)))
+    return out
+
+
+def whitebox_rows(wb_sets: list, data, n: int) -> pd.DataFrame:
+    """Each white-box set's model scored at every multiple of its own r on the examples its
+    attack succeeded on (:func:`runs.tables.whitebox_curve`), on the first ``n`` test images."""
+    x = data.test.x[:n]
+    rows = []
+    for kind, attack, param, attacked, fn in wb_sets:
+        curve = tables.whitebox_curve(fn, x, attacked.tensors)
+        rows.append((kind, attack, param, attacked.meta["summary"], curve))
     return tables.whitebox(rows)
 
 
@@ -257,7 +274,15 @@ def protocol_tables(
     if protocol == "rigorous":
         jobs["noise"] = lambda: tables.noise_control(zoo, sets, data, profile.runs, zoo.seed)
         jobs["fixednoise"] = lambda: tables.fixed_noise_control(zoo, sets, data, profile.runs, **kw)
-        jobs["whitebox"] = lambda: whitebox_rows(profile, zoo, prints, data, root, progress, device)
+        # the white-box sets, attacked (or loaded) by the first table that needs them
+        wb = functools.cache(
+            lambda: whitebox_sets(profile, zoo, prints, data, root, progress, device)
+        )
+        jobs["whitebox"] = lambda: whitebox_rows(wb(), data, profile.eot_examples)
+        sweep_runs = max(1, profile.runs // 10)  # 10 of the full profile's 100 runs
+        jobs["transfer"] = lambda: tables.transfer_sweep(
+            zoo, sets + [s for *_, s, _ in wb()], data, sweep_runs
+        )
     return jobs
 
 

@@ -248,6 +248,8 @@ def _protocol_section(frames: dict, protocol: str, prof: dict, claim_table) -> l
         lines += _fixed_noise_section(frames[f"{protocol}/fixednoise"], t2, frames["table1"])
     if f"{protocol}/whitebox" in frames:
         lines += _whitebox_section(frames[f"{protocol}/whitebox"])
+    if f"{protocol}/transfer" in frames:
+        lines += _transfer_section(frames[f"{protocol}/transfer"])
     lines += [
         f"**Headline claims ({protocol} protocol)**",
         "",
@@ -327,6 +329,42 @@ def _noise_section(noise: pd.DataFrame) -> list[str]:
         _md(norms.reset_index(), index=False, floatfmt=".4f"),
         "",
     ]
+
+
+def _transfer_section(sweep: pd.DataFrame) -> list[str]:
+    """Transfer at every multiple of r: the 12 source nets' sets (mean over them) with the
+    best BNN minus the best baseline per multiple, and reverse transfer from the
+    FC-100-100-10 models' own white-box sets at x1 and x2."""
+    own = sweep.source.str.startswith(paper.TABLE1_ARCH + "_")
+    model = [
+        ("BNN rho_init " if k == "bnn" else "plain lambda ") + f"{p:g}"
+        for k, p in zip(sweep.kind, sweep.param)
+    ]
+    sweep = sweep.assign(model=model)
+    fwd = sweep[~own].pivot_table(index="model", columns="multiplier", values="acc", sort=False)
+    is_bnn = fwd.index.str.startswith("BNN")
+    fwd.loc["best BNN minus best baseline"] = fwd[is_bnn].max() - fwd[~is_bnn].max()
+    fwd.columns = [f"x {m:g}" for m in fwd.columns]
+    lines = [
+        "**Transfer at every size.** Accuracy on x + m r, clipped to the pixel box, for every "
+        "multiple m of the source's perturbation, every example counted (BNNs: single sample, "
+        "mean of 10 runs). From the 12 source nets' sets (mean over the sets):",
+        "",
+        _md(fwd),
+        "",
+    ]
+    for mult in (1.0, 2.0):
+        part = sweep[own & (sweep.multiplier == mult)]
+        rev = part.pivot_table(index="source", columns="model", values="acc", sort=False)
+        lines += [
+            f"Reverse transfer at x {mult:g}: rows are the set made by attacking that "
+            "FC-100-100-10 model white-box (its first examples of the test split), columns "
+            "the model scored on it; the diagonal is white-box:",
+            "",
+            _md(rev),
+            "",
+        ]
+    return lines
 
 
 def _whitebox_section(wb: pd.DataFrame) -> list[str]:

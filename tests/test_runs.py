@@ -14,7 +14,7 @@ from runs import paper
 from runs.profiles import PROFILES
 from runs.reproduce import main as reproduce
 from runs.results import combine
-from runs.tables import WHITEBOX_MULTIPLES
+from runs.tables import TRANSFER_MULTIPLIERS, WHITEBOX_MULTIPLES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,6 +100,15 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
     assert len(curves) == 7 + 1 + 4  # the BNNs, Table 3's BNN's 10-sample mean, baselines
     assert all(curve == WHITEBOX_MULTIPLES for curve in curves)
     assert (whitebox["n_scored"] == (whitebox["n"] * whitebox["success_rate"]).round()).all()
+    sweep = pd.read_csv(results / "rigorous" / "transfer.csv")
+    sources = set(sweep["source"])  # seeds pooled: no name keeps its seed
+    assert len(sources) == 12 + 7 + 1 + 4 and not any("seed" in s for s in sources)
+    assert set(sweep["multiplier"]) == set(TRANSFER_MULTIPLIERS)
+    assert len(sweep) == len(sources) * len(TRANSFER_MULTIPLIERS) * (7 + 4)
+    own = sweep[sweep["source"] == "FC-100-100-10_lam0"].set_index(["kind", "param"])
+    plain_acc = own.loc[("plain", 0.0)].set_index("multiplier")["acc"]
+    rate = whitebox.query("kind == 'plain' and param == 0")["success_rate"].iloc[0]
+    assert plain_acc[1.0] <= 100 * (1 - rate) + 1e-9  # its own white-box set, on itself
     for png in (
         "accuracy_vs_rho",
         "accuracy_vs_ensemble",
