@@ -9,7 +9,7 @@ import pandas as pd
 
 from pyro_bnn.artifacts import atomic_write
 
-from . import paper
+from . import intervals, paper
 from .claims import claims_over_seeds
 from .results import whole_numbers
 
@@ -256,6 +256,17 @@ def _protocol_section(frames: dict, protocol: str, prof: dict, claim_table) -> l
         _md(claim_table, index=False),
         "",
     ]
+    if f"{protocol}/intervals" in frames:
+        lines += [
+            f"**The claims as paired differences, with {100 * intervals.LEVEL:g}% intervals** "
+            "(points of accuracy, per example on the same attacked images, averaged over the "
+            "sets; bootstrap over the examples and the seeds; BNN single samples averaged over "
+            "10 draws, so the estimates differ a little from the 100-draw tables). Verdict: "
+            "'holds' when the interval is above 0, 'fails' when below, else 'inconclusive':",
+            "",
+            _md(frames[f"{protocol}/intervals"], index=False),
+            "",
+        ]
     return lines
 
 

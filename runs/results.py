@@ -8,6 +8,7 @@ import pandas as pd
 
 from pyro_bnn.evaluate import write_table
 
+from . import intervals
 from .naming import without_seed
 
 __all__ = ["KEYS", "combine", "whole_numbers", "write_tables"]
@@ -32,6 +33,7 @@ KEYS = [  # the columns that say which cell a row is; every other numeric column
 
 def combine(per_seed: list[dict[str, pd.DataFrame]], seeds: list[int]) -> dict[str, pd.DataFrame]:
     """Mean over seeds of every numeric column; acc_seed_std is the spread across seeds.
+    The claims' bootstrap replicates instead become intervals (:func:`runs.intervals.summarise`).
 
     :param per_seed: one {table name: long-format table} per seed, in the order of seeds.
     :returns: {table name: one table}, with columns seeds, acc_seed_std and, where the
@@ -39,6 +41,9 @@ def combine(per_seed: list[dict[str, pd.DataFrame]], seeds: list[int]) -> dict[s
     """
     frames = {}
     for name in per_seed[0]:
+        if name.endswith("intervals"):  # bootstrap replicates: pooled by their own rule
+            frames[name] = intervals.summarise([run[name] for run in per_seed])
+            continue
         long = pd.concat([run[name].assign(seed=s) for run, s in zip(per_seed, seeds)])
         for col in ("source", "set"):  # a source net's name carries its seed: drop it
             if col in long.columns:

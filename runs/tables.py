@@ -49,16 +49,18 @@ class AttackSet:
     meta: dict
     split: str
 
-    def eval_set(self, data: MNIST, multiplier: float, keep_failures: bool) -> tuple:
+    def eval_set(
+        self, data: MNIST, multiplier: float, keep_failures: bool, clip: bool = False
+    ) -> tuple:
         """(x, y) to score: x + multiplier * r, failures dropped unless keep_failures.
 
-        Perturbations are not clipped back into the pixel box when multiplier != 1, as in
-        the authors' code; with multiplier 1 they are in the box already.
+        By default perturbations are not clipped back into the pixel box when multiplier
+        != 1, as in the authors' code; with multiplier 1 they are in the box already.
         """
         t = self.tensors
         keep = torch.ones_like(t["success"]) if keep_failures else t["success"]
         x = data.split(self.split).x[t["index"][keep]]
-        return perturb(x, t["r"][keep], scale=multiplier, clip=False), t["y"][keep]
+        return perturb(x, t["r"][keep], scale=multiplier, clip=clip), t["y"][keep]
 
 
 def _pct(row: dict) -> dict:

@@ -89,6 +89,11 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
         assert (results / "rigorous" / f"{extra}.csv").is_file()
     fixed = pd.read_csv(results / "rigorous" / "fixednoise.csv")
     assert len(fixed) == (1 + 12) * 7  # clean and 12 sets x one fixed-noise net per rho_init
+    for protocol in ("paper", "rigorous"):
+        claims = pd.read_csv(results / protocol / "intervals.csv")
+        assert (claims["ci_low"] <= claims["estimate"]).all()
+        assert (claims["estimate"] <= claims["ci_high"]).all()
+        assert set(claims["verdict"]) <= {"holds", "fails", "inconclusive"}
     sigma = pd.read_csv(results / "sigma.csv")
     assert len(sigma) == 7 * 6  # every BNN's six parameter tensors
     noise = pd.read_csv(results / "rigorous" / "noise.csv")
