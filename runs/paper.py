@@ -12,6 +12,7 @@ PRUNE_RATES = (0.25, 0.50, 0.75, 0.90, 0.95, 0.98)
 # rho_init = -3 column of Table 2 (83.22). Table 4 prunes the rho_init = -2 BNN.
 TABLE3_RHO_INIT = -3.0
 TABLE4_RHO_INIT = -2.0
+TABLE4_ENSEMBLE = 100  # Table 4 scores each pruned BNN as a 100-sample ensemble
 # A BNN's single-sample accuracy is the mean over this many weight samples (Tables 1-2).
 SINGLE_SAMPLE_RUNS = 100
 # The authors' attack (pyro_bnn.attacks.paper_attack): RMSprop steps per target class.

@@ -229,7 +229,7 @@ def table3(
                 }
             )
             if zoo.pool and size <= len(zoo.pool):
-                row = evaluate(_pool_fn(zoo.pool, size), x, y)
+                row = evaluate(pool_fn(zoo.pool, size), x, y)
                 rows.append(
                     {
                         "source": s.source.name,
@@ -243,13 +243,14 @@ def table3(
     return pd.DataFrame(rows)
 
 
-def _pool_fn(pool: list, size: int):
-    """x -> (len(pool) // size, N, C): disjoint groups of `size` plain nets, probs averaged."""
+def pool_fn(pool: list, size: int):
+    """x -> (len(pool) // size, N, C): disjoint groups of ``size`` plain nets, probabilities
+    averaged; differentiable in x, so white-box attacks can use it too."""
     groups = [pool[i : i + size] for i in range(0, len(pool) - size + 1, size)]
 
-    @torch.no_grad()
     def probs(x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([torch.stack([as_probs(n)(x) for n in g]).mean(0) for g in groups])
+        # per group (size, N, C) -> (N, C); stacked (groups, N, C)
+        return torch.stack([torch.stack([n(x).softmax(-1) for n in g]).mean(0) for g in groups])
 
     return probs
 
@@ -262,7 +263,7 @@ def table4(
     bnn_mult: float,
     keep_failures: bool,
     rho: float = paper.TABLE4_RHO_INIT,
-    size: int = 100,
+    size: int = paper.TABLE4_ENSEMBLE,
 ) -> pd.DataFrame:
     """SNR-pruned BNN of Table 4, 100-sample ensembles, ranked globally and per tensor."""
     bnn, guide = zoo.bnns[rho]

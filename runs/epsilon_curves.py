@@ -1,0 +1,396 @@
+"""White-box robust accuracy against the L2 budget eps: every FC-100-100-10 model of one
+seed, each attacked as the decision rule it uses (issue 11).
+
+    python runs/epsilon_curves.py --profile full --seed 0          # first 1000 test images
+    python runs/epsilon_curves.py --profile full --n 200 --eps 0.5 1 2
+    python runs/epsilon_curves.py --profile full --device cuda
+    python runs/epsilon_curves.py --quick                          # smoke run, temp dirs
+
+The rules: the single-sample BNN of every rho_init (one fresh weight draw per call); the
+mean-probability ensembles of N = 10 and 100 samples of Table 3's BNN; Table 4's BNN pruned
+by 75% (both SNR rankings), as a 100-sample ensemble; the four plain nets; and the plain-net
+ensemble control (the pool's mean probabilities). Each is scored by L2 PGD
+(pyro_bnn.attacks.pgd_attack, margin loss) at every eps of --eps, on the first --n test
+images, judged on fresh draws. A stochastic rule's step averages the gradients of at least
+--eot weight samples and its verdict counts at least --passes: ceil(eot / N) and
+ceil(passes / N) calls of an N-sample rule. A deterministic rule gets one call of each.
+
+Checks: at CONVERGENCE_EPS, the rho_init -3 BNN and the lambda 0 net against PGD's steps,
+EOT samples (the BNN only) and restarts, one at a time; and a second attack family, the
+minimum-norm attacks of runs/attack_sets.py (EOT for the BNN rules, DDN for the others; the
+profile's white-box steps), read as a curve: an example counts as robust at eps when its r
+is longer than eps or the attack failed.
+
+Every (model, eps, settings) result is an artifact under --root/<profile>/epsilon-pgd/, so a
+killed run resumes. Writes epsilon_curves_seed<S>.csv/.md/.png and
+epsilon_convergence_seed<S>.csv to --results (default runs/results/rigorous/; another
+profile's go to runs/results-<profile>/rigorous/). Accuracies are in percent; eps_126 is
+the budget on the /126 pixel scale, eps_255 on [0, 1] pixels (pixels / 255).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyro  # noqa: E402
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from pyro_bnn.artifacts import atomic_write, cached  # noqa: E402
+from pyro_bnn.attacks import ModelFn, SampleFn, eot_model, pgd_attack  # noqa: E402
+from pyro_bnn.data import X_MAX  # noqa: E402
+from pyro_bnn.evaluate import accuracy, run_probs  # noqa: E402
+from pyro_bnn.predict import sampler  # noqa: E402
+from pyro_bnn.pruning import SCOPES, prune  # noqa: E402
+from runs import paper, tables  # noqa: E402
+from runs.args import Parser, device, positive_float, positive_int  # noqa: E402
+from runs.attack_sets import attack_set  # noqa: E402
+from runs.machine import describe  # noqa: E402
+from runs.naming import artifact_path, baseline_name, bnn_name  # noqa: E402
+from runs.pipeline import SeedResult, load_zoo  # noqa: E402
+from runs.profiles import PROFILES, get_profile  # noqa: E402
+from runs.training import job_label, load_data, run_job, training_jobs  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+EPS_GRID = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)  # L2 budgets, /126 scale
+CONVERGENCE_EPS = 1.5  # mid-grid budget of the convergence check
+GRIDS = {"steps": (10, 25, 50, 100, 200), "eot": (1, 3, 10, 30), "restarts": (1, 3, 10)}
+ENSEMBLES = (10, 100)  # Table 3's N attacked
+PRUNE_RATE = 0.75  # Table 4's rate of the third headline claim
+QUICK_EPS = (0.5, CONVERGENCE_EPS, 3.0)
+QUICK_GRIDS = {"steps": (2, 5), "eot": (1, 2), "restarts": (1, 2)}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """PGD's budget per eps: the weight samples a stochastic rule's step averages (eot) and
+    its verdict counts (passes), steps, and random restarts."""
+
+    eot: int
+    passes: int
+    steps: int = 50
+    restarts: int = 1
+
+
+@dataclass
+class Rule:
+    """One model as the decision rule it uses.
+
+    name: artifact name; kind: 'bnn', 'bnn-mean<N>', 'bnn-pruned<rate>-<scope>', 'plain'
+    or 'plain-ensemble'; param: rho_init, lambda, or the pool's size; samples: weight
+    samples per call (0: deterministic); draw: (x, k) -> (k, B, C) for a stochastic rule,
+    else None; fn: x (B, 784) -> (B, C) or (1, B, C), differentiable in x.
+    """
+
+    name: str
+    kind: str
+    param: float
+    fn: ModelFn
+    output: str
+    samples: int
+    fingerprint: object
+    draw: SampleFn | None = None
+
+    @property
+    def model(self) -> str:
+        return f"{self.kind} {self.param:g}"
+
+    def calls(self, samples: int) -> int:
+        """Calls of fn that draw at least ``samples`` weight samples (1 if deterministic)."""
+        return 1 if self.samples == 0 else math.ceil(samples / self.samples)
+
+
+def to_255(eps):
+    """A /126-scale length on [0, 1] pixels: the box [0, X_MAX] maps to [0, 1]."""
+    return eps / X_MAX
+
+
+def stochastic(name, kind, param, bnn, guide, size, fingerprint) -> Rule:
+    draw = sampler(bnn, guide, size)
+    return Rule(name, kind, param, eot_model(draw, 1), "probs", size, fingerprint, draw)
+
+
+def rules(zoo: tables.Zoo, prints: dict) -> list[Rule]:
+    """Every FC-100-100-10 model of the seed as the rule it uses."""
+    arch, seed = paper.TABLE1_ARCH, zoo.seed
+    out = [
+        stochastic(bnn_name(arch, rho, seed), "bnn", rho, bnn, guide, 1, prints[f"bnn{rho:g}"])
+        for rho, (bnn, guide) in zoo.bnns.items()
+    ]
+    rho = paper.TABLE3_RHO_INIT
+    for size in ENSEMBLES:
+        name = bnn_name(arch, rho, seed) + f"_ens{size}"
+        out.append(
+            stochastic(name, f"bnn-mean{size}", rho, *zoo.bnns[rho], size, prints[f"bnn{rho:g}"])
+        )
+    rho, size = paper.TABLE4_RHO_INIT, paper.TABLE4_ENSEMBLE
+    bnn, guide = zoo.bnns[rho]
+    for scope in SCOPES:
+        pruned = prune(bnn, guide, PRUNE_RATE, scope).requires_grad_(False)
+        kind = f"bnn-pruned{100 * PRUNE_RATE:g}-{scope}"
+        name = bnn_name(arch, rho, seed) + f"_{kind.removeprefix('bnn-')}_ens{size}"
+        fingerprint = {"bnn": prints[f"bnn{rho:g}"], "rate": PRUNE_RATE, "scope": scope}
+        out.append(stochastic(name, kind, rho, bnn, pruned, size, fingerprint))
+    for lam, net in zoo.plains.items():
+        name = baseline_name(arch, lam, seed)
+        out.append(Rule(name, "plain", lam, net, "logits", 0, prints[f"plain{lam:g}"]))
+    pool = [prints[f"pool{k}"] for k in range(len(zoo.pool))]
+    name = baseline_name(arch, 0.0, seed) + f"_pool{len(pool)}"
+    fn = tables.pool_fn(zoo.pool, len(pool))  # (1, B, C)
+    out.append(Rule(name, "plain-ensemble", len(pool), fn, "probs", 0, pool))
+    return out
+
+
+def settings(rule: Rule, budget: Budget, seed: int) -> dict:
+    """pgd_attack's settings for ``rule`` under ``budget``."""
+    calls = {"eot": rule.calls(budget.eot), "passes": rule.calls(budget.passes)}
+    return {
+        "steps": budget.steps,
+        "restarts": budget.restarts,
+        **calls,
+        "loss": "margin",
+        "output": rule.output,
+        "seed": seed,
+    }
+
+
+def row(rule: Rule, eps: float, attack: str, acc: float, n: int, **attack_settings) -> dict:
+    """One point of a curve, as a CSV row."""
+    return {
+        "model": rule.model,
+        "kind": rule.kind,
+        "param": rule.param,
+        "eps_126": eps,
+        "eps_255": to_255(eps),
+        "attack": attack,
+        "acc": acc,
+        "n": n,
+        "samples_per_call": rule.samples,
+        **attack_settings,
+    }
+
+
+@torch.no_grad()
+def clean_accuracy(rule: Rule, x: torch.Tensor, y: torch.Tensor, passes: int, seed: int) -> float:
+    """Accuracy (%) on clean x over the calls that draw ``passes`` weight samples."""
+    pyro.set_rng_seed(seed)
+    out = run_probs(rule.fn, x, rule.calls(passes))  # (calls, B, C), logits or probs
+    return 100 * float(accuracy(out, y).mean())
+
+
+def pgd_accuracy(rule: Rule, x, y, eps: float, attack: dict, root: Path, log=None) -> float:
+    """Robust accuracy (%) under pgd_attack at ``eps``, cached under <root>/epsilon-pgd/.
+
+    :param attack: pgd_attack's settings, from :func:`settings`.
+    """
+    config = {"model": rule.name, "fingerprint": rule.fingerprint, "split": "test"}
+    config |= {"n": len(x), "eps": eps, "attack": attack}
+
+    def compute() -> tuple[dict, dict]:
+        pyro.set_rng_seed(attack["seed"])  # the weight draws, as the random starts
+        result = pgd_attack(rule.fn, x, y, eps, progress=False, **attack)
+        norms = result.r.norm(dim=1)
+        return {"robust": result.robust, "norm": norms}, {"acc": 100 * result.accuracy()}
+
+    path = artifact_path(root, "epsilon-pgd", f"{rule.name}_eps{eps:g}", config)
+    return cached(path, config, compute, log=log)[1]["acc"]
+
+
+def min_norm_rows(rule: Rule, data, n, eps_list, budget, profile, root, device, log) -> list:
+    """The minimum-norm attack of ``rule`` (an attack set: EOT for a stochastic rule, DDN
+    otherwise) read as robust accuracy (%) at each eps: failed, or r longer than eps."""
+    if rule.draw is None:
+        used = {"steps": profile.attack_steps, "eot": 1, "passes": 1}
+        fn, attack = rule.fn, {"protocol": "rigorous", "output": rule.output}
+    else:
+        used = {"steps": profile.eot_steps, "eot": rule.calls(budget.eot)}
+        used["passes"] = rule.calls(budget.passes)
+        fn, attack = rule.draw, {"protocol": "eot", "k": used["eot"], "passes": used["passes"]}
+    tensors, _ = attack_set(
+        rule.name, fn, data, limit=n, root=root, fingerprint=rule.fingerprint, device=device,
+        progress=False, log=log, steps=used["steps"], **attack,
+    )  # fmt: skip
+    name = f"{attack['protocol'].replace('rigorous', 'ddn')}-min-norm"
+    norms = tensors["r"].norm(dim=1)  # (n,)
+    rows = []
+    for eps in eps_list:
+        robust = ~tensors["success"] | (norms > eps)  # (n,)
+        rows.append(row(rule, eps, name, 100 * float(robust.double().mean()), n, **used))
+    return rows
+
+
+def parse(argv: list[str] | None):
+    """The command line, with --quick's settings filled in."""
+    p = Parser(prog="runs/epsilon_curves.py", description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="full", choices=list(PROFILES))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--root", default=None, help="artifact folder (default runs/artifacts)")
+    p.add_argument("--results", default=None, help="default runs/results/rigorous")
+    p.add_argument(
+        "--n", type=positive_int, default=None, help="test images (default: eot_examples)"
+    )
+    p.add_argument(
+        "--eps", type=positive_float, nargs="+", default=list(EPS_GRID), help="/126 scale"
+    )
+    p.add_argument("--steps", type=positive_int, default=Budget.steps, help="PGD steps")
+    p.add_argument("--restarts", type=positive_int, default=Budget.restarts)
+    p.add_argument("--eot", type=positive_int, default=None, help="samples per step (eot_k)")
+    p.add_argument("--passes", type=positive_int, default=None, help="per verdict (eot_passes)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
+    p.add_argument("--device", type=device, default="cpu", help="cpu or cuda")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--quick", action="store_true", help="quick profile, tiny budgets, temp dirs")
+    args = p.parse_args(argv)
+    args.grids = GRIDS
+    if args.quick:  # and, unless given, temporary folders
+        temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
+        args.profile, args.n, args.eps, args.grids = "quick", 50, list(QUICK_EPS), QUICK_GRIDS
+        args.steps, args.restarts, args.eot, args.passes = 5, 1, 2, 4
+        args.root, args.results = args.root or temp, args.results or temp
+    return p, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    p, args = parse(argv)
+    profile = get_profile(args.profile)
+    suffix = "" if profile.name == "full" else f"-{profile.name}"
+    root = Path(args.root or HERE / "artifacts") / profile.name
+    results = Path(args.results or HERE / f"results{suffix}" / "rigorous")
+    eot, passes = args.eot or profile.eot_k, args.passes or profile.eot_passes
+    budget = Budget(eot, passes, args.steps, args.restarts)
+    n, eps_list = args.n or profile.eot_examples, sorted(set(args.eps))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = "python runs/epsilon_curves.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    data = load_data(profile)
+    if n > len(data.test):
+        p.error(f"argument --n: {n} exceeds the profile's {len(data.test)} test images")
+    jobs = training_jobs(profile, args.seed, need_pool=True, device=args.device)
+    missing = [job_label(j) for j in jobs if not run_job(j, data, root, False, check_only=True)]
+    if missing and not args.quick:  # --quick trains them here, through load_zoo
+        raise SystemExit(
+            f"not trained under {root}: {'; '.join(missing)}. Run `python runs/reproduce.py "
+            f"--profile {profile.name} --seeds {args.seed}` first"
+        )
+    data = data.to(args.device)
+    zoo, prints = load_zoo(profile, data, root, args.seed, True, SeedResult(), args.device)
+    x, y = data.test.x[:n], data.test.y[:n]
+    models = rules(zoo, prints)
+    by_model = {(r.kind, r.param): r for r in models}
+    checked = [by_model["bnn", paper.TABLE3_RHO_INIT], by_model["plain", 0.0]]
+    points = [
+        (rule, name, value)
+        for rule in checked
+        for name, values in args.grids.items()
+        if not (name == "eot" and rule.samples == 0)  # a deterministic rule ignores eot
+        for value in values
+    ]
+    curves, convergence = [], []
+    total = len(models) * (len(eps_list) + 1) + len(points)
+    with tqdm(total=total, desc="eps curves", disable=args.no_progress, dynamic_ncols=True) as bar:
+        for rule in models:
+            bar.set_postfix_str(rule.model)
+            acc = clean_accuracy(rule, x, y, budget.passes, args.seed)
+            curves.append(row(rule, 0.0, "clean", acc, n, passes=rule.calls(budget.passes)))
+            attack = settings(rule, budget, args.seed)
+            for eps in eps_list:
+                acc = pgd_accuracy(rule, x, y, eps, attack, root, tqdm.write)
+                curves.append(row(rule, eps, "pgd", acc, n, **attack))
+                bar.update(1)
+            curves += min_norm_rows(
+                rule, data, n, eps_list, budget, profile, root, args.device, tqdm.write
+            )
+            bar.update(1)
+        for rule, name, value in points:
+            bar.set_postfix_str(f"{rule.model}, {name} {value}")
+            attack = settings(rule, replace(budget, **{name: value}), args.seed)
+            acc = pgd_accuracy(rule, x, y, CONVERGENCE_EPS, attack, root, tqdm.write)
+            point = row(rule, CONVERGENCE_EPS, "pgd", acc, n, **attack)
+            convergence.append(point | {"varied": name, "value": value})
+            bar.update(1)
+    curves_df, conv_df = pd.DataFrame(curves), pd.DataFrame(convergence)
+    out = results / f"epsilon_curves_seed{args.seed}"
+    atomic_write(out.with_suffix(".csv"), lambda tmp: curves_df.to_csv(tmp, index=False))
+    conv_path = results / f"epsilon_convergence_seed{args.seed}.csv"
+    atomic_write(conv_path, lambda tmp: conv_df.to_csv(tmp, index=False))
+    footer = (
+        f"Made by `{command}` on {args.device} ({describe(args.device)}); profile "
+        f"{profile.name}, seed {args.seed}, the first {n} test images. PGD: {budget.steps} "
+        f"steps, {budget.restarts} restart(s), margin loss, step 2.5 eps / steps; a "
+        f"stochastic rule's step averages {budget.eot} weight samples and its verdict counts "
+        f"{budget.passes} fresh ones (ceil(samples / N) calls of an N-sample ensemble).\n"
+    )
+    markdown = report(curves_df, conv_df, budget) + "\n" + footer
+    atomic_write(out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown))
+    plot(curves_df, out.with_suffix(".png"), f"seed {args.seed}, n = {n}")
+    print(markdown)
+    return 0
+
+
+def report(curves: pd.DataFrame, convergence: pd.DataFrame, budget: Budget) -> str:
+    """The curves as wide markdown tables (one row per model) and the convergence check."""
+    order = list(dict.fromkeys(curves["model"]))
+
+    def wide(attacks: list[str]) -> str:
+        part = curves[curves["attack"].isin(attacks)]
+        table = part.pivot(index="model", columns="eps_126", values="acc").loc[order]
+        table.columns = ["clean" if e == 0 else f"{e:g} ({to_255(e):.2f})" for e in table.columns]
+        return table.to_markdown(floatfmt=".1f")
+
+    mins = sorted(set(curves["attack"]) - {"clean", "pgd"})
+    conv = convergence.pivot(index=["varied", "value"], columns="model", values="acc")
+    conv.index = [
+        f"{name} {value}" + (" (budget)" if getattr(budget, name) == value else "")
+        for name, value in conv.index  # sorted by setting, then numerically
+    ]
+    eps = convergence["eps_126"].iloc[0]
+    return (
+        "Robust accuracy (%) under L2 PGD with EOT, by eps on the /126 scale (on [0, 1] "
+        "pixels in brackets):\n\n"
+        + wide(["clean", "pgd"])
+        + f"\n\nThe same read off the minimum-norm attacks ({', '.join(mins)}): robust at eps "
+        "when the attack failed or found only a longer r:\n\n"
+        + wide(mins)
+        + f"\n\nConvergence at eps {eps:g} ({to_255(eps):.2f} on [0, 1]): PGD accuracy (%) "
+        "with one setting varied, the others at the budget above (a deterministic rule has "
+        "no eot):\n\n" + conv.to_markdown(floatfmt=".1f") + "\n"
+    )
+
+
+def plot(curves: pd.DataFrame, path: Path, title: str) -> None:
+    """Accuracy against eps, every model on one plot: PGD solid (from clean at eps 0),
+    the minimum-norm attack dotted; the /255 scale on the top axis."""
+    fig, ax = plt.subplots(figsize=(11, 6))
+    for i, (model, rows) in enumerate(curves.groupby("model", sort=False)):
+        color = plt.cm.tab20(i % 20)
+        pgd = rows[rows["attack"].isin(["clean", "pgd"])].sort_values("eps_126")
+        ax.plot(pgd["eps_126"], pgd["acc"], "o-", color=color, ms=3, lw=1.2, label=model)
+        other = rows[~rows["attack"].isin(["clean", "pgd"])].sort_values("eps_126")
+        ax.plot(other["eps_126"], other["acc"], ":", color=color, lw=1)
+    ax.set(xlabel="eps, L2 on the /126 scale", ylabel="robust accuracy (%)", ylim=(0, 100))
+    top = ax.secondary_xaxis("top", functions=(to_255, lambda e: e * X_MAX))
+    top.set_xlabel("eps, L2 on [0, 1] pixels (/255)")
+    legend = "solid: PGD + EOT\ndotted: minimum-norm"
+    ax.legend(fontsize=7, title=legend, title_fontsize=7, loc="center left",
+              bbox_to_anchor=(1.01, 0.5))  # fmt: skip
+    fig.suptitle(f"White-box robust accuracy against eps ({title})")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    code = main()
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    sys.exit(code)

@@ -1,0 +1,154 @@
+"""runs/epsilon_curves.py: robust accuracy against eps, through its real command line in quick
+mode (one run per module), and its pieces on the nets that run trained."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from runs import epsilon_curves as ec
+from runs.pipeline import SeedResult, load_zoo
+from runs.profiles import get_profile
+from runs.training import load_data
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = 7 + len(ec.ENSEMBLES) + 2 + 4 + 1  # BNNs, ensembles, pruned (2 scopes), plain, pool
+COLUMNS = ["model", "kind", "param", "eps_126", "eps_255", "attack", "acc", "n"]
+
+
+def run_quick(folder: Path) -> str:
+    args = ["--root", str(folder / "art"), "--results", str(folder / "res"), "--no-progress"]
+    proc = subprocess.run(
+        [sys.executable, "runs/epsilon_curves.py", "--quick", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """(folder, stdout, curves, convergence) of one quick run."""
+    folder = tmp_path_factory.mktemp("eps")
+    out = run_quick(folder)
+    curves = pd.read_csv(folder / "res" / "epsilon_curves_seed0.csv")
+    convergence = pd.read_csv(folder / "res" / "epsilon_convergence_seed0.csv")
+    return folder, out, curves, convergence
+
+
+def test_quick_writes_every_model_at_every_eps(quick):
+    folder, out, curves, _ = quick
+    assert list(curves.columns[: len(COLUMNS)]) == COLUMNS
+    assert {"steps", "restarts", "eot", "passes", "samples_per_call"} <= set(curves.columns)
+    assert curves["model"].nunique() == MODELS and curves["n"].eq(50).all()
+    counts = curves.groupby("attack")["model"].count()
+    eps = len(ec.QUICK_EPS)
+    assert counts.to_dict() == {
+        "clean": MODELS,
+        "pgd": MODELS * eps,
+        "eot-min-norm": (7 + len(ec.ENSEMBLES) + 2) * eps,
+        "ddn-min-norm": 5 * eps,
+    }
+    assert curves["acc"].between(0, 100).all()
+    assert set(curves.loc[curves["attack"] == "pgd", "eps_126"]) == set(ec.QUICK_EPS)
+    # eps on [0, 1] pixels: pixels are /126 here, /255 there
+    assert (curves["eps_255"] - curves["eps_126"] * 126 / 255).abs().max() < 1e-12
+    pgd = curves[curves["attack"] == "pgd"].set_index("kind")
+    # --quick: 2 weight samples per step and 4 per verdict, as calls of each rule
+    assert set(pgd.loc["bnn", "eot"]) == {2} and set(pgd.loc["bnn", "passes"]) == {4}
+    assert set(pgd.loc["bnn-mean10", "eot"]) == {1} and set(pgd.loc["bnn-mean100", "passes"]) == {1}
+    assert set(pgd.loc["plain", "eot"]) == {1} and set(pgd.loc["plain", "passes"]) == {1}
+    assert (curves.loc[curves["kind"] == "plain-ensemble", "param"] == 2).all()  # the pool
+    png = folder / "res" / "epsilon_curves_seed0.png"
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (folder / "res" / "epsilon_curves_seed0.md").read_text()
+    assert "Made by `python runs/epsilon_curves.py --quick" in md and "torch threads" in md
+    assert "| bnn-pruned75-global -2" in out
+
+
+def test_convergence_points_match_the_curve(quick):
+    _, _, curves, conv = quick
+    assert conv["eps_126"].eq(ec.CONVERGENCE_EPS).all() and conv["acc"].between(0, 100).all()
+    bnn, plain = conv[conv["kind"] == "bnn"], conv[conv["kind"] == "plain"]
+    assert sorted(bnn["varied"].unique()) == ["eot", "restarts", "steps"]
+    assert sorted(plain["varied"].unique()) == ["restarts", "steps"]  # no eot: deterministic
+    assert len(bnn) == 6 and len(plain) == 4
+    # at the budget (5 steps, 2 samples, 1 restart) a point is the curve's own result
+    at = curves[(curves["attack"] == "pgd") & (curves["eps_126"] == ec.CONVERGENCE_EPS)]
+    for kind, param in (("bnn", -3.0), ("plain", 0.0)):
+        want = at.loc[(at["kind"] == kind) & (at["param"] == param), "acc"].item()
+        mine = conv[(conv["kind"] == kind) & (conv["varied"] == "steps") & (conv["value"] == 5)]
+        assert mine["acc"].item() == want
+
+
+def test_deterministic_accuracy_does_not_rise_with_eps(quick):
+    _, _, curves, _ = quick
+    fixed = curves[curves["kind"].isin(["plain", "plain-ensemble"])]
+    for model, rows in fixed.groupby("model"):
+        for attack in ("pgd", "ddn-min-norm"):
+            part = rows[rows["attack"].isin(["clean", attack])].sort_values("eps_126")
+            assert part["acc"].is_monotonic_decreasing, (model, attack, list(part["acc"]))
+            assert part["acc"].iloc[-1] < part["acc"].iloc[0]  # eps 3 breaks some
+
+
+@pytest.mark.parametrize("kind, param, tolerance", [("plain", 0.0, 0.0), ("bnn", -3.0, 4.0)])
+def test_tiny_eps_gives_clean_accuracy(quick, tmp_path, kind, param, tolerance):
+    folder = quick[0]
+    profile = get_profile("quick")
+    data = load_data(profile)
+    zoo, prints = load_zoo(profile, data, folder / "art" / "quick", 0, True, SeedResult())
+    rule = {(r.kind, r.param): r for r in ec.rules(zoo, prints)}[kind, param]
+    x, y = data.test.x[:200], data.test.y[:200]
+    budget = ec.Budget(eot=2, passes=32, steps=5)
+    clean = ec.clean_accuracy(rule, x, y, budget.passes, seed=0)
+    robust = ec.pgd_accuracy(rule, x, y, 1e-4, ec.settings(rule, budget, 0), tmp_path)
+    assert 10 < clean < 100  # the net learnt something, so a mismatch would show
+    assert abs(robust - clean) <= tolerance
+
+
+def test_rerun_reuses_the_cache_and_redoes_only_what_is_missing(quick):
+    folder, _, curves, conv = quick
+    pgd = folder / "art" / "quick" / "epsilon-pgd"
+    lost = next(p for p in pgd.iterdir() if "_rho-3_seed0_ens10_eps3_" in p.name)
+    shutil.rmtree(lost)  # as if the first run had been killed before that point
+    out = run_quick(folder)
+    lines = out.splitlines()
+    (saved,) = [line for line in lines if line.startswith("saved")]
+    assert saved.startswith(f"saved {lost} ")
+    reused = [line for line in lines if line.startswith("reused")]
+    assert sum("epsilon-pgd" in line for line in reused) >= MODELS * len(ec.QUICK_EPS) - 1
+    # seeded: the redone point, and so every table, comes out the same
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "res" / "epsilon_curves_seed0.csv"), curves)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(folder / "res" / "epsilon_convergence_seed0.csv"), conv
+    )
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["--n", "0"], "--n"),
+        (["--eps", "1", "-0.5"], "--eps"),
+        (["--eps", "nan"], "--eps"),
+        (["--profile", "huge"], "--profile"),
+        (["--profile", "quick", "--n", "301"], "--n"),
+    ],
+)
+def test_bad_arguments_name_the_argument(argv, named, capsys):
+    with pytest.raises(SystemExit) as stop:
+        ec.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert named in err and err.count("\n") == 1
+
+
+def test_untrained_models_are_not_trained_silently(tmp_path):
+    with pytest.raises(SystemExit, match="runs/reproduce.py --profile quick --seeds 3"):
+        ec.main(["--profile", "quick", "--seed", "3", "--root", str(tmp_path)])
+    assert not any(tmp_path.rglob("meta.json"))
