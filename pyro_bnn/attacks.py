@@ -21,7 +21,9 @@ radius may jump to the linearised distance to the boundary, |r| + margin/|grad| 
 FMN, Pintor et al. 2021), so no budget is spent growing eps. The smallest misclassified r
 seen is kept. There is no random start, and the step size and gamma decay with the step
 index alone, so the first T steps never depend on the budget: more steps never give a
-larger norm (hence also no early stop).
+larger norm (hence also no early stop). Following the runner-up class, DDN can settle on
+a farther class's boundary; ``n_targets=k`` adds k passes targeted at the classes nearest
+to first order and keeps the smallest r of all.
 
 :func:`eot_attack` runs the same attack on k draws of a stochastic model per step, judges
 each step's x + r on k fresh draws (not the ones that gave the gradient), keeps a few
@@ -202,10 +204,13 @@ def _log_probs(out: torch.Tensor, output: str) -> torch.Tensor:
     return out.log_softmax(-1) if output == "logits" else out.clamp_min(TINY).log()
 
 
-def _margin(logp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """log p_y - max_{j != y} log p_j per draw: logp (K, N, C) -> (K, N)."""
+def _margin(logp: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None):
+    """log p_y - max_{j != y} log p_j per draw, or log p_y - log p_target if a target (N,)
+    is given: logp (K, N, C) -> (K, N)."""
     index = y.expand(len(logp), -1).unsqueeze(-1)
     true = logp.gather(-1, index).squeeze(-1)
+    if target is not None:
+        return true - logp.gather(-1, target.expand(len(logp), -1).unsqueeze(-1)).squeeze(-1)
     return true - logp.scatter(-1, index, -math.inf).amax(-1)
 
 
@@ -242,23 +247,30 @@ def _batched(attack_batch, x, y, *, batch_size, steps, desc, progress) -> tuple:
 
 
 def loss_grad(
-    fn: ModelFn, x: torch.Tensor, y: torch.Tensor, *, output: str = "logits"
+    fn: ModelFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    output: str = "logits",
+    target: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The attack loss and its input gradient: (margin (N,), grad (N, D), output (K, N, C)).
 
-    margin: the mean over the K draws of log p_y - max_{j != y} log p_j (< 0: misclassified).
+    margin: the mean over the K draws of log p_y - max_{j != y} log p_j (< 0: misclassified),
+    or of log p_y - log p_target (< 0: past class target's boundary) if target is given.
 
     :param fn: model function (see the module docstring).
     :param x: (N, D) inputs.
     :param y: (N,) int64 labels.
     :param output: 'logits' or 'probs', what ``fn`` returns.
+    :param target: (N,) int64 classes, or None.
 
     >>> margin, grad, out = loss_grad(net, x, y)
     """
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         out = _draws(fn(x), len(x))
-        margin = _margin(_log_probs(out, output), y).mean(0)
+        margin = _margin(_log_probs(out, output), y, target).mean(0)
         (grad,) = torch.autograd.grad(margin.sum(), x)
     return margin.detach(), grad, out.detach()
 
@@ -285,8 +297,11 @@ def _remember(cands, cnorm, delta, norm, adv, spacing) -> None:
 
 
 def _ddn(fn, x, y, bar, *, steps, output, gamma, alpha, half_life, confidence, fresh=None,
-         keep=1, spacing=0.0):  # fmt: skip
+         keep=1, spacing=0.0, target=None):  # fmt: skip
     """DDN on one batch: (candidates (B, keep, D), their norms (B, keep), inf where empty).
+
+    With a target (B,) the loss is log p_y - log p_target, so each step heads for that
+    class's boundary; any misclassification still counts.
 
     x + r counts as misclassified when its miss rate exceeds ``confidence``: over the draws
     that gave the gradient, or over the draws of ``fresh``, a model function with fresh
@@ -302,11 +317,11 @@ def _ddn(fn, x, y, bar, *, steps, output, gamma, alpha, half_life, confidence, f
     eps = torch.zeros_like(cnorm[:, 0])  # the radius, set by the first step
     far = torch.maximum(x, X_MAX - x).norm(dim=1)  # no r in the box is longer
     for t in range(steps):
-        margin, grad, out = loss_grad(fn, x + delta, y, output=output)
+        margin, grad, out = loss_grad(fn, x + delta, y, output=output, target=target)
         with torch.no_grad():
             if fresh is not None:
                 out = _draws(fresh(x + delta), len(x))
-                margin = _margin(_log_probs(out, output), y).mean(0)
+                margin = _margin(_log_probs(out, output), y, target).mean(0)
             adv = 1 - _agree(out, y) > confidence
             norm = delta.norm(dim=1)
             _remember(cands, cnorm, delta, norm, adv, spacing)
@@ -346,8 +361,22 @@ def _pick(x, y, cands, cnorm, judge) -> tuple[torch.Tensor, torch.Tensor]:
     return r, rate
 
 
+@torch.no_grad()
+def _nearest(fn, x, y, n, output, classes) -> torch.Tensor:
+    """The n classes j != y nearest to each x (B, D) to first order, by |log p_y - log p_j|
+    / |grad (log p_y - log p_j)| (for a linear net and logits, the unboxed distance),
+    nearest first: (n, B)."""
+    others = (y + torch.arange(1, classes, device=x.device)[:, None]) % classes  # (C-1, B)
+    rows = x.repeat(classes - 1, 1)  # ((C-1) * B, D): others' rows, flattened
+    margin, grad, _ = loss_grad(fn, rows, y.repeat(classes - 1), output=output,
+                                target=others.reshape(-1))  # fmt: skip
+    dist = (margin.abs() / grad.norm(dim=1).clamp_min(NORM_FLOOR)).reshape(classes - 1, len(x))
+    return others.gather(0, dist.argsort(dim=0, stable=True)[:n])
+
+
 def _run_ddn(fn, x, y, *, steps, output, batch_size, gamma, alpha, half_life, confidence,
-             judge, progress, fresh=None, keep=1, spacing=0.0) -> AttackResult:  # fmt: skip
+             n_targets, judge, progress, fresh=None, keep=1,
+             spacing=0.0) -> AttackResult:  # fmt: skip
     """Check the settings and run DDN batch by batch (see :func:`min_norm_attack`)."""
     _check_inputs(x, y, output)
     _positive_int("steps", steps)
@@ -356,6 +385,15 @@ def _run_ddn(fn, x, y, *, steps, output, batch_size, gamma, alpha, half_life, co
     _number("alpha", alpha, 0)
     _number("half_life", half_life, 0)
     _number("confidence", confidence, 0.5, 1, closed=True)
+    if isinstance(n_targets, bool) or not isinstance(n_targets, int) or n_targets < 0:
+        raise ValueError(f"n_targets must be a non-negative integer, got {n_targets!r}")
+    classes = 0
+    if n_targets and len(x):
+        with torch.no_grad():
+            classes = _draws(fn(x[:1]), 1).shape[-1]
+        if n_targets >= classes:
+            raise ValueError(f"n_targets must be below the number of classes, {classes}, got "
+                             f"{n_targets}")  # fmt: skip
     settings = {"steps": steps, "output": output, "gamma": gamma, "alpha": alpha}
     settings |= {"half_life": half_life, "confidence": confidence}
     if judge is None:
@@ -365,13 +403,24 @@ def _run_ddn(fn, x, y, *, steps, output, batch_size, gamma, alpha, half_life, co
                 return 1 - _agree(_draws(fn(x_adv), len(x_adv)), y_adv)
 
     def attack_batch(xb, yb, bar):
-        cands, cnorm = _ddn(fn, xb, yb, bar, fresh=fresh, keep=keep, spacing=spacing, **settings)
+        ddn = {"fresh": fresh, "keep": keep, "spacing": spacing} | settings
+        cands, cnorm = _ddn(fn, xb, yb, bar, **ddn)
+        if n_targets:  # the targeted passes as one batch of n_targets copies of this one
+            (b, d), t = xb.shape, n_targets
+            target = _nearest(fn, xb, yb, t, output, classes)  # (T, B)
+            more, more_norm = _ddn(
+                fn, xb.repeat(t, 1), yb.repeat(t), bar, target=target.reshape(-1), **ddn
+            )  # (T * B, keep, D), (T * B, keep)
+            more = more.reshape(t, b, keep, d).transpose(0, 1).reshape(b, t * keep, d)
+            more_norm = more_norm.reshape(t, b, keep).transpose(0, 1).reshape(b, t * keep)
+            cands, cnorm = torch.cat([cands, more], 1), torch.cat([cnorm, more_norm], 1)
         return _pick(xb, yb, cands, cnorm, judge)
 
     r, rate = _batched(
-        attack_batch, x, y, batch_size=batch_size, steps=steps, desc="min-norm", progress=progress
-    )
-    return AttackResult(r, rate > 0.5, rate, {"attack": "ddn", **settings})
+        attack_batch, x, y, batch_size=batch_size, steps=steps * (2 if n_targets else 1),
+        desc="min-norm", progress=progress,
+    )  # fmt: skip
+    return AttackResult(r, rate > 0.5, rate, {"attack": "ddn", "n_targets": n_targets, **settings})
 
 
 def min_norm_attack(
@@ -386,11 +435,12 @@ def min_norm_attack(
     alpha: float = 1.0,
     half_life: float = 20.0,
     confidence: float = 0.5,
+    n_targets: int = 0,
     judge: Judge | None = None,
     progress: bool = True,
 ) -> AttackResult:
     """Untargeted minimum-L2 attack on the objective of eq. 5 (Section 2.2) by DDN (see the
-    module docstring), batch by batch.
+    module docstring), batch by batch; optionally also targeted at the nearest classes.
 
     :param fn: model function, x -> (N, C) or (K, N, C) (see the module docstring).
     :param x: (N, D) inputs in the pixel box [0, X_MAX] (the /126 scale).
@@ -405,6 +455,12 @@ def min_norm_attack(
         fraction of fn's K draws get it wrong. Above 0.5 it keeps the best r of a stochastic
         model off its fuzzy boundary, where a fresh judgement would be a coin flip; with one
         draw, or a deterministic model, it makes no difference.
+    :param n_targets: also run DDN towards each of the n_targets classes j != y nearest to x
+        to first order, |log p_y - log p_j| / |grad (log p_y - log p_j)|, with the loss
+        log p_y - log p_j, in one batch n_targets times as large; the smallest r of all
+        passes that ``judge`` confirms is kept. Untargeted DDN can settle on a farther
+        class's boundary (20-45 % above the minimum on a few % of MNIST images); 0 runs
+        the untargeted pass alone, exactly as before.
     :param judge: judge(x + r, y) -> (N,) miss rate gives the final verdict on the best r
         (default: one more call of fn); r is zeroed where it is <= 0.5.
     :param progress: show a tqdm bar.
@@ -414,7 +470,8 @@ def min_norm_attack(
     """
     return _run_ddn(
         fn, x, y, steps=steps, output=output, batch_size=batch_size, gamma=gamma, alpha=alpha,
-        half_life=half_life, confidence=confidence, judge=judge, progress=progress,
+        half_life=half_life, confidence=confidence, n_targets=n_targets, judge=judge,
+        progress=progress,
     )  # fmt: skip
 
 
@@ -624,7 +681,8 @@ def eot_attack(
     smallest, their norms more than ``spacing`` apart. At the end ``passes`` fresh passes
     judge the candidates from the smallest up, and the first that a majority misclassifies
     is kept; the attack fails only where none holds. ``settings`` go to DDN (steps,
-    batch_size, gamma, alpha, half_life; see :func:`min_norm_attack`).
+    batch_size, gamma, alpha, half_life, n_targets; see :func:`min_norm_attack`); with
+    n_targets each targeted pass adds its own candidates to the final check.
 
     :param sample_fn: ``sample_fn(x, k) -> (k, N, C)``, e.g. :func:`~pyro_bnn.predict.sampler`.
     :param x: (N, D) inputs in [0, X_MAX] (the /126 scale).
@@ -652,7 +710,8 @@ def eot_attack(
         return sample_fn(x_adv, k)
 
     ddn = {name: p.default for name, p in inspect.signature(min_norm_attack).parameters.items()}
-    ddn = {name: ddn[name] for name in ("steps", "batch_size", "gamma", "alpha", "half_life")}
+    names = ("steps", "batch_size", "gamma", "alpha", "half_life", "n_targets")
+    ddn = {name: ddn[name] for name in names}
     result = _run_ddn(
         eot_model(sample_fn, k), x, y, **(ddn | settings), output="probs", confidence=confidence,
         judge=judge, progress=progress, fresh=fresh, keep=candidates, spacing=spacing,

@@ -42,6 +42,9 @@ PROTOCOLS: dict[str, Callable[..., AttackResult]] = {
     "paper": paper_attack,
     "eot": eot_attack,
 }
+# settings added after attack sets were first stored: left out of a config at these
+# defaults, so that those sets keep their hash
+LATER_DEFAULTS = {"n_targets": 0}
 
 
 def get_protocol(name: str) -> Callable[..., AttackResult]:
@@ -52,7 +55,8 @@ def get_protocol(name: str) -> Callable[..., AttackResult]:
 
 
 def attack_config(protocol: str, **settings) -> dict:
-    """A protocol's full attack settings: its defaults, updated by ``settings``.
+    """A protocol's full attack settings: its defaults, updated by ``settings``, less those
+    of :data:`LATER_DEFAULTS` at their default.
 
     >>> attack_config("paper", steps=100)["lr"]
     0.01
@@ -72,7 +76,11 @@ def attack_config(protocol: str, **settings) -> dict:
         value = settings.get(name, defaults[name])
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return defaults | settings
+    full = defaults | settings
+    for name, default in LATER_DEFAULTS.items():
+        if type(full.get(name)) is type(default) and full[name] == default:
+            del full[name]
+    return full
 
 
 def attack_set(

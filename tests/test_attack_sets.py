@@ -5,6 +5,7 @@ from pyro_bnn.attacks import distortion, min_norm_attack
 from pyro_bnn.nets import MLP
 from pyro_bnn.train import fit_torch, sgd
 from runs.attack_sets import attack_config, attack_set, get_protocol
+from runs.naming import config_hash
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,15 @@ def test_attack_config_is_complete_and_strict():
         attack_config("rigorous", steps=0)
     with pytest.raises(ValueError, match="rigorous"):
         get_protocol("fgsm")
+
+
+def test_targeted_passes_change_the_config_only_when_asked_for():
+    """Sets stored before n_targets existed keep their hashes (those of commit c5a9acc)."""
+    assert config_hash(attack_config("rigorous")) == "00d6fdc8"
+    assert config_hash(attack_config("eot")) == "7a42a2a0"
+    assert attack_config("rigorous", n_targets=0) == attack_config("rigorous")
+    assert attack_config("rigorous", n_targets=2)["n_targets"] == 2
+    assert attack_config("eot", n_targets=1)["n_targets"] == 1
 
 
 def test_bad_arguments_raise(net, small, tmp_path):

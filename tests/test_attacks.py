@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from pyro_bnn.artifacts import save_artifact
 from pyro_bnn.attacks import (
     _into_box,
     _pick,
@@ -139,6 +140,86 @@ def test_finds_the_analytic_minimum_of_a_linear_model():
     assert excess.max() < 0.02 and excess.mean() < 0.005
 
 
+def tail_net(sigma=0.0, seed=0):
+    """A linear 4-class rule in 2-D, z_j = w_j (x - 1) + b_j, and 6 points of class 0 near
+    x = 1. The runner-up, class 1, lies at (0.5 - u_1) along e_1; class 2, with a larger
+    logit gap but a steeper boundary, at (1 - 4 u_2) / 4 along e_2, about half as far. With
+    sigma > 0, a sample function: fresh N(0, sigma^2) noise on w per draw."""
+    w = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 4.0], [-1.0, 0.0]], dtype=torch.float64)
+    b = torch.tensor([0.0, -0.5, -1.0, -3.0], dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    x = 1.0 + 0.05 * torch.rand(6, 2, generator=g, dtype=torch.float64)
+    u = x - 1.0
+    nearest = torch.minimum(0.5 - u[:, 0], (1 - 4 * u[:, 1]) / 4)  # class 3 is 3 + u_1 away
+    y = torch.zeros(6, dtype=torch.long)
+
+    def sample_fn(v, k):
+        noisy = w + sigma * torch.randn(k, *w.shape, generator=g, dtype=w.dtype)
+        return ((v - 1.0) @ noisy.transpose(1, 2) + b).softmax(-1)  # (k, N, 4)
+
+    fn = (lambda v: (v - 1.0) @ w.T + b) if sigma == 0 else sample_fn
+    return fn, x, y, nearest
+
+
+def test_targeted_passes_find_the_nearest_class_that_untargeted_ddn_misses():
+    fn, x, y, nearest = tail_net()
+    assert (nearest == (1 - 4 * (x[:, 1] - 1)) / 4).all()  # class 2 is the nearest
+    plain = min_norm_attack(fn, x, y, steps=100, progress=False)
+    assert plain.success.all() and (plain.norms() > 1.9 * nearest).all()  # class 1's boundary
+    assert (fn(x + plain.r).argmax(1) == 1).all()
+    result = min_norm_attack(fn, x, y, steps=100, n_targets=1, progress=False)
+    assert result.success.all()
+    assert (fn(x + result.r).argmax(1) == 2).all()
+    excess = result.norms() / nearest - 1
+    assert excess.min() >= -1e-9 and excess.max() < 0.01
+
+
+def test_targeted_passes_keep_every_success_and_only_shrink_r(net, batch):
+    """The untargeted pass runs as before, and the smallest r of all passes is kept."""
+    x, y = batch
+    plain = min_norm_attack(net, x, y, steps=40, progress=False)
+    result = min_norm_attack(net, x, y, steps=40, n_targets=2, progress=False)
+    assert plain.success.all() and result.success.all()
+    assert (net(x + result.r).argmax(-1) != y).all()
+    assert (result.norms() <= plain.norms()).all()
+    assert (result.norms() < 0.99 * plain.norms()).sum() >= 5  # the tail it removes
+
+
+def test_no_targets_is_the_old_attack_exactly():
+    """Norms that the attack found before n_targets existed (commit c5a9acc)."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(5, 20, generator=g, dtype=torch.float64)
+    b = torch.randn(5, generator=g, dtype=torch.float64)
+    x = 2.0 * torch.rand(12, 20, generator=g, dtype=torch.float64)
+
+    def fn(v):
+        return v @ w.T + b
+
+    y = fn(x).argmax(1)
+    old = [2.512552897680e-01, 1.405351708296e-01, 1.224466672020e-01, 9.249394276317e-01,
+           8.257575604486e-01, 3.920978572812e-01, 1.651242978906e-01, 1.867397239687e+00,
+           2.125740634848e-01, 6.462923647268e-01, 1.527608722141e+00,
+           1.046612486039e+00]  # fmt: skip
+    result = min_norm_attack(fn, x, y, steps=50, progress=False)
+    torch.testing.assert_close(result.norms(), torch.tensor(old, dtype=torch.float64),
+                               rtol=1e-11, atol=0)  # fmt: skip
+    zero = min_norm_attack(fn, x, y, steps=50, n_targets=0, progress=False)
+    assert torch.equal(zero.r, result.r) and torch.equal(zero.success, result.success)
+
+
+def test_eot_targeted_passes_reach_the_nearest_class_through_the_final_check():
+    """Each targeted pass adds its candidates to the final check on fresh passes. Where its
+    smallest one held by luck (its only one within 2 %), the check falls back to the
+    untargeted pass's: here 3 of 120 examples over 20 seeds, so 5 of 6 must get there."""
+    sample_fn, x, y, nearest = tail_net(sigma=0.02)
+    settings = {"k": 20, "passes": 32, "steps": 60, "progress": False}
+    plain = eot_attack(sample_fn, x, y, **settings)
+    result = eot_attack(sample_fn, x, y, n_targets=1, **settings)
+    assert plain.success.all() and (plain.norms() > 1.5 * nearest).all()
+    assert result.success.all() and (result.miss_rate > 0.5).all()
+    assert ((result.norms() / nearest - 1).abs() < 0.05).sum() >= 5
+
+
 def test_a_zero_gradient_fails_cleanly_and_spares_the_rest_of_the_batch():
     """Where the model is flat (here a dead ReLU: logits do not depend on x) the gradient is
     exactly zero; the attack must report a failure with r = 0 for that example, not NaN,
@@ -265,6 +346,9 @@ def test_perturb_scales_and_clips():
         {"alpha": -1.0},
         {"half_life": 0},
         {"confidence": 0.4},
+        {"n_targets": -1},
+        {"n_targets": 1.0},
+        {"n_targets": 10},  # the net has 10 classes: at most 9 others
     ],
 )
 def test_min_norm_attack_rejects_bad_settings_by_name(net, batch, bad):
@@ -313,6 +397,22 @@ def test_speed_benchmark_quick_mode(capsys, monkeypatch):
     assert list(table["arch"]) == ["FC-10", "FC-20-10"]
     assert ((table["model_share"] > 0) & (table["model_share"] <= 1)).all()
     assert "model_share" in capsys.readouterr().out
+
+
+def test_optimality_benchmark_finds_hashed_source_nets_and_reports_the_tail(small, tmp_path):
+    """A nearest-centroid linear FC-10 net (about 80 % accurate) as the only source net."""
+    x, y = small.train.x, small.train.y
+    centroids = torch.stack([x[y == c].mean(0) for c in range(10)])  # (10, 784)
+    state = {"layers.0.weight": centroids, "layers.0.bias": -0.5 * centroids.square().sum(1)}
+    save_artifact(tmp_path / "source" / "FC-10_lam0_seed0_0123abcd", state, {"arch": "FC-10"})
+    bench = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "attack_optimality.py"))
+    table = bench["main"](["--root", str(tmp_path), "--n", "60", "--archs", "FC-10",
+                           "--lams", "0", "1", "--n-targets", "0", "3"])  # fmt: skip
+    assert table["net"].tolist() == ["FC-10_lam0_seed0"] * 2  # lam 1: no net, skipped
+    assert table["n_targets"].tolist() == [0, 3] and (table["success"] == 1).all()
+    assert (table["reference"] == "exact").all()
+    within = table["within_1pct"].tolist()
+    assert within[0] < 0.9 and within[1] == 1.0  # the untargeted tail, and none left
 
 
 def test_eot_against_a_bnn_succeeds_more_often_with_20_draws_than_with_1(small):
