@@ -41,6 +41,7 @@ from runs.attack_sets import attack_set  # noqa: E402
 from runs.config import PLAIN  # noqa: E402
 from runs.machine import describe  # noqa: E402
 from runs.pipeline import on_device  # noqa: E402
+from runs.plots import save_png  # noqa: E402
 from runs.sources import train_sources  # noqa: E402
 from runs.zoo import train_baseline  # noqa: E402
 
@@ -151,9 +152,7 @@ def plot(sets_df: pd.DataFrame, cells_df: pd.DataFrame, path: Path) -> None:
         ax.set(xscale="log", xlabel="steps per target", title=title)
     axes[0].legend(fontsize=7)
     axes[2].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    save_png(fig, path)
 
 
 if __name__ == "__main__":

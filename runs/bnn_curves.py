@@ -58,6 +58,7 @@ from runs import paper  # noqa: E402
 from runs.args import Parser, device, positive_int  # noqa: E402
 from runs.config import BNN  # noqa: E402
 from runs.machine import describe  # noqa: E402
+from runs.plots import save_png  # noqa: E402
 from runs.zoo import bnn_artifact  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -293,9 +294,7 @@ def plot(curves: pd.DataFrame, path: Path, args) -> None:
     axes[0].set_ylabel("accuracy (%)")
     axes[0].set_ylim(max(80, curves["val_acc"].min() - 1), 100)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    save_png(fig, path)
 
 
 if __name__ == "__main__":

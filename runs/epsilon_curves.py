@@ -58,6 +58,7 @@ from runs.attack_sets import attack_set  # noqa: E402
 from runs.machine import describe  # noqa: E402
 from runs.naming import artifact_path, baseline_name, bnn_name  # noqa: E402
 from runs.pipeline import SeedResult, load_zoo  # noqa: E402
+from runs.plots import save_png  # noqa: E402
 from runs.profiles import PROFILES, get_profile  # noqa: E402
 from runs.training import job_label, load_data, run_job, training_jobs  # noqa: E402
 
@@ -384,9 +385,7 @@ def plot(curves: pd.DataFrame, path: Path, title: str) -> None:
     ax.legend(fontsize=7, title=legend, title_fontsize=7, loc="center left",
               bbox_to_anchor=(1.01, 0.5))  # fmt: skip
     fig.suptitle(f"White-box robust accuracy against eps ({title})")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    save_png(fig, path)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pyro_bnn.data import X_MAX  # noqa: E402
 
 from . import paper  # noqa: E402
 
-__all__ = ["digit_examples", "plots"]
+__all__ = ["digit_examples", "plots", "save_png"]
 
 
 def digit_examples(sets, data, multiplier: float, protocol: str, n: int = 8) -> dict:
@@ -60,7 +60,7 @@ def _per_protocol(draw, frames: dict, protocols: list[str], path: Path) -> None:
         draw(ax, frames, protocol)
         ax.set(title=f"{protocol} protocol")
         ax.legend(fontsize=7)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _rho(ax, frames: dict, protocol: str) -> None:
@@ -118,10 +118,11 @@ def _digits(digits: list[dict], path: Path) -> None:
             fontsize=7,
             loc="left",
         )
-    _save(fig, path)
+    save_png(fig, path)
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path, dpi: int = 110) -> None:
+    """Lay out ``fig``, write it to ``path`` as a PNG atomically, and close it."""
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
     plt.close(fig)

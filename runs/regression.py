@@ -68,6 +68,7 @@ from pyro_bnn import (  # noqa: E402
     sample_posterior,
     write_table,
 )
+from runs.plots import save_png  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -161,10 +162,7 @@ def toy(cfg: RegressionConfig, png: Path) -> dict:
         f"{cfg.toy_steps} steps"
     )
     ax.legend(loc="upper center", fontsize=8, ncol=2)
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    save_png(fig, png, dpi=120)
     return {"noise_sd": noise_sd, "wall_time_s": result.wall_time_s, **result.history[-1]}
 
 

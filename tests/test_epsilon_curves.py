@@ -2,8 +2,6 @@
 mode (one run per module), and its pieces on the nets that run trained."""
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,23 +11,17 @@ from runs import epsilon_curves as ec
 from runs.pipeline import SeedResult, load_zoo
 from runs.profiles import get_profile
 from runs.training import load_data
+from tests.test_examples import run_script
 
-ROOT = Path(__file__).resolve().parents[1]
 MODELS = 7 + len(ec.ENSEMBLES) + 2 + 4 + 1  # BNNs, ensembles, pruned (2 scopes), plain, pool
 COLUMNS = ["model", "kind", "param", "eps_126", "eps_255", "attack", "acc", "n"]
 
 
 def run_quick(folder: Path) -> str:
-    args = ["--root", str(folder / "art"), "--results", str(folder / "res"), "--no-progress"]
-    proc = subprocess.run(
-        [sys.executable, "runs/epsilon_curves.py", "--quick", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+    return run_script(
+        "epsilon_curves.py", "--root", str(folder / "art"), "--results", str(folder / "res"),
+        "--no-progress",
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
