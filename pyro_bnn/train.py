@@ -313,6 +313,7 @@ def fit_torch(
     device: str | torch.device = "cpu",
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
+    adversary: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> FitResult:
     """Train a plain classifier with mean cross-entropy + the L2 penalty of eq. 6 (Section 3.3).
 
@@ -331,6 +332,10 @@ def fit_torch(
     :param device: where to train.
     :param checkpoint: a file to checkpoint every epoch and resume from.
     :param progress: show a tqdm bar.
+    :param adversary: adversarial training (Madry et al. 2018): each minibatch x becomes
+        ``adversary(model, x, y)`` before the step, e.g. a PGD attack on the model as it is.
+        Its ``repr`` goes into the checkpoint's config, so pass a ``functools.partial``
+        (not a lambda) for a run that resumes.
 
     >>> result = fit_torch(MLP((100, 100, 10)), load_mnist(), lam=1e-4)
     >>> result = fit_torch(net, (x, y), val=(x_val, y_val), patience=None, max_epochs=10)
@@ -338,6 +343,8 @@ def fit_torch(
     _check_loop(batch_size, max_epochs, patience, callbacks)
     if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+    if adversary is not None and not callable(adversary):
+        raise ValueError(f"adversary must be callable (model, x, y) -> x_adv, got {adversary!r}")
     train, val = training_data(data, val)
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -345,6 +352,8 @@ def fit_torch(
     opt = _make_optimizer(optimizer, model.parameters())
 
     def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        if adversary is not None:
+            x = adversary(model, x, y).detach()
         opt.zero_grad(set_to_none=True)
         ce = F.cross_entropy(model(x), y)
         loss = ce + l2_penalty(model, lam) if lam else ce
@@ -365,6 +374,8 @@ def fit_torch(
         "patience": patience,
         "seed": seed,
     }
+    if adversary is not None:  # absent otherwise: older checkpoints keep their config
+        config["adversary"] = repr(adversary)
     return run_epochs(
         model,
         opt,

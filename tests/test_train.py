@@ -1,3 +1,5 @@
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -109,12 +111,39 @@ def test_l2_penalty_shrinks_weights():
         {"max_epochs": 1.5},
         {"patience": -1},
         {"lam": float("nan")},
+        {"adversary": 0.5},
     ],
 )
 def test_bad_settings_raise_naming_the_argument(bad):
     name = next(iter(bad))
     with pytest.raises(ValueError, match=name):
         fit_torch(MLP((10,)), toy_mnist(), progress=False, **bad)
+
+
+def _shift(model, x, y, *, delta, seen):
+    seen.append((model, len(x)))
+    return x + delta
+
+
+def test_adversary_replaces_each_training_minibatch_and_leaves_validation_clean():
+    """Training on adversary(x) = x + delta is training on the shifted data, step for step,
+    while validation (and so the best epoch) still sees clean x."""
+    data = toy_mnist()
+    delta = 0.3 * torch.randn(data.train.x.shape[1], generator=torch.Generator().manual_seed(1))
+    shifted = (data.train.x + delta, data.train.y)
+    nets, seen = [], []
+    for kwargs in (
+        {"data": data, "adversary": functools.partial(_shift, delta=delta, seen=seen)},
+        {"data": shifted, "val": (data.val.x, data.val.y)},
+    ):
+        torch.manual_seed(0)
+        net = MLP((10,))
+        fit_torch(net, max_epochs=3, patience=None, progress=False, **kwargs)
+        nets.append(net)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b)
+    assert len(seen) == 3 * 2 and all(model is nets[0] for model, _ in seen)  # 256 / 128
+    assert {n for _, n in seen} == {128}
 
 
 @pytest.mark.parametrize("bad", [{"lr": 0.0}, {"momentum": 1.0}])
