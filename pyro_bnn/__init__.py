@@ -9,6 +9,7 @@ scoped to those calls), so several BNNs live in one process; the guides also wor
 
 from .artifacts import load_artifact, load_bnn, save_artifact, save_bnn
 from .attacks import (
+    PGDAdversary,
     distortion,
     eot_attack,
     min_norm_attack,
@@ -68,6 +69,7 @@ __all__ = [
     "Likelihood",
     "MLP",
     "MNIST",
+    "PGDAdversary",
     "ScaleMixtureNormal",
     "Split",
     "as_probs",

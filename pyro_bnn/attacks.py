@@ -31,7 +31,8 @@ candidates per example and confirms the smallest that holds over fresh passes.
 
 :func:`pgd_attack` is the field's fixed-budget check (Madry et al. 2018; with EOT for a
 stochastic rule, Athalye et al. 2018): robust accuracy within ||r|| <= eps of the decision
-rule that is actually used, :func:`robust_accuracy` the same over several budgets.
+rule that is actually used, :func:`robust_accuracy` the same over several budgets;
+:class:`PGDAdversary` is its inner maximisation for adversarial training.
 
 :func:`paper_attack` is the authors' ``perturb_data`` (../shared/paper/AUTHORS_CODE.md),
 each of its choices an option. ``runs/attack_sets.py`` stores results as artifacts.
@@ -56,6 +57,7 @@ __all__ = [
     "LOSSES",
     "OUTPUTS",
     "AttackResult",
+    "PGDAdversary",
     "ModelFn",
     "PGDResult",
     "SampleFn",
@@ -909,3 +911,34 @@ def robust_accuracy(
     {0.5: 0.93, 1.0: 0.71, 2.0: 0.12}
     """
     return {float(eps): pgd_attack(fn, x, y, eps, **settings).accuracy() for eps in eps_list}
+
+
+@dataclass(frozen=True)
+class PGDAdversary:
+    """Adversarial training's inner maximisation (Madry et al. 2018), for
+    ``fit_torch(net, data, adversary=PGDAdversary(eps=2.0))``: each minibatch becomes an
+    L2 PGD attack (:func:`pgd_attack`, one restart) on the net as it is.
+
+    A dataclass, so its repr, stored in a checkpoint's config, is the same in every process.
+    The random start is seeded from torch's global RNG, which fit_torch seeds.
+
+    :param eps: L2 budget on the /126 scale.
+    :param steps: PGD steps per minibatch.
+    :param loss: 'ce' (as Madry et al.) or 'margin'.
+    """
+
+    eps: float
+    steps: int = 10
+    loss: str = "ce"
+
+    def __post_init__(self):
+        _number("eps", self.eps, 0)
+        _positive_int("steps", self.steps)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+
+    def __call__(self, model: ModelFn, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seed = int(torch.randint(2**31, ()))
+        result = pgd_attack(model, x, y, self.eps, steps=self.steps, loss=self.loss, passes=1,
+                            batch_size=len(x), progress=False, seed=seed)  # fmt: skip
+        return x + result.r.to(x)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import math
 import os
 import time
@@ -298,6 +299,22 @@ def accuracy_of(
     return correct / len(y)
 
 
+def _describe_callable(fn: Callable) -> str:
+    """fn as a checkpoint's config holds it: the same in every process (no memory address)
+    for a named function or a ``functools.partial`` of one; otherwise its repr.
+
+    >>> _describe_callable(functools.partial(pgd_batch, eps=2.0))
+    "functools.partial(__main__.pgd_batch, eps=2.0)"
+    """
+    if isinstance(fn, functools.partial):
+        args = [_describe_callable(fn.func), *map(repr, fn.args)]
+        args += [f"{k}={v!r}" for k, v in fn.keywords.items()]
+        return f"functools.partial({', '.join(args)})"
+    if inspect.isfunction(fn):
+        return f"{fn.__module__}.{fn.__qualname__}"
+    return repr(fn)
+
+
 def fit_torch(
     model: nn.Module,
     data,
@@ -334,8 +351,9 @@ def fit_torch(
     :param progress: show a tqdm bar.
     :param adversary: adversarial training (Madry et al. 2018): each minibatch x becomes
         ``adversary(model, x, y)`` before the step, e.g. a PGD attack on the model as it is.
-        Its ``repr`` goes into the checkpoint's config, so pass a ``functools.partial``
-        (not a lambda) for a run that resumes.
+        :class:`~pyro_bnn.attacks.PGDAdversary` is one. Its description goes into the
+        checkpoint's config without a memory address, so for a run that resumes pass an
+        object with a stable repr, a named function or a ``functools.partial`` of one.
 
     >>> result = fit_torch(MLP((100, 100, 10)), load_mnist(), lam=1e-4)
     >>> result = fit_torch(net, (x, y), val=(x_val, y_val), patience=None, max_epochs=10)
@@ -375,7 +393,7 @@ def fit_torch(
         "seed": seed,
     }
     if adversary is not None:  # absent otherwise: older checkpoints keep their config
-        config["adversary"] = repr(adversary)
+        config["adversary"] = _describe_callable(adversary)
     return run_epochs(
         model,
         opt,

@@ -8,21 +8,25 @@ seed, each attacked as the decision rule it uses (issue 11).
 
 The rules: the single-sample BNN of every rho_init (one fresh weight draw per call); the
 mean-probability ensembles of N = 10 and 100 samples of Table 3's BNN; Table 4's BNN pruned
-by 75% (both SNR rankings), as a 100-sample ensemble; the four plain nets; and the plain-net
-ensemble control (the pool's mean probabilities). Each is scored by L2 PGD
+by 75% (both SNR rankings), as a 100-sample ensemble; the four plain nets; the plain-net
+ensemble control (the pool's mean probabilities); and the reference defence, the lambda 0
+net adversarially trained on L2 PGD examples (ADVERSARY; Madry et al. 2018), trained here
+on first use. Each is scored by L2 PGD
 (pyro_bnn.attacks.pgd_attack, margin loss) at every eps of --eps, on the first --n test
 images, judged on fresh draws. A stochastic rule's step averages the gradients of at least
 --eot weight samples and its verdict counts at least --passes: ceil(eot / N) and
 ceil(passes / N) calls of an N-sample rule. A deterministic rule gets one call of each.
 
-Checks: at CONVERGENCE_EPS, the rho_init -3 BNN and the lambda 0 net against PGD's steps,
-EOT samples (the BNN only) and restarts, one at a time; and a second attack family, the
-minimum-norm attacks of runs/attack_sets.py (EOT for the BNN rules, DDN for the others; the
-profile's white-box steps), read as a curve: an example counts as robust at eps when its r
-is longer than eps or the attack failed.
+Checks: at CONVERGENCE_EPS (unless --no-convergence), the rho_init -3 BNN and the lambda 0
+net against PGD's steps, EOT samples (the BNN only) and restarts, one at a time; and a
+second attack family, the minimum-norm attacks of runs/attack_sets.py (EOT for the BNN
+rules, DDN for the others; the profile's white-box steps), read as a curve: an example
+counts as robust at eps when its r is longer than eps or the attack failed. A model with a
+white-box set in the study's tables (the single-sample BNNs and the plain nets, on the
+first eot_examples images) reuses it, read on its first --n images.
 
 Every (model, eps, settings) result is an artifact under --root/<profile>/epsilon-pgd/, so a
-killed run resumes. Writes epsilon_curves_seed<S>.csv/.md/.png and
+killed run resumes. Writes epsilon_curves_seed<S>.csv/.md/.png and (with the check)
 epsilon_convergence_seed<S>.csv to --results (default runs/results/rigorous/; another
 profile's go to runs/results-<profile>/rigorous/). Accuracies are in percent; eps_126 is
 the budget on the /126 pixel scale, eps_255 on [0, 1] pixels (pixels / 255).
@@ -47,20 +51,22 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from pyro_bnn.artifacts import atomic_write, cached  # noqa: E402
-from pyro_bnn.attacks import ModelFn, SampleFn, eot_model, pgd_attack  # noqa: E402
+from pyro_bnn.attacks import ModelFn, PGDAdversary, SampleFn, eot_model, pgd_attack  # noqa: E402
 from pyro_bnn.data import X_MAX  # noqa: E402
 from pyro_bnn.evaluate import accuracy, run_probs  # noqa: E402
 from pyro_bnn.predict import sampler  # noqa: E402
 from pyro_bnn.pruning import SCOPES, prune  # noqa: E402
-from runs import paper, tables  # noqa: E402
+from runs import paper, pipeline, tables  # noqa: E402
 from runs.args import Parser, device, positive_float, positive_int  # noqa: E402
 from runs.attack_sets import attack_set  # noqa: E402
+from runs.config import PLAIN  # noqa: E402
 from runs.machine import describe  # noqa: E402
 from runs.naming import artifact_path, baseline_name, bnn_name  # noqa: E402
 from runs.pipeline import SeedResult, load_zoo  # noqa: E402
 from runs.plots import save_png  # noqa: E402
 from runs.profiles import PROFILES, get_profile  # noqa: E402
 from runs.training import job_label, load_data, run_job, training_jobs  # noqa: E402
+from runs.zoo import train_baseline  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EPS_GRID = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)  # L2 budgets, /126 scale
@@ -68,6 +74,7 @@ CONVERGENCE_EPS = 1.5  # mid-grid budget of the convergence check
 GRIDS = {"steps": (10, 25, 50, 100, 200), "eot": (1, 3, 10, 30), "restarts": (1, 3, 10)}
 ENSEMBLES = (10, 100)  # Table 3's N attacked
 PRUNE_RATE = 0.75  # Table 4's rate of the third headline claim
+ADVERSARY = PGDAdversary(eps=2.0, steps=10)  # the reference defence's training attack
 QUICK_EPS = (0.5, CONVERGENCE_EPS, 3.0)
 QUICK_GRIDS = {"steps": (2, 5), "eot": (1, 2), "restarts": (1, 2)}
 
@@ -87,8 +94,9 @@ class Budget:
 class Rule:
     """One model as the decision rule it uses.
 
-    name: artifact name; kind: 'bnn', 'bnn-mean<N>', 'bnn-pruned<rate>-<scope>', 'plain'
-    or 'plain-ensemble'; param: rho_init, lambda, or the pool's size; samples: weight
+    name: artifact name; kind: 'bnn', 'bnn-mean<N>', 'bnn-pruned<rate>-<scope>', 'plain',
+    'plain-ensemble' or 'plain-adv'; param: rho_init, lambda, the pool's size, or the
+    adversarial training's eps; samples: weight
     samples per call (0: deterministic); draw: (x, k) -> (k, B, C) for a stochastic rule,
     else None; fn: x (B, 784) -> (B, C) or (1, B, C), differentiable in x.
     """
@@ -121,8 +129,20 @@ def stochastic(name, kind, param, bnn, guide, size, fingerprint) -> Rule:
     return Rule(name, kind, param, eot_model(draw, 1), "probs", size, fingerprint, draw)
 
 
-def rules(zoo: tables.Zoo, prints: dict) -> list[Rule]:
-    """Every FC-100-100-10 model of the seed as the rule it uses."""
+def adversarial_net(profile, data, root: Path, seed: int, device, progress: bool):
+    """The reference defence: the lambda 0 net trained on ADVERSARY's examples, with the
+    plain nets' settings, trained on first use: (net, meta)."""
+    net, meta = train_baseline(
+        paper.TABLE1_ARCH, 0.0, data, train=replace(PLAIN, max_epochs=profile.plain_epochs),
+        root=root, kind="adv", seed=seed, device=device, progress=progress, log=tqdm.write,
+        adversary=ADVERSARY,
+    )  # fmt: skip
+    return net.eval().requires_grad_(False), meta
+
+
+def rules(zoo: tables.Zoo, prints: dict, adv=None) -> list[Rule]:
+    """Every FC-100-100-10 model of the seed as the rule it uses; adv: the reference
+    defence's (net, meta), if any."""
     arch, seed = paper.TABLE1_ARCH, zoo.seed
     out = [
         stochastic(bnn_name(arch, rho, seed), "bnn", rho, bnn, guide, 1, prints[f"bnn{rho:g}"])
@@ -149,6 +169,12 @@ def rules(zoo: tables.Zoo, prints: dict) -> list[Rule]:
     name = baseline_name(arch, 0.0, seed) + f"_pool{len(pool)}"
     fn = tables.pool_fn(zoo.pool, len(pool))  # (1, B, C)
     out.append(Rule(name, "plain-ensemble", len(pool), fn, "probs", 0, pool))
+    if adv is not None:
+        name = baseline_name(arch, 0.0, seed) + "_adv"
+        net, meta = adv
+        out.append(
+            Rule(name, "plain-adv", ADVERSARY.eps, net, "logits", 0, pipeline.fingerprint(meta))
+        )
     return out
 
 
@@ -209,7 +235,9 @@ def pgd_accuracy(rule: Rule, x, y, eps: float, attack: dict, root: Path, log=Non
 
 def min_norm_rows(rule: Rule, data, n, eps_list, budget, profile, root, device, log) -> list:
     """The minimum-norm attack of ``rule`` (an attack set: EOT for a stochastic rule, DDN
-    otherwise) read as robust accuracy (%) at each eps: failed, or r longer than eps."""
+    otherwise) read as robust accuracy (%) at each eps on the first n test images: failed,
+    or r longer than eps. The study's white-box sets (runs.pipeline.whitebox_sets) are
+    reused: for those models the set covers max(n, eot_examples) images."""
     if rule.draw is None:
         used = {"steps": profile.attack_steps, "eot": 1, "passes": 1}
         fn, attack = rule.fn, {"protocol": "rigorous", "output": rule.output}
@@ -217,15 +245,16 @@ def min_norm_rows(rule: Rule, data, n, eps_list, budget, profile, root, device, 
         used = {"steps": profile.eot_steps, "eot": rule.calls(budget.eot)}
         used["passes"] = rule.calls(budget.passes)
         fn, attack = rule.draw, {"protocol": "eot", "k": used["eot"], "passes": used["passes"]}
+    limit = max(n, profile.eot_examples) if rule.kind in ("bnn", "plain") else n
     tensors, _ = attack_set(
-        rule.name, fn, data, limit=n, root=root, fingerprint=rule.fingerprint, device=device,
-        progress=False, log=log, steps=used["steps"], **attack,
+        rule.name, fn, data, limit=limit, root=root, fingerprint=rule.fingerprint,
+        device=device, progress=False, log=log, steps=used["steps"], **attack,
     )  # fmt: skip
     name = f"{attack['protocol'].replace('rigorous', 'ddn')}-min-norm"
-    norms = tensors["r"].norm(dim=1)  # (n,)
+    norms, success = tensors["r"][:n].norm(dim=1), tensors["success"][:n]  # (n,): test[:n]
     rows = []
     for eps in eps_list:
-        robust = ~tensors["success"] | (norms > eps)  # (n,)
+        robust = ~success | (norms > eps)  # (n,)
         rows.append(row(rule, eps, name, 100 * float(robust.double().mean()), n, **used))
     return rows
 
@@ -249,6 +278,7 @@ def parse(argv: list[str] | None):
     p.add_argument("--passes", type=positive_int, default=None, help="per verdict (eot_passes)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda")
+    p.add_argument("--no-convergence", action="store_true", help="skip the convergence check")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quick", action="store_true", help="quick profile, tiny budgets, temp dirs")
     args = p.parse_args(argv)
@@ -285,14 +315,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     data = data.to(args.device)
     zoo, prints = load_zoo(profile, data, root, args.seed, True, SeedResult(), args.device)
+    adv = adversarial_net(profile, data, root, args.seed, args.device, not args.no_progress)
     x, y = data.test.x[:n], data.test.y[:n]
-    models = rules(zoo, prints)
+    models = rules(zoo, prints, adv)
     by_model = {(r.kind, r.param): r for r in models}
     checked = [by_model["bnn", paper.TABLE3_RHO_INIT], by_model["plain", 0.0]]
     points = [
         (rule, name, value)
         for rule in checked
-        for name, values in args.grids.items()
+        for name, values in ({} if args.no_convergence else args.grids).items()
         if not (name == "eot" and rule.samples == 0)  # a deterministic rule ignores eot
         for value in values
     ]
@@ -322,8 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     curves_df, conv_df = pd.DataFrame(curves), pd.DataFrame(convergence)
     out = results / f"epsilon_curves_seed{args.seed}"
     atomic_write(out.with_suffix(".csv"), lambda tmp: curves_df.to_csv(tmp, index=False))
-    conv_path = results / f"epsilon_convergence_seed{args.seed}.csv"
-    atomic_write(conv_path, lambda tmp: conv_df.to_csv(tmp, index=False))
+    if convergence:
+        conv_path = results / f"epsilon_convergence_seed{args.seed}.csv"
+        atomic_write(conv_path, lambda tmp: conv_df.to_csv(tmp, index=False))
     footer = (
         f"Made by `{command}` on {args.device} ({describe(args.device)}); profile "
         f"{profile.name}, seed {args.seed}, the first {n} test images. PGD: {budget.steps} "
@@ -339,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(curves: pd.DataFrame, convergence: pd.DataFrame, budget: Budget) -> str:
-    """The curves as wide markdown tables (one row per model) and the convergence check."""
+    """The curves as wide markdown tables (one row per model) and the convergence check,
+    if it ran."""
     order = list(dict.fromkeys(curves["model"]))
 
     def wide(attacks: list[str]) -> str:
@@ -349,20 +382,23 @@ def report(curves: pd.DataFrame, convergence: pd.DataFrame, budget: Budget) -> s
         return table.to_markdown(floatfmt=".1f")
 
     mins = sorted(set(curves["attack"]) - {"clean", "pgd"})
+    out = (
+        "Robust accuracy (%) under L2 PGD with EOT, by eps on the /126 scale (on [0, 1] "
+        "pixels in brackets):\n\n"
+        + wide(["clean", "pgd"])
+        + f"\n\nThe same read off the minimum-norm attacks ({', '.join(mins)}): robust at eps "
+        "when the attack failed or found only a longer r:\n\n" + wide(mins) + "\n"
+    )
+    if convergence.empty:
+        return out
     conv = convergence.pivot(index=["varied", "value"], columns="model", values="acc")
     conv.index = [
         f"{name} {value}" + (" (budget)" if getattr(budget, name) == value else "")
         for name, value in conv.index  # sorted by setting, then numerically
     ]
     eps = convergence["eps_126"].iloc[0]
-    return (
-        "Robust accuracy (%) under L2 PGD with EOT, by eps on the /126 scale (on [0, 1] "
-        "pixels in brackets):\n\n"
-        + wide(["clean", "pgd"])
-        + f"\n\nThe same read off the minimum-norm attacks ({', '.join(mins)}): robust at eps "
-        "when the attack failed or found only a longer r:\n\n"
-        + wide(mins)
-        + f"\n\nConvergence at eps {eps:g} ({to_255(eps):.2f} on [0, 1]): PGD accuracy (%) "
+    return out + (
+        f"\nConvergence at eps {eps:g} ({to_255(eps):.2f} on [0, 1]): PGD accuracy (%) "
         "with one setting varied, the others at the budget above (a deterministic rule has "
         "no eot):\n\n" + conv.to_markdown(floatfmt=".1f") + "\n"
     )

@@ -21,6 +21,7 @@ import pyro
 import torch
 
 from pyro_bnn.artifacts import DEFAULT_ROOT, cached, matching_meta
+from pyro_bnn.attacks import PGDAdversary
 from pyro_bnn.bnn import BayesianMLP, init_guide
 from pyro_bnn.data import MNIST
 from pyro_bnn.guides import DEFAULT_RHO_INIT, make_guide
@@ -59,10 +60,13 @@ def baseline_artifact(
     root: str | os.PathLike = DEFAULT_ROOT,
     kind: str = "baseline",
     seed: int = 0,
+    adversary: PGDAdversary | None = None,
 ) -> tuple[Path, dict]:
     """(folder, config) of a plain net's artifact, e.g. under ``<root>/baseline/``."""
     arch, lam = arch_name(parse_arch(arch)), float(lam)
     config = {"arch": arch, "lam": lam, "seed": seed, **_data_config(data), **train.settings()}
+    if adversary is not None:  # absent otherwise: the other nets keep their hash
+        config["adversary"] = repr(adversary)
     return artifact_path(root, kind, baseline_name(arch, lam, seed), config), config
 
 
@@ -78,17 +82,20 @@ def train_baseline(
     device: str | torch.device = "cpu",
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    adversary: PGDAdversary | None = None,
 ) -> tuple[MLP, dict]:
     """Train a plain net with the eq. 6 penalty ``lam``, or load its finished artifact.
 
     :param arch: e.g. 'FC-100-100-10'.
     :param lam: the eq. 6 L2 strength.
     :param train: the training settings (default: the paper's).
-    :param kind: the artifact kind: 'baseline', 'source' or 'pool'.
+    :param kind: the artifact kind: 'baseline', 'source', 'pool' or 'adv'.
     :param log: gets one line saying whether the net was reused or trained, and where.
+    :param adversary: adversarial training on its examples (validation stays clean).
     :returns: (net on ``device``, meta).
     """
-    path, config = baseline_artifact(arch, lam, data, train=train, root=root, kind=kind, seed=seed)
+    path, config = baseline_artifact(arch, lam, data, train=train, root=root, kind=kind, seed=seed,
+                                     adversary=adversary)  # fmt: skip
     torch.manual_seed(seed)
     model = MLP(config["arch"])
 
@@ -101,6 +108,7 @@ def train_baseline(
             device=device,
             checkpoint=path / CHECKPOINT,
             progress=progress,
+            adversary=adversary,
             **train.fit_kwargs(),
         )
         state = {k: v.cpu() for k, v in model.state_dict().items()}

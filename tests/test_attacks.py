@@ -9,6 +9,7 @@ from torch import nn
 
 from pyro_bnn.artifacts import save_artifact
 from pyro_bnn.attacks import (
+    PGDAdversary,
     _into_box,
     _pick,
     _remember,
@@ -537,6 +538,23 @@ def test_pgd_flips_a_linear_net_just_beyond_the_boundary_distance(loss):
         assert (result.r.norm(dim=1) <= eps * (1 + 1e-5)).all()
         assert (x + result.r).min() >= 0 and (x + result.r).max() <= X_MAX
         torch.testing.assert_close(result.eps, eps)
+
+
+def test_pgd_adversary_crosses_a_linear_boundary_within_its_budget():
+    model, x, y, dist = linear_pair()
+    eps = 1.05 * float(dist.max())
+    x_adv = PGDAdversary(eps=eps, steps=30, loss="margin")(model, x, y)
+    assert ((x_adv - x).norm(dim=1) <= eps * (1 + 1e-5)).all()
+    assert x_adv.min() >= 0 and x_adv.max() <= X_MAX
+    assert (model(x_adv).argmax(-1) != y).all()
+    # its repr goes into a checkpoint's config: the same in every process
+    assert repr(PGDAdversary(2.0)) == "PGDAdversary(eps=2.0, steps=10, loss='ce')"
+
+
+@pytest.mark.parametrize("bad", [{"eps": 0.0}, {"steps": 0}, {"loss": "hinge"}])
+def test_pgd_adversary_rejects_bad_settings_by_name(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        PGDAdversary(**{"eps": 1.0} | bad)
 
 
 def test_pgd_of_a_deterministic_net_is_the_same_with_one_or_eight_eot_calls(net, batch):

@@ -13,7 +13,8 @@ from runs.profiles import get_profile
 from runs.training import load_data
 from tests.test_examples import run_script
 
-MODELS = 7 + len(ec.ENSEMBLES) + 2 + 4 + 1  # BNNs, ensembles, pruned (2 scopes), plain, pool
+# BNNs, ensembles, pruned (2 scopes), plain, pool, adversarially trained
+MODELS = 7 + len(ec.ENSEMBLES) + 2 + 4 + 1 + 1
 COLUMNS = ["model", "kind", "param", "eps_126", "eps_255", "attack", "acc", "n"]
 
 
@@ -45,7 +46,7 @@ def test_quick_writes_every_model_at_every_eps(quick):
         "clean": MODELS,
         "pgd": MODELS * eps,
         "eot-min-norm": (7 + len(ec.ENSEMBLES) + 2) * eps,
-        "ddn-min-norm": 5 * eps,
+        "ddn-min-norm": 6 * eps,
     }
     assert curves["acc"].between(0, 100).all()
     assert set(curves.loc[curves["attack"] == "pgd", "eps_126"]) == set(ec.QUICK_EPS)
@@ -57,6 +58,9 @@ def test_quick_writes_every_model_at_every_eps(quick):
     assert set(pgd.loc["bnn-mean10", "eot"]) == {1} and set(pgd.loc["bnn-mean100", "passes"]) == {1}
     assert set(pgd.loc["plain", "eot"]) == {1} and set(pgd.loc["plain", "passes"]) == {1}
     assert (curves.loc[curves["kind"] == "plain-ensemble", "param"] == 2).all()  # the pool
+    assert (curves.loc[curves["kind"] == "plain-adv", "param"] == ec.ADVERSARY.eps).all()
+    (adv,) = (folder / "art" / "quick" / "adv").glob("FC-100-100-10_lam0_seed0_*")
+    assert repr(ec.ADVERSARY) in (adv / "meta.json").read_text()
     png = folder / "res" / "epsilon_curves_seed0.png"
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (folder / "res" / "epsilon_curves_seed0.md").read_text()

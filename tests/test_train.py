@@ -6,7 +6,7 @@ from torch import nn
 
 from pyro_bnn.evaluate import as_probs, evaluate
 from pyro_bnn.nets import MLP
-from pyro_bnn.train import fit_torch, run_epochs, sgd
+from pyro_bnn.train import _describe_callable, fit_torch, run_epochs, sgd
 from tests.conftest import toy_mnist
 
 
@@ -144,6 +144,14 @@ def test_adversary_replaces_each_training_minibatch_and_leaves_validation_clean(
         torch.testing.assert_close(a, b)
     assert len(seen) == 3 * 2 and all(model is nets[0] for model, _ in seen)  # 256 / 128
     assert {n for _, n in seen} == {128}
+
+
+def test_a_partial_adversary_is_described_without_a_memory_address():
+    """A checkpoint's config must match in the process that resumes it, where a
+    function's repr has another address."""
+    described = _describe_callable(functools.partial(_shift, delta=0.5, seen=[]))
+    assert "0x" not in described and described.startswith("functools.partial(")
+    assert described.endswith("test_train._shift, delta=0.5, seen=[])")
 
 
 @pytest.mark.parametrize("bad", [{"lr": 0.0}, {"momentum": 1.0}])
