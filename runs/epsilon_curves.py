@@ -1,8 +1,9 @@
-"""White-box robust accuracy against the L2 budget eps: every FC-100-100-10 model of one
-seed, each attacked as the decision rule it uses (issue 11).
+"""White-box robust accuracy against the L2 budget eps: every FC-100-100-10 model of each
+seed, each attacked as the decision rule it uses, and the headline claims as paired
+differences with intervals over examples and seeds (issue 11).
 
-    python runs/epsilon_curves.py --profile full --seed 0          # first 1000 test images
-    python runs/epsilon_curves.py --profile full --n 200 --eps 0.5 1 2
+    python runs/epsilon_curves.py --profile full --seeds 0 1 2     # first 1000 test images
+    python runs/epsilon_curves.py --profile full --n 300 --eps 0.5 1 1.5 2 3 --seeds 1
     python runs/epsilon_curves.py --profile full --device cuda
     python runs/epsilon_curves.py --quick                          # smoke run, temp dirs
 
@@ -26,10 +27,16 @@ white-box set in the study's tables (the single-sample BNNs and the plain nets, 
 first eot_examples images) reuses it, read on its first --n images.
 
 Every (model, eps, settings) result is an artifact under --root/<profile>/epsilon-pgd/, so a
-killed run resumes. Writes epsilon_curves_seed<S>.csv/.md/.png and (with the check)
-epsilon_convergence_seed<S>.csv to --results (default runs/results/rigorous/; another
-profile's go to runs/results-<profile>/rigorous/). Accuracies are in percent; eps_126 is
-the budget on the /126 pixel scale, eps_255 on [0, 1] pixels (pixels / 255).
+killed run resumes, and a run over several seeds reuses the single-seed runs. Writes, to
+--results (default runs/results/rigorous/; another profile's go to
+runs/results-<profile>/rigorous/):
+- per seed, epsilon_curves_seed<S>.csv/.md/.png and (with the check)
+  epsilon_convergence_seed<S>.csv;
+- over the seeds run, epsilon_curves.csv/.md/.png (mean and sd) and epsilon_intervals.csv:
+  the claims of :func:`claims` at every eps, with two-stage bootstrap intervals
+  (:mod:`runs.intervals`).
+Accuracies are in percent; eps_126 is the budget on the /126 pixel scale, eps_255 on
+[0, 1] pixels (pixels / 255).
 """
 
 from __future__ import annotations
@@ -56,10 +63,11 @@ from pyro_bnn.data import X_MAX  # noqa: E402
 from pyro_bnn.evaluate import accuracy, run_probs  # noqa: E402
 from pyro_bnn.predict import sampler  # noqa: E402
 from pyro_bnn.pruning import SCOPES, prune  # noqa: E402
-from runs import paper, pipeline, tables  # noqa: E402
+from runs import intervals, paper, pipeline, tables  # noqa: E402
 from runs.args import Parser, device, positive_float, positive_int  # noqa: E402
 from runs.attack_sets import attack_set  # noqa: E402
 from runs.config import PLAIN  # noqa: E402
+from runs.intervals import REPLICATES  # noqa: E402
 from runs.machine import describe  # noqa: E402
 from runs.naming import artifact_path, baseline_name, bnn_name  # noqa: E402
 from runs.pipeline import SeedResult, load_zoo  # noqa: E402
@@ -215,8 +223,11 @@ def clean_accuracy(rule: Rule, x: torch.Tensor, y: torch.Tensor, passes: int, se
     return 100 * float(accuracy(out, y).mean())
 
 
-def pgd_accuracy(rule: Rule, x, y, eps: float, attack: dict, root: Path, log=None) -> float:
-    """Robust accuracy (%) under pgd_attack at ``eps``, cached under <root>/epsilon-pgd/.
+def pgd_accuracy(
+    rule: Rule, x, y, eps: float, attack: dict, root: Path, log=None
+) -> tuple[float, torch.Tensor]:
+    """Robust accuracy (%) under pgd_attack at ``eps``, and per example the fraction of
+    fresh draws still correct (n,); cached under <root>/epsilon-pgd/.
 
     :param attack: pgd_attack's settings, from :func:`settings`.
     """
@@ -230,7 +241,8 @@ def pgd_accuracy(rule: Rule, x, y, eps: float, attack: dict, root: Path, log=Non
         return {"robust": result.robust, "norm": norms}, {"acc": 100 * result.accuracy()}
 
     path = artifact_path(root, "epsilon-pgd", f"{rule.name}_eps{eps:g}", config)
-    return cached(path, config, compute, log=log)[1]["acc"]
+    tensors, meta = cached(path, config, compute, log=log)
+    return meta["acc"], tensors["robust"]
 
 
 def min_norm_rows(rule: Rule, data, n, eps_list, budget, profile, root, device, log) -> list:
@@ -259,11 +271,54 @@ def min_norm_rows(rule: Rule, data, n, eps_list, budget, profile, root, device, 
     return rows
 
 
+def claims(robust: dict, eps_list: list[float]) -> dict[str, list[torch.Tensor]]:
+    """The headline claims under white-box PGD, at each eps, as per-example paired
+    differences (runs.intervals.replicate_rows): claim -> [(n,) tensor].
+
+    :param robust: (kind, param) -> {eps: (n,) fraction of fresh draws still correct}.
+    The best BNN (single sample) and the best plain net are picked at each eps by their
+    robust accuracy there.
+    """
+
+    def best(kind: str, eps: float) -> torch.Tensor:
+        return max(
+            (per_eps[eps] for (k, _), per_eps in robust.items() if k == kind),
+            key=lambda t: float(t.double().mean()),
+        )
+
+    def get(kind: str, param: float, eps: float) -> torch.Tensor:
+        return robust[kind, param][eps]
+
+    pool = next(param for kind, param in robust if kind == "plain-ensemble")
+    mean, rho3, rho4 = f"bnn-mean{max(ENSEMBLES)}", paper.TABLE3_RHO_INIT, paper.TABLE4_RHO_INIT
+    pruned = f"bnn-pruned{100 * PRUNE_RATE:g}-global"
+    pairs = {
+        "best BNN minus best plain net": lambda e: best("bnn", e) - best("plain", e),
+        f"{max(ENSEMBLES)}-sample ensemble minus one sample (Table 3's BNN)": lambda e: (
+            get(mean, rho3, e) - get("bnn", rho3, e)
+        ),
+        f"{100 * PRUNE_RATE:g}%-pruned BNN (global) minus best plain net": lambda e: (
+            get(pruned, rho4, e) - best("plain", e)
+        ),
+        f"{max(ENSEMBLES)}-sample ensemble minus the plain-net ensemble": lambda e: (
+            get(mean, rho3, e) - get("plain-ensemble", pool, e)
+        ),
+        "best BNN minus the adversarially trained net": lambda e: (
+            best("bnn", e) - best("plain-adv", e)
+        ),
+    }
+    return {
+        f"{name}, PGD at eps {eps:g}": [diff(eps).double()]
+        for name, diff in pairs.items()
+        for eps in eps_list
+    }
+
+
 def parse(argv: list[str] | None):
     """The command line, with --quick's settings filled in."""
     p = Parser(prog="runs/epsilon_curves.py", description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="full", choices=list(PROFILES))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="e.g. 0 1 2")
     p.add_argument("--root", default=None, help="artifact folder (default runs/artifacts)")
     p.add_argument("--results", default=None, help="default runs/results/rigorous")
     p.add_argument(
@@ -306,16 +361,39 @@ def main(argv: list[str] | None = None) -> int:
     data = load_data(profile)
     if n > len(data.test):
         p.error(f"argument --n: {n} exceeds the profile's {len(data.test)} test images")
-    jobs = training_jobs(profile, args.seed, need_pool=True, device=args.device)
-    missing = [job_label(j) for j in jobs if not run_job(j, data, root, False, check_only=True)]
-    if missing and not args.quick:  # --quick trains them here, through load_zoo
-        raise SystemExit(
-            f"not trained under {root}: {'; '.join(missing)}. Run `python runs/reproduce.py "
-            f"--profile {profile.name} --seeds {args.seed}` first"
-        )
+    for seed in args.seeds:
+        jobs = training_jobs(profile, seed, need_pool=True, device=args.device)
+        missing = [job_label(j) for j in jobs if not run_job(j, data, root, False, True)]
+        if missing and not args.quick:  # --quick trains them here, through load_zoo
+            raise SystemExit(
+                f"not trained under {root}: {'; '.join(missing)}. Run `python "
+                f"runs/reproduce.py --profile {profile.name} --seeds {seed}` first"
+            )
     data = data.to(args.device)
-    zoo, prints = load_zoo(profile, data, root, args.seed, True, SeedResult(), args.device)
-    adv = adversarial_net(profile, data, root, args.seed, args.device, not args.no_progress)
+    setup = (
+        f"on {args.device} ({describe(args.device)}); profile {profile.name}, the first {n} "
+        f"test images. PGD: {budget.steps} steps, {budget.restarts} restart(s), margin loss, "
+        f"step 2.5 eps / steps; a stochastic rule's step averages {budget.eot} weight samples "
+        f"and its verdict counts {budget.passes} fresh ones (ceil(samples / N) calls of an "
+        "N-sample ensemble)."
+    )
+    frames, replicates = [], []
+    for seed in args.seeds:
+        curves, convergence, robust = seed_curves(args, seed, profile, data, root, budget)
+        markdown = report(curves, convergence, budget) + f"\nMade by `{command}` {setup}\n"
+        write_seed(results, seed, curves, convergence, markdown, n)
+        frames.append(curves.assign(seed=seed))
+        replicates.append(intervals.replicate_rows(claims(robust, eps_list), REPLICATES, seed))
+    combine(pd.concat(frames), replicates, results, f"Made by `{command}` {setup}", n)
+    return 0
+
+
+def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget):
+    """One seed's curves and convergence check as DataFrames (CSV rows), and its PGD
+    results per example: (kind, param) -> {eps: (n,)}."""
+    n, eps_list = args.n or profile.eot_examples, sorted(set(args.eps))
+    zoo, prints = load_zoo(profile, data, root, seed, True, SeedResult(), args.device)
+    adv = adversarial_net(profile, data, root, seed, args.device, not args.no_progress)
     x, y = data.test.x[:n], data.test.y[:n]
     models = rules(zoo, prints, adv)
     by_model = {(r.kind, r.param): r for r in models}
@@ -327,16 +405,19 @@ def main(argv: list[str] | None = None) -> int:
         if not (name == "eot" and rule.samples == 0)  # a deterministic rule ignores eot
         for value in values
     ]
-    curves, convergence = [], []
+    curves, convergence, robust = [], [], {}
     total = len(models) * (len(eps_list) + 1) + len(points)
-    with tqdm(total=total, desc="eps curves", disable=args.no_progress, dynamic_ncols=True) as bar:
+    desc = f"eps curves, seed {seed}"
+    with tqdm(total=total, desc=desc, disable=args.no_progress, dynamic_ncols=True) as bar:
         for rule in models:
             bar.set_postfix_str(rule.model)
-            acc = clean_accuracy(rule, x, y, budget.passes, args.seed)
+            acc = clean_accuracy(rule, x, y, budget.passes, seed)
             curves.append(row(rule, 0.0, "clean", acc, n, passes=rule.calls(budget.passes)))
-            attack = settings(rule, budget, args.seed)
+            attack = settings(rule, budget, seed)
+            robust[rule.kind, rule.param] = {}
             for eps in eps_list:
-                acc = pgd_accuracy(rule, x, y, eps, attack, root, tqdm.write)
+                acc, per_example = pgd_accuracy(rule, x, y, eps, attack, root, tqdm.write)
+                robust[rule.kind, rule.param][eps] = per_example
                 curves.append(row(rule, eps, "pgd", acc, n, **attack))
                 bar.update(1)
             curves += min_norm_rows(
@@ -345,35 +426,59 @@ def main(argv: list[str] | None = None) -> int:
             bar.update(1)
         for rule, name, value in points:
             bar.set_postfix_str(f"{rule.model}, {name} {value}")
-            attack = settings(rule, replace(budget, **{name: value}), args.seed)
-            acc = pgd_accuracy(rule, x, y, CONVERGENCE_EPS, attack, root, tqdm.write)
+            attack = settings(rule, replace(budget, **{name: value}), seed)
+            acc, _ = pgd_accuracy(rule, x, y, CONVERGENCE_EPS, attack, root, tqdm.write)
             point = row(rule, CONVERGENCE_EPS, "pgd", acc, n, **attack)
             convergence.append(point | {"varied": name, "value": value})
             bar.update(1)
-    curves_df, conv_df = pd.DataFrame(curves), pd.DataFrame(convergence)
-    out = results / f"epsilon_curves_seed{args.seed}"
-    atomic_write(out.with_suffix(".csv"), lambda tmp: curves_df.to_csv(tmp, index=False))
-    if convergence:
-        conv_path = results / f"epsilon_convergence_seed{args.seed}.csv"
-        atomic_write(conv_path, lambda tmp: conv_df.to_csv(tmp, index=False))
-    footer = (
-        f"Made by `{command}` on {args.device} ({describe(args.device)}); profile "
-        f"{profile.name}, seed {args.seed}, the first {n} test images. PGD: {budget.steps} "
-        f"steps, {budget.restarts} restart(s), margin loss, step 2.5 eps / steps; a "
-        f"stochastic rule's step averages {budget.eot} weight samples and its verdict counts "
-        f"{budget.passes} fresh ones (ceil(samples / N) calls of an N-sample ensemble).\n"
-    )
-    markdown = report(curves_df, conv_df, budget) + "\n" + footer
+    return pd.DataFrame(curves), pd.DataFrame(convergence), robust
+
+
+def write_seed(results: Path, seed: int, curves, convergence, markdown: str, n: int) -> None:
+    """One seed's epsilon_curves_seed<S>.csv/.md/.png and epsilon_convergence_seed<S>.csv."""
+    out = results / f"epsilon_curves_seed{seed}"
+    atomic_write(out.with_suffix(".csv"), lambda tmp: curves.to_csv(tmp, index=False))
+    if not convergence.empty:
+        conv_path = results / f"epsilon_convergence_seed{seed}.csv"
+        atomic_write(conv_path, lambda tmp: convergence.to_csv(tmp, index=False))
     atomic_write(out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown))
-    plot(curves_df, out.with_suffix(".png"), f"seed {args.seed}, n = {n}")
+    plot(curves, out.with_suffix(".png"), f"seed {seed}, n = {n}")
     print(markdown)
-    return 0
 
 
-def report(curves: pd.DataFrame, convergence: pd.DataFrame, budget: Budget) -> str:
-    """The curves as wide markdown tables (one row per model) and the convergence check,
-    if it ran."""
+def combine(curves: pd.DataFrame, replicates: list, results: Path, made_by: str, n: int):
+    """Over the seeds run: the curves' mean and sd (epsilon_curves.csv/.md/.png) and the
+    claims' two-stage bootstrap intervals (epsilon_intervals.csv/.md)."""
+    seeds = sorted(curves["seed"].unique())
+    keys = ["model", "kind", "param", "attack", "eps_126", "eps_255"]
+    mean = curves.groupby(keys, sort=False)["acc"].agg(acc="mean", sd="std", seeds="count")
+    mean = mean.reset_index()
+    out = results / "epsilon_curves"
+    atomic_write(out.with_suffix(".csv"), lambda tmp: mean.to_csv(tmp, index=False))
+    table = intervals.summarise(replicates)
+    atomic_write(results / "epsilon_intervals.csv", lambda tmp: table.to_csv(tmp, index=False))
+    footer = f"{made_by} Seeds {', '.join(map(str, seeds))}.\n"
+    markdown = (
+        f"Mean (sd) over seeds {', '.join(map(str, seeds))}. "
+        + report(mean, pd.DataFrame(), None)
+        + f"\nThe claims under white-box PGD, as paired differences (points) with "
+        f"{100 * intervals.LEVEL:g}% intervals, bootstrapped over examples and seeds:\n\n"
+        + table.to_markdown(index=False, floatfmt=".2f")
+        + "\n\n"
+        + footer
+    )
+    atomic_write(out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown))
+    plot(mean, out.with_suffix(".png"), f"mean of seeds {', '.join(map(str, seeds))}, n = {n}")
+    print(markdown)
+
+
+def report(curves: pd.DataFrame, convergence: pd.DataFrame, budget: Budget | None) -> str:
+    """The curves as wide markdown tables (one row per model; 'mean (sd)' if curves has an
+    sd column) and the convergence check, if it ran."""
     order = list(dict.fromkeys(curves["model"]))
+    if "sd" in curves:
+        cells = [f"{m:.1f} ({sd:.1f})" for m, sd in zip(curves["acc"], curves["sd"].fillna(0))]
+        curves = curves.assign(acc=cells)
 
     def wide(attacks: list[str]) -> str:
         part = curves[curves["attack"].isin(attacks)]

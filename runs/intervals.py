@@ -25,7 +25,7 @@ from pyro_bnn.pruning import prune
 from . import paper
 from .tables import AttackSet, Zoo
 
-__all__ = ["LEVEL", "REPLICATES", "claim_replicates", "summarise"]
+__all__ = ["LEVEL", "REPLICATES", "claim_replicates", "replicate_rows", "summarise"]
 
 REPLICATES = 1000  # bootstrap replicates per seed and claim
 LEVEL = 0.95
@@ -119,6 +119,16 @@ def claim_replicates(
     claims["75%-pruned BNN (global) minus best baseline"] = [
         _correct(pruned, x, y) - b for (x, y), b in zip(points[b_mult], best_plain)
     ]
+    return replicate_rows(claims, reps, seed)
+
+
+def replicate_rows(claims: dict[str, list[torch.Tensor]], reps: int, seed: int) -> pd.DataFrame:
+    """Rows (claim, estimate, rep, diff) in points of accuracy: each claim's estimate, the
+    mean over its sets of the mean paired difference, and ``reps`` bootstrap replicates.
+
+    :param claims: claim -> one (N,) tensor of per-example paired differences per set.
+    :param seed: seeds the resampling.
+    """
     generator = torch.Generator().manual_seed(seed)
     rows = []
     for name, diffs in claims.items():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from runs import epsilon_curves as ec
 from runs.pipeline import SeedResult, load_zoo
@@ -68,6 +69,47 @@ def test_quick_writes_every_model_at_every_eps(quick):
     assert "| bnn-pruned75-global -2" in out
 
 
+def test_quick_combines_its_seed_and_gives_each_claim_an_interval_at_every_eps(quick):
+    folder, _, curves, _ = quick
+    mean = pd.read_csv(folder / "res" / "epsilon_curves.csv")
+    assert mean["seeds"].eq(1).all() and len(mean) == len(curves)
+    assert mean["acc"].tolist() == curves["acc"].tolist()  # one seed: its own curve
+    table = pd.read_csv(folder / "res" / "epsilon_intervals.csv")
+    assert len(table) == 5 * len(ec.QUICK_EPS) and table["seeds"].eq(1).all()
+    assert (table["ci_low"] <= table["estimate"]).all()
+    assert (table["estimate"] <= table["ci_high"]).all()
+    assert set(table["verdict"]) <= {"holds", "fails", "inconclusive"}
+    assert "best BNN minus the adversarially trained net, PGD at eps 3" in set(table["claim"])
+    assert (folder / "res" / "epsilon_curves.png").stat().st_size > 10_000
+
+
+def test_claims_pick_the_best_model_at_each_eps_and_pair_by_example():
+    t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    robust = {
+        ("bnn", -3.0): {1.0: t(1, 0, 0, 0), 2.0: t(0, 0, 0, 0)},
+        ("bnn", -2.0): {1.0: t(0, 1, 1, 0), 2.0: t(1, 0, 0, 0)},  # best at both
+        ("bnn-mean100", -3.0): {1.0: t(1, 1, 0, 0), 2.0: t(0, 1, 0, 0)},
+        ("bnn-pruned75-global", -2.0): {1.0: t(0, 0, 0, 1), 2.0: t(0, 0, 0, 0)},
+        ("plain", 0.0): {1.0: t(1, 1, 1, 1), 2.0: t(0, 0, 0, 0)},  # best at eps 1
+        ("plain", 1.0): {1.0: t(0, 0, 0, 0), 2.0: t(0, 0, 1, 1)},  # best at eps 2
+        ("plain-ensemble", 10): {1.0: t(1, 0, 0, 0), 2.0: t(0, 0, 0, 1)},
+        ("plain-adv", 2.0): {1.0: t(1, 1, 1, 0), 2.0: t(1, 1, 1, 1)},
+    }
+    got = {k: v[0].tolist() for k, v in ec.claims(robust, [1.0, 2.0]).items()}
+    assert got == {
+        "best BNN minus best plain net, PGD at eps 1": [-1, 0, 0, -1],
+        "best BNN minus best plain net, PGD at eps 2": [1, 0, -1, -1],
+        "100-sample ensemble minus one sample (Table 3's BNN), PGD at eps 1": [0, 1, 0, 0],
+        "100-sample ensemble minus one sample (Table 3's BNN), PGD at eps 2": [0, 1, 0, 0],
+        "75%-pruned BNN (global) minus best plain net, PGD at eps 1": [-1, -1, -1, 0],
+        "75%-pruned BNN (global) minus best plain net, PGD at eps 2": [0, 0, -1, -1],
+        "100-sample ensemble minus the plain-net ensemble, PGD at eps 1": [0, 1, 0, 0],
+        "100-sample ensemble minus the plain-net ensemble, PGD at eps 2": [0, 1, 0, -1],
+        "best BNN minus the adversarially trained net, PGD at eps 1": [-1, 0, 0, 0],
+        "best BNN minus the adversarially trained net, PGD at eps 2": [0, -1, -1, -1],
+    }
+
+
 def test_convergence_points_match_the_curve(quick):
     _, _, curves, conv = quick
     assert conv["eps_126"].eq(ec.CONVERGENCE_EPS).all() and conv["acc"].between(0, 100).all()
@@ -103,7 +145,9 @@ def test_tiny_eps_gives_clean_accuracy(quick, tmp_path, kind, param, tolerance):
     x, y = data.test.x[:200], data.test.y[:200]
     budget = ec.Budget(eot=2, passes=32, steps=5)
     clean = ec.clean_accuracy(rule, x, y, budget.passes, seed=0)
-    robust = ec.pgd_accuracy(rule, x, y, 1e-4, ec.settings(rule, budget, 0), tmp_path)
+    robust, per_example = ec.pgd_accuracy(rule, x, y, 1e-4, ec.settings(rule, budget, 0), tmp_path)
+    assert per_example.shape == (200,)
+    assert abs(100 * float(per_example.double().mean()) - robust) < 1e-9
     assert 10 < clean < 100  # the net learnt something, so a mismatch would show
     assert abs(robust - clean) <= tolerance
 
@@ -146,5 +190,5 @@ def test_bad_arguments_name_the_argument(argv, named, capsys):
 
 def test_untrained_models_are_not_trained_silently(tmp_path):
     with pytest.raises(SystemExit, match="runs/reproduce.py --profile quick --seeds 3"):
-        ec.main(["--profile", "quick", "--seed", "3", "--root", str(tmp_path)])
+        ec.main(["--profile", "quick", "--seeds", "3", "--root", str(tmp_path)])
     assert not any(tmp_path.rglob("meta.json"))
