@@ -1,8 +1,10 @@
-"""REPORT.md: every table beside the paper's numbers, the controls, the headline claims,
-the wall time and the plots, from the tables that :mod:`runs.results` combined."""
+"""REPORT.md: the verdict per claim and threat model, every table beside the paper's
+numbers, the controls, the headline claims, the wall time and the plots, from the tables
+that :mod:`runs.results` combined (and runs/epsilon_curves.py's, when present)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +13,7 @@ from pyro_bnn.artifacts import atomic_write
 
 from . import intervals, paper
 from .claims import claims_over_seeds
+from .pipeline import PROTOCOL_RULES
 from .results import whole_numbers
 
 __all__ = ["write_report"]
@@ -94,6 +97,7 @@ def write_report(path: Path, frames: dict, per_seed: list[dict], info: dict, res
         f"averaged over {prof['runs']} weight samples unless stated. "
         f"Results: [{rel}/]({rel}/) (CSV, long format, with the paper's value beside ours).",
         "",
+        *_verdict_section(frames, info["protocols"], Path(results)),
         "## Wall time",
         "",
         f"This invocation: {info['total_seconds']:.0f} s. Stages (this invocation, s):",
@@ -268,6 +272,103 @@ def _protocol_section(frames: dict, protocol: str, prof: dict, claim_table) -> l
             "",
         ]
     return lines
+
+
+# the headline claims as each intervals table names them (prefix -> the claim), and the
+# threat model of each table
+CLAIMS = {
+    "best BNN": "best BNN minus best plain net",
+    "100-sample ensemble minus one sample": "100-sample ensemble minus one sample (rho_init -3)",
+    "75%-pruned BNN": "75%-pruned BNN (rho_init -2) minus best plain net",
+    "100-sample ensemble minus the plain-net ensemble": "100-sample ensemble minus the "
+    "plain-net ensemble",
+}
+THREATS = {
+    "paper": "transfer, paper protocol",
+    "rigorous": "transfer, rigorous protocol",
+    "whitebox": "white-box L2 PGD + EOT",
+}
+SIZE = re.compile(r"(?:both at|PGD at) (x [\d.]+|eps [\d.]+)$")  # a claim's size
+
+
+def _claim_rows(table: pd.DataFrame, threat: str, rules: dict | None) -> list[dict]:
+    """An intervals table as rows (claim, threat, size, cell, verdict): each row's claim
+    found by prefix (the longest in CLAIMS), its size read off its name, else the
+    protocol's multipliers (rules: runs.pipeline.PROTOCOL_RULES[protocol])."""
+    rows = []
+    for r in table.itertuples():
+        found = SIZE.search(r.claim)
+        if found:
+            size = found.group(1)
+        elif "ensemble minus one sample" in r.claim:  # both BNN rules at the BNN multiplier
+            size = f"x {rules['bnn_mult']:g}"
+        else:
+            size = f"BNN x {rules['bnn_mult']:g}, plain x {rules['plain_mult']:g}"
+        prefixes = [p for p in CLAIMS if r.claim.startswith(p)]
+        if "adversarially trained" in r.claim:
+            claim = "best BNN minus the adversarially trained net"
+        else:
+            claim = CLAIMS[max(prefixes, key=len)]
+        cell = f"{r.estimate:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}]"
+        rows.append({"claim": claim, "threat": threat, "size": size, "cell": cell,
+                     "verdict": r.verdict})  # fmt: skip
+    return rows
+
+
+def _summary(group: pd.DataFrame) -> str:
+    """One claim under one threat model: 'holds', 'fails' or 'inconclusive' if every size
+    agrees, else 'depends on size', each verdict with its sizes and intervals."""
+    verdicts = list(dict.fromkeys(group["verdict"]))
+    head = verdicts[0] if len(verdicts) == 1 else "depends on size"
+    parts = [
+        f"{v} at " + "; ".join(f"{r.size} {r.cell}" for r in group[group.verdict == v].itertuples())
+        for v in verdicts
+    ]
+    return f"**{head}**: " + " / ".join(parts)
+
+
+def _verdict_section(frames: dict, protocols: list[str], results: Path) -> list[str]:
+    """The verdict per claim and threat model, from the intervals tables of the protocols
+    run and, when runs/epsilon_curves.py has written it, the white-box one."""
+    rows = []
+    for protocol in protocols:
+        if f"{protocol}/intervals" in frames:
+            table, rules = frames[f"{protocol}/intervals"], PROTOCOL_RULES[protocol]
+            rows += _claim_rows(table, THREATS[protocol], rules)
+    whitebox = results / "rigorous" / "epsilon_intervals.csv"
+    if whitebox.exists():
+        rows += _claim_rows(pd.read_csv(whitebox), THREATS["whitebox"], None)
+    if not rows:
+        return []
+    frame = pd.DataFrame(rows)
+    order = list(dict.fromkeys(frame["claim"]))
+    table = (
+        frame.groupby(["claim", "threat"], sort=False)
+        .apply(_summary, include_groups=False)
+        .unstack("threat")
+        .reindex(index=order, columns=[t for t in THREATS.values() if t in set(frame.threat)])
+        .fillna("not measured")
+    )
+    source = (
+        f" The white-box column is [{whitebox.name}](results/rigorous/{whitebox.name}), made "
+        "by `python runs/epsilon_curves.py` (its command is in epsilon_curves.md); its best "
+        "models are picked at each eps."
+        if whitebox.exists()
+        else " White-box intervals: not yet made (`python runs/epsilon_curves.py`)."
+    )
+    return [
+        "## Verdict by threat model",
+        "",
+        "Each headline claim as a paired difference in points of accuracy, with its "
+        f"{100 * intervals.LEVEL:g}% interval over examples and seeds: 'holds' when the "
+        "interval is above 0, 'fails' when below, 'inconclusive' when it spans 0; "
+        "'depends on size' when the verdict changes with the multiplier x of the transferred "
+        "perturbation or with the white-box budget eps (/126 scale). Transfer columns: the "
+        "12 source nets' attack sets, from the protocol sections below." + source,
+        "",
+        table.to_markdown(),
+        "",
+    ]
 
 
 def _sigma_section(sigma: pd.DataFrame) -> list[str]:

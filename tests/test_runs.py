@@ -128,6 +128,7 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
         "## Protocol 'rigorous'",
         "Headline claims",
         "## Wall time",
+        "## Verdict by threat model",
         "Norms per set",
         *(f"acc x {m:g}" for m in WHITEBOX_MULTIPLES),
     ):
