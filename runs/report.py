@@ -128,6 +128,16 @@ def write_report(path: Path, frames: dict, per_seed: list[dict], info: dict, res
     for protocol in info["protocols"]:
         claim_table = claims_over_seeds(per_seed, info["seeds"], protocol)
         lines += _protocol_section(frames, protocol, prof, claim_table)
+    curves = Path(results) / "rigorous" / "epsilon_curves.md"
+    if curves.exists():  # made by runs/epsilon_curves.py, with its own 'Made by' line
+        lines += [
+            "## White-box robust accuracy against eps",
+            "",
+            curves.read_text().strip(),
+            "",
+            f"![white-box robust accuracy against eps]({rel}/rigorous/epsilon_curves.png)",
+            "",
+        ]
     lines += [
         "## Plots",
         "",
