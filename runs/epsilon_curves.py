@@ -18,13 +18,14 @@ images, judged on fresh draws. A stochastic rule's step averages the gradients o
 --eot weight samples and its verdict counts at least --passes: ceil(eot / N) and
 ceil(passes / N) calls of an N-sample rule. A deterministic rule gets one call of each.
 
-Checks: at CONVERGENCE_EPS (unless --no-convergence), the rho_init -3 BNN and the lambda 0
-net against PGD's steps, EOT samples (the BNN only) and restarts, one at a time; and a
-second attack family, the minimum-norm attacks of runs/attack_sets.py (EOT for the BNN
-rules, DDN for the others; the profile's white-box steps), read as a curve: an example
-counts as robust at eps when its r is longer than eps or the attack failed. A model with a
-white-box set in the study's tables (the single-sample BNNs and the plain nets, on the
-first eot_examples images) reuses it, read on its first --n images.
+Checks: at CONVERGENCE_EPS, on the first seed of --seeds (unless --no-convergence), the
+rho_init -3 BNN and the lambda 0 net against PGD's steps, EOT samples (the BNN only) and
+restarts, one at a time; and a second attack family, the minimum-norm attacks of
+runs/attack_sets.py (EOT for the BNN rules, DDN for the others; the profile's white-box
+steps), read as a curve: an example counts as robust at eps when its r is longer than eps
+or the attack failed. A model with a white-box set in the study's tables (the
+single-sample BNNs and the plain nets, on the first eot_examples images) reuses it, read
+on its first --n images.
 
 Every (model, eps, settings) result is an artifact under --root/<profile>/epsilon-pgd/, so a
 killed run resumes, and a run over several seeds reuses the single-seed runs. Writes, to
@@ -379,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     frames, replicates = [], []
     for seed in args.seeds:
-        curves, convergence, robust = seed_curves(args, seed, profile, data, root, budget)
+        check = not args.no_convergence and seed == args.seeds[0]
+        curves, convergence, robust = seed_curves(args, seed, profile, data, root, budget, check)
         markdown = report(curves, convergence, budget) + f"\nMade by `{command}` {setup}\n"
         write_seed(results, seed, curves, convergence, markdown, n)
         frames.append(curves.assign(seed=seed))
@@ -388,9 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget):
-    """One seed's curves and convergence check as DataFrames (CSV rows), and its PGD
-    results per example: (kind, param) -> {eps: (n,)}."""
+def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, check: bool):
+    """One seed's curves and (if check) convergence check as DataFrames (CSV rows), and
+    its PGD results per example: (kind, param) -> {eps: (n,)}."""
     n, eps_list = args.n or profile.eot_examples, sorted(set(args.eps))
     zoo, prints = load_zoo(profile, data, root, seed, True, SeedResult(), args.device)
     adv = adversarial_net(profile, data, root, seed, args.device, not args.no_progress)
@@ -401,7 +403,7 @@ def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget):
     points = [
         (rule, name, value)
         for rule in checked
-        for name, values in ({} if args.no_convergence else args.grids).items()
+        for name, values in (args.grids if check else {}).items()
         if not (name == "eot" and rule.samples == 0)  # a deterministic rule ignores eot
         for value in values
     ]
