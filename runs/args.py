@@ -1,11 +1,23 @@
-"""What the study's commands share: one-line argument errors and checked values."""
+"""What the study's commands share: one-line argument errors, checked values, and the
+wall time printed at the end."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
+import time
+from collections.abc import Callable
 
-__all__ = ["Parser", "device", "positive_float", "positive_int"]
+__all__ = ["Parser", "device", "exit_timed", "positive_float", "positive_int"]
+
+
+def exit_timed(main: Callable[[], int]) -> None:
+    """Run a script's ``main``, print 'done in N s', and exit with its return code."""
+    start = time.perf_counter()
+    code = main()
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    sys.exit(code)
 
 
 class Parser(argparse.ArgumentParser):

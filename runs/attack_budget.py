@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import torch  # noqa: E402
 from pyro_bnn import load_bnn, load_mnist  # noqa: E402
 from pyro_bnn.artifacts import atomic_write  # noqa: E402
 from runs import bnn_curves, paper, tables  # noqa: E402
-from runs.args import Parser, device, positive_int  # noqa: E402
+from runs.args import Parser, device, exit_timed, positive_int  # noqa: E402
 from runs.attack_sets import attack_set  # noqa: E402
 from runs.config import PLAIN  # noqa: E402
 from runs.machine import describe  # noqa: E402
@@ -156,7 +155,4 @@ def plot(sets_df: pd.DataFrame, cells_df: pd.DataFrame, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    start = time.perf_counter()
-    code = main()
-    print(f"done in {time.perf_counter() - start:.0f} s")
-    sys.exit(code)
+    exit_timed(main)

@@ -45,7 +45,6 @@ from __future__ import annotations
 import math
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -65,7 +64,7 @@ from pyro_bnn.evaluate import accuracy, run_probs  # noqa: E402
 from pyro_bnn.predict import sampler  # noqa: E402
 from pyro_bnn.pruning import SCOPES, prune  # noqa: E402
 from runs import intervals, paper, pipeline, tables  # noqa: E402
-from runs.args import Parser, device, positive_float, positive_int  # noqa: E402
+from runs.args import Parser, device, exit_timed, positive_float, positive_int  # noqa: E402
 from runs.attack_sets import attack_set  # noqa: E402
 from runs.config import PLAIN  # noqa: E402
 from runs.intervals import REPLICATES  # noqa: E402
@@ -532,7 +531,4 @@ def plot(curves: pd.DataFrame, path: Path, title: str) -> None:
 
 
 if __name__ == "__main__":
-    start = time.perf_counter()
-    code = main()
-    print(f"done in {time.perf_counter() - start:.0f} s")
-    sys.exit(code)
+    exit_timed(main)
