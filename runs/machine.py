@@ -18,7 +18,8 @@ def describe(device: str = "cpu") -> str:
                        if line.startswith("model name"))  # fmt: skip
     except (OSError, StopIteration):
         cpu = platform.processor() or platform.machine()
-    text = f"{cpu}, {torch.get_num_threads()} torch threads, {platform.system()}"
+    threads = torch.get_num_threads()
+    text = f"{cpu}, {threads} torch thread{'s' * (threads != 1)}, {platform.system()}"
     if str(device).startswith("cuda"):
         text += f", GPU {torch.cuda.get_device_name(torch.device(device))}"
     return text

@@ -65,7 +65,7 @@ def test_quick_writes_every_model_at_every_eps(quick):
     png = folder / "res" / "epsilon_curves_seed0.png"
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (folder / "res" / "epsilon_curves_seed0.md").read_text()
-    assert "Made by `python runs/epsilon_curves.py --quick" in md and "torch threads" in md
+    assert "Made by `python runs/epsilon_curves.py --quick" in md and "torch thread" in md
     assert "| bnn-pruned75-global -2" in out
 
 
