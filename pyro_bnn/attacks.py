@@ -925,6 +925,9 @@ class PGDAdversary:
     :param eps: L2 budget on the /126 scale.
     :param steps: PGD steps per minibatch.
     :param loss: 'ce' (as Madry et al.) or 'margin'.
+
+    >>> fit_torch(MLP("FC-100-100-10"), load_mnist(), adversary=PGDAdversary(eps=2.0))
+    >>> x_adv = PGDAdversary(eps=1.0, steps=20)(net, x, y)  # ||x_adv - x|| <= 1, in the box
     """
 
     eps: float

@@ -284,15 +284,15 @@ def _protocol_section(frames: dict, protocol: str, prof: dict, claim_table) -> l
     return lines
 
 
-# the headline claims as each intervals table names them (prefix -> the claim), and the
-# threat model of each table
-CLAIMS = {
-    "best BNN": "best BNN minus best plain net",
-    "100-sample ensemble minus one sample": "100-sample ensemble minus one sample (rho_init -3)",
-    "75%-pruned BNN": "75%-pruned BNN (rho_init -2) minus best plain net",
-    "100-sample ensemble minus the plain-net ensemble": "100-sample ensemble minus the "
-    "plain-net ensemble",
-}
+# the headline claims, found in each intervals table's claim names by the first of these
+# phrases that they contain ({n}: the ensemble's size, as the name gives it)
+CLAIMS = [
+    ("minus the plain-net ensemble", "{n}-sample ensemble minus the plain-net ensemble"),
+    ("ensemble minus one sample", "{n}-sample ensemble minus one sample (rho_init -3)"),
+    ("pruned BNN", "75%-pruned BNN (rho_init -2) minus best plain net"),
+    ("adversarially trained", "best BNN minus the adversarially trained net"),
+    ("best BNN", "best BNN minus best plain net"),
+]
 THREATS = {
     "paper": "transfer, paper protocol",
     "rigorous": "transfer, rigorous protocol",
@@ -303,8 +303,8 @@ SIZE = re.compile(r"(?:both at|PGD at) (x [\d.]+|eps [\d.]+)$")  # a claim's siz
 
 def _claim_rows(table: pd.DataFrame, threat: str, rules: dict | None) -> list[dict]:
     """An intervals table as rows (claim, threat, size, cell, verdict): each row's claim
-    found by prefix (the longest in CLAIMS), its size read off its name, else the
-    protocol's multipliers (rules: runs.pipeline.PROTOCOL_RULES[protocol])."""
+    found by CLAIMS, its size read off its name, else the protocol's multipliers (rules:
+    runs.pipeline.PROTOCOL_RULES[protocol])."""
     rows = []
     for r in table.itertuples():
         found = SIZE.search(r.claim)
@@ -314,11 +314,8 @@ def _claim_rows(table: pd.DataFrame, threat: str, rules: dict | None) -> list[di
             size = f"x {rules['bnn_mult']:g}"
         else:
             size = f"BNN x {rules['bnn_mult']:g}, plain x {rules['plain_mult']:g}"
-        prefixes = [p for p in CLAIMS if r.claim.startswith(p)]
-        if "adversarially trained" in r.claim:
-            claim = "best BNN minus the adversarially trained net"
-        else:
-            claim = CLAIMS[max(prefixes, key=len)]
+        label = next(label for phrase, label in CLAIMS if phrase in r.claim)
+        claim = label.format(n=r.claim.split("-sample")[0])
         cell = f"{r.estimate:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}]"
         rows.append({"claim": claim, "threat": threat, "size": size, "cell": cell,
                      "verdict": r.verdict})  # fmt: skip

@@ -37,5 +37,17 @@ def test_verdict_says_depends_when_sizes_disagree_and_reads_the_whitebox_table(t
     assert "**fails**: fails at eps 1 -30.0" in line(text, "best BNN minus the adversarially")
 
 
+def test_verdict_names_the_ensemble_size_its_table_gives(tmp_path):
+    frames = {
+        "paper/intervals": intervals(
+            ("10-sample ensemble minus one sample (Table 3's BNN)", 1.0, -1.0, 2.0, "inconclusive"),
+        )
+    }
+    text = "\n".join(report._verdict_section(frames, ["paper"], tmp_path))
+    assert "**inconclusive**: inconclusive at x 1.5 +1.0 [-1.0, +2.0]" in line(
+        text, "10-sample ensemble minus one sample (rho_init -3)"
+    )
+
+
 def test_no_intervals_no_verdict_section(tmp_path):
     assert report._verdict_section({}, ["paper", "rigorous"], tmp_path) == []
