@@ -33,9 +33,10 @@ killed run resumes, and a run over several seeds reuses the single-seed runs. Wr
 runs/results-<profile>/rigorous/):
 - per seed, epsilon_curves_seed<S>.csv/.md/.png and (with the check)
   epsilon_convergence_seed<S>.csv;
-- over the seeds run, epsilon_curves.csv/.md/.png (mean and sd) and epsilon_intervals.csv:
+- over the seeds run, epsilon_curves.csv/.md/.png (mean and sd), epsilon_intervals.csv:
   the claims of :func:`claims` at every eps, with two-stage bootstrap intervals
-  (:mod:`runs.intervals`).
+  (:mod:`runs.intervals`), and transfer_adv.csv: the reference defence on the rigorous
+  attack sets of the source nets at every multiplier, as the study scores its models.
 Accuracies are in percent; eps_126 is the budget on the /126 pixel scale, eps_255 on
 [0, 1] pixels (pixels / 255).
 """
@@ -60,7 +61,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from pyro_bnn.artifacts import atomic_write, cached  # noqa: E402
 from pyro_bnn.attacks import ModelFn, PGDAdversary, SampleFn, eot_model, pgd_attack  # noqa: E402
 from pyro_bnn.data import X_MAX  # noqa: E402
-from pyro_bnn.evaluate import accuracy, run_probs  # noqa: E402
+from pyro_bnn.evaluate import accuracy, as_probs, run_probs  # noqa: E402
 from pyro_bnn.predict import sampler  # noqa: E402
 from pyro_bnn.pruning import SCOPES, prune  # noqa: E402
 from runs import intervals, paper, pipeline, tables  # noqa: E402
@@ -69,7 +70,7 @@ from runs.attack_sets import attack_set  # noqa: E402
 from runs.config import PLAIN  # noqa: E402
 from runs.intervals import REPLICATES  # noqa: E402
 from runs.machine import describe  # noqa: E402
-from runs.naming import artifact_path, baseline_name, bnn_name  # noqa: E402
+from runs.naming import artifact_path, baseline_name, bnn_name, without_seed  # noqa: E402
 from runs.pipeline import SeedResult, load_zoo  # noqa: E402
 from runs.plots import save_png  # noqa: E402
 from runs.profiles import PROFILES, get_profile  # noqa: E402
@@ -377,26 +378,35 @@ def main(argv: list[str] | None = None) -> int:
         f"and its verdict counts {budget.passes} fresh ones (ceil(samples / N) calls of an "
         "N-sample ensemble)."
     )
-    frames, replicates = [], []
+    frames, replicates, transfers = [], [], []
     for seed in args.seeds:
         check = not args.no_convergence and seed == args.seeds[0]
-        curves, convergence, robust = seed_curves(args, seed, profile, data, root, budget, check)
+        curves, convergence, robust, transfer = seed_curves(
+            args, seed, profile, data, root, budget, check
+        )
+        transfers.append(transfer.assign(seed=seed))
         markdown = report(curves, convergence, budget) + f"\nMade by `{command}` {setup}\n"
         write_seed(results, seed, curves, convergence, markdown, n)
         frames.append(curves.assign(seed=seed))
         replicates.append(intervals.replicate_rows(claims(robust, eps_list), REPLICATES, seed))
-    combine(pd.concat(frames), replicates, results, f"Made by `{command}` {setup}", n)
+    made_by = f"Made by `{command}` {setup}"
+    combine(pd.concat(frames), replicates, pd.concat(transfers), results, made_by, n)
     return 0
 
 
 def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, check: bool):
-    """One seed's curves and (if check) convergence check as DataFrames (CSV rows), and
-    its PGD results per example: (kind, param) -> {eps: (n,)}."""
+    """One seed's curves and (if check) convergence check as DataFrames (CSV rows), its
+    PGD results per example, (kind, param) -> {eps: (n,)}, and the reference defence under
+    transfer (runs.tables.transfer_sweep on the rigorous sets of the 12 source nets)."""
     n, eps_list = args.n or profile.eot_examples, sorted(set(args.eps))
     zoo, prints = load_zoo(profile, data, root, seed, True, SeedResult(), args.device)
     adv = adversarial_net(profile, data, root, seed, args.device, not args.no_progress)
     x, y = data.test.x[:n], data.test.y[:n]
     models = rules(zoo, prints, adv)
+    sets = pipeline.build_attack_sets(
+        "rigorous", profile, zoo, data, root, False, SeedResult(), args.device
+    )  # the 12 source nets' sets, as the study's transfer tables use them
+    transfer = tables.transfer_sweep({("plain-adv", ADVERSARY.eps): as_probs(adv[0])}, sets, data)
     by_model = {(r.kind, r.param): r for r in models}
     checked = [by_model["bnn", paper.TABLE3_RHO_INIT], by_model["plain", 0.0]]
     points = [
@@ -432,7 +442,7 @@ def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, chec
             point = row(rule, CONVERGENCE_EPS, "pgd", acc, n, **attack)
             convergence.append(point | {"varied": name, "value": value})
             bar.update(1)
-    return pd.DataFrame(curves), pd.DataFrame(convergence), robust
+    return pd.DataFrame(curves), pd.DataFrame(convergence), robust, transfer
 
 
 def write_seed(results: Path, seed: int, curves, convergence, markdown: str, n: int) -> None:
@@ -447,9 +457,10 @@ def write_seed(results: Path, seed: int, curves, convergence, markdown: str, n: 
     print(markdown)
 
 
-def combine(curves: pd.DataFrame, replicates: list, results: Path, made_by: str, n: int):
-    """Over the seeds run: the curves' mean and sd (epsilon_curves.csv/.md/.png) and the
-    claims' two-stage bootstrap intervals (epsilon_intervals.csv/.md)."""
+def combine(curves, replicates: list, transfer, results: Path, made_by: str, n: int):
+    """Over the seeds run: the curves' mean and sd (epsilon_curves.csv/.md/.png), the
+    claims' two-stage bootstrap intervals (epsilon_intervals.csv) and the reference
+    defence under transfer, per source set (transfer_adv.csv)."""
     seeds = sorted(curves["seed"].unique())
     keys = ["model", "kind", "param", "attack", "eps_126", "eps_255"]
     mean = curves.groupby(keys, sort=False)["acc"].agg(acc="mean", sd="std", seeds="count")
@@ -458,6 +469,10 @@ def combine(curves: pd.DataFrame, replicates: list, results: Path, made_by: str,
     atomic_write(out.with_suffix(".csv"), lambda tmp: mean.to_csv(tmp, index=False))
     table = intervals.summarise(replicates)
     atomic_write(results / "epsilon_intervals.csv", lambda tmp: table.to_csv(tmp, index=False))
+    transfer = transfer.assign(source=transfer["source"].map(without_seed))  # pool seeds
+    per_set = transfer.groupby(["source", "multiplier"], sort=False)["acc"].mean().reset_index()
+    atomic_write(results / "transfer_adv.csv", lambda tmp: per_set.to_csv(tmp, index=False))
+    over_sets = per_set.groupby("multiplier")["acc"].mean()
     footer = f"{made_by} Seeds {', '.join(map(str, seeds))}.\n"
     markdown = (
         f"Mean (sd) over seeds {', '.join(map(str, seeds))}. "
@@ -465,7 +480,11 @@ def combine(curves: pd.DataFrame, replicates: list, results: Path, made_by: str,
         + f"\nThe claims under white-box PGD, as paired differences (points) with "
         f"{100 * intervals.LEVEL:g}% intervals, bootstrapped over examples and seeds:\n\n"
         + table.to_markdown(index=False, floatfmt=".2f")
-        + "\n\n"
+        + "\n\nThe adversarially trained net under transfer, on the rigorous attack sets of "
+        f"the {per_set['source'].nunique()} source nets (mean over the sets and seeds, x + m r "
+        "clipped to the box, as rigorous/transfer.csv scores the other models): "
+        + ", ".join(f"x {m:g}: {acc:.1f}%" for m, acc in over_sets.items())
+        + " (per set: transfer_adv.csv).\n\n"
         + footer
     )
     atomic_write(out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown))

@@ -289,7 +289,7 @@ def protocol_tables(
         )
         jobs["whitebox"] = lambda: whitebox_rows(wb(), data, profile.eot_examples)
         jobs["transfer"] = lambda: tables.transfer_sweep(
-            zoo, sets + [s for *_, s, _ in wb()], data, sample_runs
+            zoo.prob_fns(sample_runs), sets + [s for *_, s, _ in wb()], data
         )
     return jobs
 

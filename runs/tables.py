@@ -451,15 +451,17 @@ TRANSFER_MULTIPLIERS = (1.0, 1.5, 2.0, 3.0)  # the transfer sweep's multiples of
 
 
 def transfer_sweep(
-    zoo: Zoo, sets: list[AttackSet], data: MNIST, runs: int, multipliers=TRANSFER_MULTIPLIERS
+    fns: dict, sets: list[AttackSet], data: MNIST, multipliers=TRANSFER_MULTIPLIERS
 ) -> pd.DataFrame:
-    """Accuracy of every FC-100-100-10 model on x + m r, clipped to the pixel box, at every
-    multiple m of each set's r: transfer at every size, not at the source's minimum norm
-    alone. Every example counts (a failed attack leaves it unperturbed). With the models'
-    own white-box sets among ``sets`` this is also reverse transfer: a BNN's set scores
-    the plain nets and the other BNNs (its own row is white-box). BNNs single-sample, mean
-    of ``runs``."""
-    fns = zoo.prob_fns(runs)
+    """Accuracy of every model on x + m r, clipped to the pixel box, at every multiple m of
+    each set's r: transfer at every size, not at the source's minimum norm alone. Every
+    example counts (a failed attack leaves it unperturbed). With the models' own white-box
+    sets among ``sets`` this is also reverse transfer: a BNN's set scores the plain nets
+    and the other BNNs (its own row is white-box).
+
+    :param fns: (kind, param) -> prob function, e.g. ``zoo.prob_fns(runs)`` (BNNs
+        single-sample, mean of runs).
+    """
     rows = []
     for s in sets:
         x, r, y = data.split(s.split).x[s.tensors["index"]], s.tensors["r"], s.tensors["y"]

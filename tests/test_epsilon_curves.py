@@ -81,6 +81,13 @@ def test_quick_combines_its_seed_and_gives_each_claim_an_interval_at_every_eps(q
     assert set(table["verdict"]) <= {"holds", "fails", "inconclusive"}
     assert "best BNN minus the adversarially trained net, PGD at eps 3" in set(table["claim"])
     assert (folder / "res" / "epsilon_curves.png").stat().st_size > 10_000
+    transfer = pd.read_csv(folder / "res" / "transfer_adv.csv")  # the reference defence
+    assert transfer["source"].nunique() == 12 and set(transfer["multiplier"]) == {1, 1.5, 2, 3}
+    assert transfer["acc"].between(0, 100).all() and len(transfer) == 12 * 4
+    assert (
+        "The adversarially trained net under transfer"
+        in (folder / "res" / "epsilon_curves.md").read_text()
+    )
 
 
 def test_claims_pick_the_best_model_at_each_eps_and_pair_by_example():
