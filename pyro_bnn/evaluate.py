@@ -54,8 +54,12 @@ def as_probs(logits_fn: Callable[[torch.Tensor], torch.Tensor], chunk_size: int 
 
     @torch.no_grad()
     def probs(x: torch.Tensor) -> torch.Tensor:
+        # range(0, max(len(x), 1)): an empty x still makes one call, so (0, C) comes back
         return torch.cat(
-            [logits_fn(x[i : i + chunk_size]).softmax(-1) for i in range(0, len(x), chunk_size)]
+            [
+                logits_fn(x[i : i + chunk_size]).softmax(-1)
+                for i in range(0, max(len(x), 1), chunk_size)
+            ]
         )
 
     return probs

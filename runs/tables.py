@@ -67,6 +67,13 @@ def _pct(row: dict) -> dict:
     return {"acc": 100 * row["acc"], "acc_std": 100 * row["acc_std"], "n": row["n"]}
 
 
+def _score(fn, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Accuracy (%) of fn on (x, y); NaN with n = 0 where an attack left no survivors."""
+    if len(y) == 0:
+        return {"acc": float("nan"), "acc_std": float("nan"), "n": 0}
+    return _pct(evaluate(fn, x, y))
+
+
 def _paper_col(values, index):
     return None if values is None else values[index]
 
@@ -152,7 +159,7 @@ def multiplier_control(
                         "kind": kind,
                         "param": param,
                         "multiplier": mult,
-                        **_pct(evaluate(fn, x, y)),
+                        **_score(fn, x, y),
                     }
                 )
     return pd.DataFrame(rows)
@@ -173,26 +180,24 @@ def table2(
         x_b, y_b = s.eval_set(data, bnn_mult, keep_failures)
         x_p, y_p = s.eval_set(data, plain_mult, keep_failures)
         for j, (rho, (bnn, guide)) in enumerate(zoo.bnns.items()):
-            row = evaluate(single_sample_fn(bnn, guide, runs), x_b, y_b)
             rows.append(
                 {
                     "source": s.source.name,
                     "kind": "bnn",
                     "param": rho,
                     "multiplier": bnn_mult,
-                    **_pct(row),
+                    **_score(single_sample_fn(bnn, guide, runs), x_b, y_b),
                     "paper": _paper_col(paper.TABLE2_BNN[i], j) if rho in paper.RHO_INITS else None,
                 }
             )
         for j, (lam, net) in enumerate(zoo.plains.items()):
-            row = evaluate(as_probs(net), x_p, y_p)
             rows.append(
                 {
                     "source": s.source.name,
                     "kind": "plain",
                     "param": lam,
                     "multiplier": plain_mult,
-                    **_pct(row),
+                    **_score(as_probs(net), x_p, y_p),
                     "paper": _paper_col(paper.TABLE2_PLAIN[i], j) if lam in paper.LAMBDAS else None,
                 }
             )
@@ -287,7 +292,7 @@ def table4(
                         "scope": scope,
                         "rate": rate,
                         "set": name,
-                        **_pct(evaluate(fn, x, y)),
+                        **_score(fn, x, y),
                         "paper": ref,
                     }
                 )
@@ -343,7 +348,7 @@ def fixed_noise_control(
     for source, x, y, mult in scored:
         for rho, fn in fns.items():
             row = {"source": source, "kind": "fixed-noise", "param": rho, "multiplier": mult}
-            rows.append(row | _pct(evaluate(fn, x, y)))
+            rows.append(row | _score(fn, x, y))
     return pd.DataFrame(rows)
 
 
@@ -469,7 +474,7 @@ def transfer_sweep(
             x_adv = perturb(x, r, scale=mult)  # (N, D), in the box
             for (kind, param), fn in fns.items():
                 row = {"source": s.source.name, "kind": kind, "param": param, "multiplier": mult}
-                rows.append(row | _pct(evaluate(fn, x_adv, y)))
+                rows.append(row | _score(fn, x_adv, y))
     return pd.DataFrame(rows)
 
 

@@ -238,3 +238,11 @@ def test_regression_errors_name_the_argument():
     mixed = iter([torch.full((n, 2), 0.5), (torch.zeros(n), torch.ones(n))])
     with pytest.raises(ValueError, match="predict must return"):
         evaluate(lambda x: next(mixed), x, torch.zeros(n, dtype=torch.long), runs=2)
+
+
+def test_as_probs_chunks_and_takes_an_empty_batch():
+    net = torch.nn.Linear(4, 3)
+    x = torch.randn(5, 4)
+    assert torch.allclose(as_probs(net, chunk_size=2)(x), net(x).softmax(-1).detach())
+    # an attack with no survivors hands over zero images: (0, C), not an error
+    assert as_probs(net)(x[:0]).shape == (0, 3)

@@ -1,6 +1,7 @@
 """runs/tables.py: the noise control's norms, the white-box accuracy curve, and the
 sigma and fixed-noise controls."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from pyro_bnn.attacks import distortion
 from pyro_bnn.bnn import BayesianMLP, init_guide
 from pyro_bnn.data import X_MAX
+from pyro_bnn.evaluate import as_probs
 from pyro_bnn.guides import make_guide
 from pyro_bnn.nets import MLP
 from runs import tables
@@ -159,3 +161,9 @@ def test_fixed_noise_control_is_the_plain_net_when_the_noise_vanishes(small):
     plain = 100 * float((net(data.test.x).argmax(-1) == data.test.y).double().mean())
     assert acc[-30.0] == pytest.approx(plain)  # sigma 1e-13: the plain net itself
     assert abs(acc[-1.0] - plain) > 1  # sigma 0.31 on every weight changes the predictions
+
+
+def test_a_set_with_no_survivors_scores_nan_not_an_error():
+    net = torch.nn.Linear(784, 10)
+    row = tables._score(as_probs(net), torch.zeros(0, 784), torch.zeros(0, dtype=torch.long))
+    assert row["n"] == 0 and math.isnan(row["acc"])
