@@ -252,7 +252,7 @@ class BayesianMLP(BNN):
 
 def init_guide(model: BNN, guide) -> None:
     """Create an autoguide's parameters, if it has none yet, from the model's latent sites
-    alone (no data: nothing of a dataset is kept in the guide).
+    alone (no data: nothing of a dataset is kept in the guide), on the model's device.
 
     :param model: the :class:`BNN`.
     :param guide: its autoguide, e.g. from :func:`~pyro_bnn.guides.make_guide`.
@@ -262,6 +262,10 @@ def init_guide(model: BNN, guide) -> None:
     if getattr(guide, "prototype_trace", True) is None:
         with torch.no_grad(), local_params(model, guide):
             guide()
+        # the prior's float parameters draw on the CPU: put the guide beside the model
+        template = next(model.parameters(), None)
+        if template is not None:
+            guide.to(template.device)
 
 
 class DatapointELBO(Trace_ELBO):

@@ -139,3 +139,13 @@ def test_bad_data_and_settings_in_fit_svi():
         fit_svi(bnn, guide, data, val_samples=0, progress=False)
     with pytest.raises(ValueError, match="num_data"):
         bnn(torch.rand(4, 784), num_data=2)
+
+
+@pytest.mark.parametrize("guide_name", ["softplus-normal", "delta"])
+def test_init_guide_puts_the_guide_on_the_model_device(guide_name):
+    # the prior draws on the CPU; a model on another device (here "meta", which needs no
+    # GPU) must still get its guide there, as the fixed-noise control on CUDA needs
+    bnn = BayesianMLP((7, 3), in_features=5).to("meta")
+    guide = make_guide(guide_name, bnn)
+    init_guide(bnn, guide)
+    assert {p.device.type for p in guide.parameters()} == {"meta"}
