@@ -254,6 +254,7 @@ def min_norm_rows(rule: Rule, data, n, eps_list, budget, profile, root, device, 
     if rule.draw is None:
         used = {"steps": profile.attack_steps, "eot": 1, "passes": 1}
         fn, attack = rule.fn, {"protocol": "rigorous", "output": rule.output}
+        attack["n_targets"] = profile.attack_targets
     else:
         used = {"steps": profile.eot_steps, "eot": rule.calls(budget.eot)}
         used["passes"] = rule.calls(budget.passes)

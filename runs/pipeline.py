@@ -155,6 +155,7 @@ def build_attack_sets(
     rules = PROTOCOL_RULES[protocol]
     steps = profile.paper_steps if protocol == "paper" else profile.attack_steps
     limit = profile.paper_examples if protocol == "paper" else profile.attack_examples
+    more = {} if protocol == "paper" else {"n_targets": profile.attack_targets}
     sets = []
     for src in zoo.sources:
         tensors, meta = attack_set(
@@ -170,6 +171,7 @@ def build_attack_sets(
             progress=progress,
             log=print,
             steps=steps,
+            **more,
         )
         sets.append(tables.AttackSet(src, on_device(tensors, device), meta, rules["split"]))
         out.add_seconds(f"attack-{protocol} {src.arch}", meta)
@@ -227,6 +229,7 @@ def whitebox_sets(profile: Profile, zoo, prints: dict, data, root, progress, dev
             fingerprint=prints[f"plain{lam:g}"],
             device=device,
             steps=profile.attack_steps,
+            n_targets=profile.attack_targets,
         )
         attacked = tables.AttackSet(
             SimpleNamespace(name=name), on_device(tensors, device), meta, "test"
@@ -320,7 +323,11 @@ def run_seed(
     data = data.to(device)
     with stage("load nets"):
         zoo, prints = load_zoo(profile, data, root, seed, need_pool, out, device)
-    base = {"profile": profile.as_dict(), "seed": seed, "models": prints}
+    # the rigorous attack's targeted passes set the rigorous tables alone: only their
+    # configs hold them, so the other tables keep the configs they were stored under
+    settings = profile.as_dict()
+    targets = {"attack_targets": settings.pop("attack_targets")}
+    base = {"profile": settings, "seed": seed, "models": prints}
     with stage("table1"):
         out.frames["table1"] = cached_table(
             root, table_name("table1", seed), base, lambda: tables.table1(zoo, data, profile.runs),
@@ -334,6 +341,7 @@ def run_seed(
         with stage(f"attack sets ({protocol})"):
             sets = build_attack_sets(protocol, profile, zoo, data, root, progress, out, device)
         config = base | {"protocol": protocol, "sets": [fingerprint(s.meta) for s in sets]}
+        config |= targets if protocol == "rigorous" else {}
         jobs = protocol_tables(protocol, profile, zoo, prints, sets, data, root, progress, device)
         for table, make in jobs.items():
             with stage(f"{table} ({protocol})"):

@@ -160,9 +160,10 @@ PROTOCOL_TEXT = {
         "box."
     ),
     "rigorous": (
-        "Signed minimum-norm (DDN) attack, {steps} steps, inside the pixel box, on the "
-        "**test** split ({n} examples); every example counts (a failed attack leaves it "
-        "unperturbed); no multiplier."
+        "Signed minimum-norm (DDN) attack, {steps} steps, with {targets} passes targeted "
+        "at the nearest classes beside the untargeted one (the smallest r kept), inside the "
+        "pixel box, on the **test** split ({n} examples); every example counts (a failed "
+        "attack leaves it unperturbed); no multiplier."
     ),
 }
 
@@ -180,7 +181,9 @@ def _protocol_section(frames: dict, protocol: str, prof: dict, claim_table) -> l
     lines = [
         f"## Protocol '{protocol}'",
         "",
-        PROTOCOL_TEXT[protocol].format(steps=steps, n=n or "all", budget=_budget(steps)),
+        PROTOCOL_TEXT[protocol].format(
+            steps=steps, n=n or "all", budget=_budget(steps), targets=prof.get("attack_targets", 0)
+        ),
         "",
     ]
     att = frames[f"{protocol}/attacks"]
