@@ -9,7 +9,15 @@ import sys
 import time
 from collections.abc import Callable
 
-__all__ = ["Parser", "device", "exit_timed", "positive_float", "positive_int"]
+__all__ = [
+    "Parser",
+    "add_attack_targets",
+    "device",
+    "exit_timed",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+]
 
 
 def exit_timed(main: Callable[[], int]) -> None:
@@ -36,6 +44,28 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0, e.g. a count of extra attack passes."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def add_attack_targets(p: argparse.ArgumentParser) -> None:
+    """The --attack-targets option, for :func:`runs.profiles.get_profile`."""
+    p.add_argument(
+        "--attack-targets",
+        type=non_negative_int,
+        default=None,
+        help="passes of the rigorous attack targeted at the nearest classes, beside the "
+        "untargeted one (default: the profile's; 2 removes the attack's tail)",
+    )
 
 
 def positive_float(text: str) -> float:

@@ -65,7 +65,14 @@ from pyro_bnn.evaluate import accuracy, as_probs, run_probs  # noqa: E402
 from pyro_bnn.predict import sampler  # noqa: E402
 from pyro_bnn.pruning import SCOPES, prune  # noqa: E402
 from runs import intervals, paper, pipeline, tables  # noqa: E402
-from runs.args import Parser, device, exit_timed, positive_float, positive_int  # noqa: E402
+from runs.args import (  # noqa: E402
+    Parser,
+    add_attack_targets,
+    device,
+    exit_timed,
+    positive_float,
+    positive_int,
+)
 from runs.attack_sets import attack_set  # noqa: E402
 from runs.config import PLAIN  # noqa: E402
 from runs.intervals import REPLICATES  # noqa: E402
@@ -336,6 +343,7 @@ def parse(argv: list[str] | None):
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda")
     p.add_argument("--no-convergence", action="store_true", help="skip the convergence check")
+    add_attack_targets(p)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quick", action="store_true", help="quick profile, tiny budgets, temp dirs")
     args = p.parse_args(argv)
@@ -350,7 +358,7 @@ def parse(argv: list[str] | None):
 
 def main(argv: list[str] | None = None) -> int:
     p, args = parse(argv)
-    profile = get_profile(args.profile)
+    profile = get_profile(args.profile, args.attack_targets)
     suffix = "" if profile.name == "full" else f"-{profile.name}"
     root = Path(args.root or HERE / "artifacts") / profile.name
     results = Path(args.results or HERE / f"results{suffix}" / "rigorous")

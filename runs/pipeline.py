@@ -297,6 +297,21 @@ def protocol_tables(
     return jobs
 
 
+def table_config(profile: Profile, seed: int, prints: dict, protocol: str | None = None) -> dict:
+    """What a table of ``seed`` is stored under: the profile, the seed, the nets' prints and
+    the protocol. The rigorous attack's targeted passes set the rigorous tables alone, and
+    only when there are some, so every table made before the setting existed keeps its
+    config (and its hash)."""
+    settings = profile.as_dict()
+    targets = settings.pop("attack_targets")
+    config = {"profile": settings, "seed": seed, "models": prints}
+    if protocol is not None:
+        config["protocol"] = protocol
+    if protocol == "rigorous" and targets:
+        config["attack_targets"] = targets
+    return config
+
+
 def run_seed(
     protocols: list[str],
     profile: Profile,
@@ -323,11 +338,7 @@ def run_seed(
     data = data.to(device)
     with stage("load nets"):
         zoo, prints = load_zoo(profile, data, root, seed, need_pool, out, device)
-    # the rigorous attack's targeted passes set the rigorous tables alone: only their
-    # configs hold them, so the other tables keep the configs they were stored under
-    settings = profile.as_dict()
-    targets = {"attack_targets": settings.pop("attack_targets")}
-    base = {"profile": settings, "seed": seed, "models": prints}
+    base = table_config(profile, seed, prints)
     with stage("table1"):
         out.frames["table1"] = cached_table(
             root, table_name("table1", seed), base, lambda: tables.table1(zoo, data, profile.runs),
@@ -340,8 +351,8 @@ def run_seed(
     for protocol in protocols:
         with stage(f"attack sets ({protocol})"):
             sets = build_attack_sets(protocol, profile, zoo, data, root, progress, out, device)
-        config = base | {"protocol": protocol, "sets": [fingerprint(s.meta) for s in sets]}
-        config |= targets if protocol == "rigorous" else {}
+        config = table_config(profile, seed, prints, protocol)
+        config["sets"] = [fingerprint(s.meta) for s in sets]
         jobs = protocol_tables(protocol, profile, zoo, prints, sets, data, root, progress, device)
         for table, make in jobs.items():
             with stage(f"{table} ({protocol})"):

@@ -18,7 +18,8 @@ class Profile:
     attack_* / paper_* / eot_*: steps and examples of the rigorous, paper-variant and
     white-box EOT attacks; None examples means the whole split. attack_targets: the
     rigorous attack's targeted passes (``min_norm_attack(n_targets=...)``), which remove
-    its tail of perturbations above the minimum.
+    its tail of perturbations above the minimum; the quick profile runs them so that CI
+    covers them.
     pool: plain FC-100-100-10 nets (seeds 1..pool) for the ensemble control of Table 3.
     compile: fuse the BNN stack's weight draw with torch.compile (pays off in long runs).
     cuda_paper_steps: the paper-variant attack's steps per target when the run is on a CUDA
@@ -98,7 +99,10 @@ PROFILES = {
         runs=paper.SINGLE_SAMPLE_RUNS,
         attack_steps=100,
         attack_examples=None,
-        attack_targets=2,  # >= 99 % of FC-10 examples within 1 % of the exact minimum
+        # 2 puts >= 99 % of FC-10 examples within 1 % of the exact minimum
+        # (benchmarks/attack_optimality.py), but the committed results were made with 0:
+        # opt in with reproduce.py --attack-targets 2 (README, "Left as it is")
+        attack_targets=0,
         paper_steps=100,
         paper_examples=2000,
         eot_steps=100,
@@ -112,8 +116,11 @@ PROFILES = {
 }
 
 
-def get_profile(name: str) -> Profile:
-    """The profile called ``name``; a ValueError lists the known ones."""
+def get_profile(name: str, attack_targets: int | None = None) -> Profile:
+    """The profile called ``name``, with ``attack_targets`` in place of its own if given; a
+    ValueError lists the known ones."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; known profiles: {', '.join(PROFILES)}")
-    return PROFILES[name]
+    if attack_targets is None:
+        return PROFILES[name]
+    return replace(PROFILES[name], attack_targets=attack_targets)

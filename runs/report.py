@@ -160,10 +160,9 @@ PROTOCOL_TEXT = {
         "box."
     ),
     "rigorous": (
-        "Signed minimum-norm (DDN) attack, {steps} steps, with {targets} passes targeted "
-        "at the nearest classes beside the untargeted one (the smallest r kept), inside the "
-        "pixel box, on the **test** split ({n} examples); every example counts (a failed "
-        "attack leaves it unperturbed); no multiplier."
+        "Signed minimum-norm (DDN) attack, {steps} steps{targeted}, inside the pixel box, "
+        "on the **test** split ({n} examples); every example counts (a failed attack leaves "
+        "it unperturbed); no multiplier."
     ),
 }
 
@@ -175,6 +174,17 @@ def _budget(steps: int) -> str:
     return f"{steps} steps per target instead of their {paper.ATTACK_STEPS}"
 
 
+def _targeted(prof: dict) -> str:
+    """The rigorous attack's targeted passes, in words ('' for none)."""
+    k = prof.get("attack_targets", 0)  # run.json files made before the setting lack it
+    if not k:
+        return ""
+    return (
+        f", with {k} passes targeted at the nearest classes beside the untargeted one "
+        "(the smallest r kept)"
+    )
+
+
 def _protocol_section(frames: dict, protocol: str, prof: dict, claim_table) -> list[str]:
     steps = prof["paper_steps"] if protocol == "paper" else prof["attack_steps"]
     n = prof["paper_examples"] if protocol == "paper" else prof["attack_examples"]
@@ -182,7 +192,7 @@ def _protocol_section(frames: dict, protocol: str, prof: dict, claim_table) -> l
         f"## Protocol '{protocol}'",
         "",
         PROTOCOL_TEXT[protocol].format(
-            steps=steps, n=n or "all", budget=_budget(steps), targets=prof.get("attack_targets", 0)
+            steps=steps, n=n or "all", budget=_budget(steps), targeted=_targeted(prof)
         ),
         "",
     ]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pyro_bnn.artifacts import atomic_write
 from runs import plots, report, results
-from runs.args import Parser, device, positive_int
+from runs.args import Parser, add_attack_targets, device, positive_int
 from runs.executors import EXECUTORS, make_executor
 from runs.machine import describe
 from runs.pipeline import PROTOCOL_RULES, Stages, run_seed
@@ -80,6 +80,7 @@ def build_parser() -> Parser:
         help="where everything runs: cpu, or cuda (every worker shares the GPU; the full "
         "profile's paper attack then takes the authors' 4000 steps per target)",
     )
+    add_attack_targets(p)
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         executor = make_executor(args.executor, args.workers, args.address)
     except (RuntimeError, ValueError) as err:  # Ray asked for but not installed; bad address
         parser.error(str(err))
-    profile = get_profile(args.profile).on_device(args.device)
+    profile = get_profile(args.profile, args.attack_targets).on_device(args.device)
     suffix = "" if profile.name == "full" else f"-{profile.name}"
     out = Path(args.results or HERE / f"results{suffix}")
     report_path = Path(args.report or HERE / f"REPORT{suffix}.md")

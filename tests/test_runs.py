@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from runs import paper
-from runs.profiles import PROFILES
+from runs.pipeline import table_config
+from runs.profiles import PROFILES, get_profile
 from runs.reproduce import main as reproduce
 from runs.results import combine
 from runs.tables import TRANSFER_MULTIPLIERS, WHITEBOX_MULTIPLES
@@ -134,6 +135,7 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
     ):
         assert heading in report
     assert "device **cpu**" in report.splitlines()[2]  # the 'Made by' line
+    assert "with 2 passes targeted at the nearest classes" in report  # the quick profile's
     info = json.loads((results / "run.json").read_text())
     assert info["profile"]["name"] == "quick" and info["compute_seconds"]["bnn"]["0"] > 0
     assert info["device"] == "cpu"
@@ -219,3 +221,23 @@ def test_profiles_on_a_gpu():
     # the rule is not a setting: the tables' configs (and so their hashes) see the steps
     assert "cuda_paper_steps" not in full.as_dict()
     assert full.on_device("cuda").as_dict() == full.as_dict() | {"paper_steps": 4000}
+
+
+def test_attack_targets_reach_the_rigorous_tables_alone(tmp_path, capsys):
+    committed = json.loads((ROOT / "runs" / "results" / "run.json").read_text())
+    full, prints = get_profile("full"), {"plain0": "abc"}
+    # the full profile's tables keep the configs the committed results were stored under
+    settings = json.loads(json.dumps(table_config(full, 0, prints)["profile"]))  # as hashed
+    assert settings == committed["profile"]
+    assert "attack_targets" not in table_config(full, 0, prints, "rigorous")
+    two = get_profile("full", attack_targets=2)
+    assert two.attack_targets == 2 and PROFILES["full"].attack_targets == 0
+    assert table_config(two, 0, prints) == table_config(full, 0, prints)
+    assert table_config(two, 0, prints, "paper") == table_config(full, 0, prints, "paper")
+    assert table_config(two, 0, prints, "rigorous")["attack_targets"] == 2
+    with pytest.raises(SystemExit) as exit_info:
+        reproduce(["--attack-targets", "-1", "--root", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "--attack-targets: must be a non-negative integer" in err
+    assert not any(tmp_path.iterdir())
