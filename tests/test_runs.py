@@ -241,3 +241,12 @@ def test_attack_targets_reach_the_rigorous_tables_alone(tmp_path, capsys):
     assert exit_info.value.code == 2 and err.count("\n") == 1
     assert "--attack-targets: must be a non-negative integer" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_the_hour_profile_cuts_sizes_and_keeps_the_protocol():
+    full, hour = PROFILES["full"].as_dict(), PROFILES["hour"].as_dict()
+    cut = {k for k in full if full[k] != hour[k]}
+    sizes = {"n_train", "n_eval", "plain_epochs", "source_epochs", "bnn_epochs"}
+    assert cut == {"name", "paper_examples", "eot_examples"} | sizes
+    assert hour["n_train"] == 50_000  # all of the training split
+    assert all(hour[k] < full[k] for k in cut - {"name", "n_train", "n_eval"})
