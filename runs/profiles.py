@@ -118,17 +118,17 @@ PROFILES = {
 }
 
 # The full profile cut to one hour per seed on 2 CPU cores, from scratch, with the
-# white-box curves (README, "Wall time"): 2,000 validation and test images, a sixth of the
-# BNN epochs, plain nets capped at 15 epochs, the paper attack on 1,000 images and the
+# white-box curves (README, "Wall time"): 2,000 validation and test images, a third of the
+# BNN epochs, plain nets capped at 30 epochs, the paper attack on 1,000 images and the
 # white-box ones on 200.
 PROFILES["hour"] = replace(
     PROFILES["full"],
     name="hour",
     n_train=50_000,
     n_eval=2000,
-    plain_epochs=15,
-    source_epochs=15,
-    bnn_epochs=100,
+    plain_epochs=30,
+    source_epochs=30,
+    bnn_epochs=200,
     paper_examples=1000,
     eot_examples=200,
     cuda_paper_steps=None,

@@ -41,14 +41,14 @@ def pool_seed(seed: int, k: int) -> int:
 
 
 def training_jobs(profile: Profile, seed: int, need_pool: bool, device: str = "cpu") -> list[dict]:
-    """Every net to train for one seed, longest first (FC-1200 sources, then BNNs), each
-    to train on ``device``."""
-    jobs = [
+    """Every net to train for one seed, longest first (the BNN stack, then the FC-1200
+    sources), each to train on ``device``."""
+    jobs = [{"kind": "bnn", "rhos": list(paper.RHO_INITS), "max_epochs": profile.bnn_epochs}]
+    jobs += [
         {"kind": "source", "arch": arch, "lam": lam, "max_epochs": profile.source_epochs}
         for arch in reversed(paper.SOURCE_ARCHS)
         for lam in paper.LAMBDAS
     ]
-    jobs[4:4] = [{"kind": "bnn", "rhos": list(paper.RHO_INITS), "max_epochs": profile.bnn_epochs}]
     jobs += [
         {
             "kind": "baseline",
