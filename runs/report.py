@@ -97,7 +97,7 @@ def write_report(path: Path, frames: dict, per_seed: list[dict], info: dict, res
         f"averaged over {prof['runs']} weight samples unless stated. "
         f"Results: [{rel}/]({rel}/) (CSV, long format, with the paper's value beside ours).",
         "",
-        *_verdict_section(frames, info["protocols"], Path(results)),
+        *_verdict_section(frames, info["protocols"], Path(results), rel),
         "## Wall time",
         "",
         f"This invocation: {info['total_seconds']:.0f} s. Stages (this invocation, s):",
@@ -347,9 +347,12 @@ def _summary(group: pd.DataFrame) -> str:
     return f"**{head}**: " + " / ".join(parts)
 
 
-def _verdict_section(frames: dict, protocols: list[str], results: Path) -> list[str]:
+def _verdict_section(
+    frames: dict, protocols: list[str], results: Path, link: Path | str = "results"
+) -> list[str]:
     """The verdict per claim and threat model, from the intervals tables of the protocols
-    run and, when runs/epsilon_curves.py has written it, the white-box one."""
+    run and, when runs/epsilon_curves.py has written it, the white-box one (linked as
+    ``link``/rigorous/..., the results folder as the report sees it)."""
     rows = []
     for protocol in protocols:
         if f"{protocol}/intervals" in frames:
@@ -370,7 +373,7 @@ def _verdict_section(frames: dict, protocols: list[str], results: Path) -> list[
         .fillna("not measured")
     )
     source = (
-        f" The white-box column is [{whitebox.name}](results/rigorous/{whitebox.name}), made "
+        f" The white-box column is [{whitebox.name}]({link}/rigorous/{whitebox.name}), made "
         "by `python runs/epsilon_curves.py` (its command is in epsilon_curves.md); its best "
         "models are picked at each eps."
         if whitebox.exists()

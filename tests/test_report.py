@@ -27,7 +27,8 @@ def test_verdict_says_depends_when_sizes_disagree_and_reads_the_whitebox_table(t
         ("best BNN minus best plain net, PGD at eps 1", -5.0, -6.0, -4.0, "fails"),
         ("best BNN minus the adversarially trained net, PGD at eps 1", -30, -33, -27, "fails"),
     ).to_csv(tmp_path / "rigorous" / "epsilon_intervals.csv", index=False)
-    text = "\n".join(report._verdict_section(frames, ["rigorous"], tmp_path))
+    text = "\n".join(report._verdict_section(frames, ["rigorous"], tmp_path, "results-hour"))
+    assert "(results-hour/rigorous/epsilon_intervals.csv)" in text  # the profile's folder
     best = line(text, "best BNN minus best plain net")
     assert "**depends on size**: holds at x 1 +2.0 [+1.0, +3.0] / fails at x 3 -2.0 " in best
     assert "**fails**: fails at eps 1 -5.0 [-6.0, -4.0]" in best
