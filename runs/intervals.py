@@ -76,7 +76,7 @@ def claim_replicates(
     4's 75%-pruned BNN (global ranking) minus the best baseline.
 
     :param runs: single-sample predictions averaged per example.
-    :param rules: the protocol's rules (runs.pipeline.PROTOCOL_RULES): multipliers, whether
+    :param rules: the protocol's rules (runs.protocols.PROTOCOL_RULES): multipliers, whether
         failures count, whether x + m r is clipped to the pixel box.
     :param seed: seeds the resampling.
     :param ensemble: weight samples in the ensemble of the second claim (Table 3's largest).

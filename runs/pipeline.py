@@ -34,21 +34,13 @@ from .config import BNN, PLAIN
 from .executors import Executor
 from .naming import artifact_path, baseline_name, bnn_name, table_name, without_seed
 from .profiles import Profile
+from .protocols import PROTOCOL_RULES, source_attack_set
 from .sources import train_sources
 from .training import pool_seed, train_all, training_jobs
 from .zoo import train_baseline, train_bnns
 
-__all__ = ["PROTOCOL_RULES", "SeedResult", "Stages", "run_seed"]
+__all__ = ["SeedResult", "Stages", "run_seed"]
 
-PROTOCOL_RULES = {  # split attacked, multiplier for BNNs / plain nets, failures kept,
-    # x + m r clipped to the pixel box (the authors' code does not clip)
-    "paper": {
-        "split": "val", "bnn_mult": 1.5, "plain_mult": 3.0, "keep_failures": False, "clip": False
-    },
-    "rigorous": {
-        "split": "test", "bnn_mult": 1.0, "plain_mult": 1.0, "keep_failures": True, "clip": True
-    },
-}  # fmt: skip
 # bump a table's version when its code changes, so that a cached table is recomputed
 TABLE_VERSIONS = {"attacks": 2, "noise": 2, "whitebox": 2}
 
@@ -151,29 +143,15 @@ def on_device(tensors: dict, device) -> dict:
 def build_attack_sets(
     protocol: str, profile: Profile, zoo, data, root, progress, out, device="cpu"
 ):
-    """The attack set of every source net under one protocol, attacked on ``device``."""
-    rules = PROTOCOL_RULES[protocol]
-    steps = profile.paper_steps if protocol == "paper" else profile.attack_steps
-    limit = profile.paper_examples if protocol == "paper" else profile.attack_examples
-    more = {} if protocol == "paper" else {"n_targets": profile.attack_targets}
+    """The attack set of every source net under one protocol, attacked on ``device`` (or
+    reused: a source's worker builds its sets right after training it)."""
     sets = []
     for src in zoo.sources:
-        tensors, meta = attack_set(
-            src.name,
-            src.net,
-            data,
-            protocol=protocol,
-            split=rules["split"],
-            limit=limit,
-            root=root,
-            fingerprint=src.fingerprint,
-            device=device,
-            progress=progress,
-            log=print,
-            steps=steps,
-            **more,
+        tensors, meta = source_attack_set(
+            src, protocol, profile, data, root, device=device, progress=progress, log=print
         )
-        sets.append(tables.AttackSet(src, on_device(tensors, device), meta, rules["split"]))
+        split = PROTOCOL_RULES[protocol]["split"]
+        sets.append(tables.AttackSet(src, on_device(tensors, device), meta, split))
         out.add_seconds(f"attack-{protocol} {src.arch}", meta)
     return sets
 
@@ -333,7 +311,7 @@ def run_seed(
     need_pool = "rigorous" in protocols
     out = SeedResult()
     with stage("train nets"):
-        jobs = training_jobs(profile, seed, need_pool, device)
+        jobs = training_jobs(profile, seed, need_pool, device, protocols)
         train_all(jobs, profile, data, root, executor, progress)
     data = data.to(device)
     with stage("load nets"):

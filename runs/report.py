@@ -13,7 +13,7 @@ from pyro_bnn.artifacts import atomic_write
 
 from . import intervals, paper
 from .claims import claims_over_seeds
-from .pipeline import PROTOCOL_RULES
+from .protocols import PROTOCOL_RULES
 from .results import whole_numbers
 
 __all__ = ["write_report"]
@@ -317,7 +317,7 @@ SIZE = re.compile(r"(?:both at|PGD at) (x [\d.]+|eps [\d.]+)$")  # a claim's siz
 def _claim_rows(table: pd.DataFrame, threat: str, rules: dict | None) -> list[dict]:
     """An intervals table as rows (claim, threat, size, cell, verdict): each row's claim
     found by CLAIMS, its size read off its name, else the protocol's multipliers (rules:
-    runs.pipeline.PROTOCOL_RULES[protocol])."""
+    runs.protocols.PROTOCOL_RULES[protocol])."""
     rows = []
     for r in table.itertuples():
         found = SIZE.search(r.claim)

@@ -30,8 +30,9 @@ from runs import plots, report, results
 from runs.args import Parser, add_attack_targets, device, positive_int
 from runs.executors import EXECUTORS, make_executor
 from runs.machine import describe
-from runs.pipeline import PROTOCOL_RULES, Stages, run_seed
+from runs.pipeline import Stages, run_seed
 from runs.profiles import PROFILES, get_profile
+from runs.protocols import PROTOCOL_RULES
 from runs.training import load_data
 
 HERE = Path(__file__).resolve().parent

@@ -30,7 +30,7 @@ from .config import PLAIN, TrainConfig
 from .naming import baseline_name
 from .zoo import train_baseline
 
-__all__ = ["Source", "attack_sources", "source_table", "train_sources"]
+__all__ = ["Source", "as_source", "attack_sources", "source_table", "train_sources"]
 
 SUMMARY_KEYS = ("n", "success_rate", "n_success", "distortion", "distortion_01", "median_l2",
                 "median_l2_01", "n_zero", "distortion_nonzero")  # fmt: skip
@@ -83,9 +83,14 @@ def train_sources(
                 progress=progress,
                 log=log,
             )
-            net.eval().requires_grad_(False)
-            sources.append(Source(baseline_name(name, lam, seed), name, lam, net, meta))
+            sources.append(as_source(name, lam, seed, net, meta))
     return sources
+
+
+def as_source(arch: str, lam: float, seed: int, net: MLP, meta: dict) -> Source:
+    """A trained source net (:func:`runs.zoo.train_baseline`'s net and meta), frozen."""
+    net.eval().requires_grad_(False)
+    return Source(baseline_name(arch, lam, seed), arch, lam, net, meta)
 
 
 def source_table(sources: Sequence[Source], data: MNIST) -> pd.DataFrame:

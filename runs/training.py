@@ -7,12 +7,14 @@ on a GPU every worker shares it). The device is not part of any artifact's confi
 net trained on a GPU is reused by a run on the CPU and the other way round.
 :func:`train_all` trains what is not done yet, longest first, through an executor of
 :mod:`runs.executors` (local worker processes or Ray tasks, one torch thread each);
-:func:`run_job` trains (or loads) one job through :mod:`runs.zoo`.
+:func:`run_job` trains (or loads) one job through :mod:`runs.zoo`, and :func:`train_job`
+adds a source's attack sets, so that in a worker they overlap the BNN stack's training.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -22,11 +24,13 @@ from pyro_bnn.data import MNIST, load_mnist
 
 from . import paper
 from .config import BNN, PLAIN
-from .executors import Executor
+from .executors import Executor, job_device
 from .profiles import Profile
+from .protocols import source_attack_set
+from .sources import as_source
 from .zoo import baseline_artifact, bnn_artifact, train_baseline, train_bnns
 
-__all__ = ["load_data", "pool_seed", "run_job", "train_all", "training_jobs"]
+__all__ = ["load_data", "pool_seed", "run_job", "train_all", "train_job", "training_jobs"]
 
 
 def load_data(profile: Profile) -> MNIST:
@@ -40,12 +44,28 @@ def pool_seed(seed: int, k: int) -> int:
     return 1000 * (seed + 1) + k
 
 
-def training_jobs(profile: Profile, seed: int, need_pool: bool, device: str = "cpu") -> list[dict]:
+def training_jobs(
+    profile: Profile,
+    seed: int,
+    need_pool: bool,
+    device: str = "cpu",
+    protocols: Sequence[str] = (),
+) -> list[dict]:
     """Every net to train for one seed, longest first (the BNN stack, then the FC-1200
-    sources), each to train on ``device``."""
+    sources), each to train on ``device``.
+
+    :param protocols: the attack sets a source job builds once its net is trained
+        (:func:`train_job`), so that they overlap the BNN stack's training.
+    """
     jobs = [{"kind": "bnn", "rhos": list(paper.RHO_INITS), "max_epochs": profile.bnn_epochs}]
     jobs += [
-        {"kind": "source", "arch": arch, "lam": lam, "max_epochs": profile.source_epochs}
+        {
+            "kind": "source",
+            "arch": arch,
+            "lam": lam,
+            "max_epochs": profile.source_epochs,
+            "protocols": list(protocols),
+        }
         for arch in reversed(paper.SOURCE_ARCHS)
         for lam in paper.LAMBDAS
     ]
@@ -102,24 +122,37 @@ def run_job(
     return train_baseline(job["arch"], job["lam"], data, progress=progress, device=device, **kw)
 
 
+def train_job(job: dict, profile: Profile, data: MNIST, root: Path, progress: bool) -> None:
+    """Train one job (:func:`run_job`); a source job then builds its attack sets under the
+    protocols it names, while its net is at hand (in a worker, beside the BNN stack)."""
+    trained = run_job(job, data, root, progress, compile=profile.compile)
+    if job.get("protocols"):
+        src = as_source(job["arch"], job["lam"], job["seed"], *trained)
+        for protocol in job["protocols"]:
+            source_attack_set(src, protocol, profile, data, root, device=job_device(job),
+                              progress=progress)  # fmt: skip
+
+
 def job_label(job: dict) -> str:
-    """E.g. 'source FC-10 lam 0.01 seed 0' or 'bnn rho_init -3 seed 0 on cuda'."""
+    """E.g. 'source FC-10 lam 0.01 seed 0 and its paper, rigorous attack sets' or 'bnn
+    rho_init -3 seed 0 on cuda'."""
     if job["kind"] == "bnn":
         what = "rho_init " + " ".join(f"{rho:g}" for rho in job["rhos"])
     else:
         what = f"{job['arch']} lam {job['lam']:g}"
     where = "" if job.get("device", "cpu") == "cpu" else f" on {job['device']}"
-    return f"{job['kind']} {what} seed {job['seed']}{where}"
+    sets = f" and its {', '.join(job['protocols'])} attack sets" if job.get("protocols") else ""
+    return f"{job['kind']} {what} seed {job['seed']}{where}{sets}"
 
 
 def _worker(job: dict, profile: Profile, root: Path) -> float:
-    """Train one job in a worker (the executor sets one torch thread); the data loaded here
-    on the CPU (the trainers move it to the job's device).
+    """:func:`train_job` in a worker (the executor sets one torch thread); the data loaded
+    here on the CPU (the trainers and attacks move it to the job's device).
 
     :returns: its wall time (s).
     """
     start = time.perf_counter()
-    run_job(job, load_data(profile), root, progress=False, compile=profile.compile)
+    train_job(job, profile, load_data(profile), root, progress=False)
     return time.perf_counter() - start
 
 
@@ -142,7 +175,7 @@ def train_all(
     print(f"{nets - to_go} of {nets} nets already trained; {to_go} to go", flush=True)
     if executor.in_process or len(todo) <= 1:
         for job in todo:
-            run_job(job, data, root, progress, compile=profile.compile)
+            train_job(job, profile, data, root, progress)
         return
     done = executor.map_jobs(partial(_worker, profile=profile, root=root), todo)
     for i, (job, took) in enumerate(done, 1):

@@ -7,6 +7,8 @@ import torch
 
 from runs.executors import LocalExecutor, job_device, make_executor
 from runs.profiles import get_profile
+from runs.protocols import source_attack_set
+from runs.sources import as_source
 from runs.training import load_data, run_job, train_all, training_jobs
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
@@ -17,11 +19,41 @@ def _square(job: dict) -> tuple[int, int]:
     return job["x"] ** 2, torch.get_num_threads()
 
 
-def _train(executor, profile, data, root) -> list[dict]:
-    """Train the quick profile's two smallest nets (FC-10 sources, lam 0 and 1e-4)."""
-    jobs = [job for job in training_jobs(profile, 0, False) if job.get("arch") == "FC-10"][:2]
+def _train(executor, profile, data, root, protocols=()) -> list[dict]:
+    """Train the quick profile's two smallest nets (FC-10 sources, lam 0 and 1e-4), and
+    build their attack sets under ``protocols``."""
+    jobs = training_jobs(profile, 0, False, protocols=protocols)
+    jobs = [job for job in jobs if job.get("arch") == "FC-10"][:2]
     train_all(jobs, profile, data, root, executor, progress=False)
     return [run_job(job, data, root, progress=False)[0].state_dict() for job in jobs]
+
+
+def _attack_sets(profile, data, root, protocol) -> tuple[list[dict], list[str]]:
+    """The two FC-10 sources' attack sets as the pipeline asks for them, and its log."""
+    log, sets = [], []
+    for lam in (0.0, 1e-4):
+        job = {"kind": "source", "arch": "FC-10", "lam": lam, "seed": 0}
+        src = as_source("FC-10", lam, 0, *run_job(job | {"max_epochs": profile.source_epochs},
+                                                   data, root, progress=False))  # fmt: skip
+        sets.append(source_attack_set(src, protocol, profile, data, root, log=log.append)[0])
+    return sets, log
+
+
+def test_a_source_job_leaves_its_attack_sets_for_the_pipeline(tmp_path, capsys):
+    profile = get_profile("quick")
+    data = load_data(profile)
+    _train(LocalExecutor(2), profile, data, tmp_path, protocols=["paper", "rigorous"])
+    assert "source FC-10 lam 0 seed 0 and its paper, rigorous attack sets: " in (
+        capsys.readouterr().out
+    )
+    for protocol in ("paper", "rigorous"):
+        sets, log = _attack_sets(profile, data, tmp_path, protocol)
+        assert len(log) == 2 and all(line.startswith("reused ") for line in log), log
+        assert all(s["success"].any() for s in sets)
+    # with no protocols named, a source job trains its net alone
+    _train(LocalExecutor(2), profile, data, tmp_path / "bare")
+    assert all(line.startswith("saved ") for line in _attack_sets(
+        profile, data, tmp_path / "bare", "paper")[1])  # fmt: skip
 
 
 def test_make_executor_rejects_unknown_names():
