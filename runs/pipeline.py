@@ -1,12 +1,15 @@
 """The stages of one seed: train the nets, load them, build the attack sets, and compute
-every table of both protocols through the one harness.
+every table of both protocols through the one harness. The training workers build each
+source net's attack sets right after training it, so the attack-set stage here mostly
+reuses them.
 
 Every trained net, attack set and table is an artifact under the profile's root, so a
 rerun reuses them (and says so) and a killed run resumes where it stopped. Each table is
 computed with Pyro's RNG seeded by the run seed, so a rerun gives the same numbers.
 
 Everything runs on one device ('cpu' or 'cuda'): the training jobs carry it to the
-workers, and the nets, the data, the attacks and the tables sit on it in this process.
+workers (which also attack the source nets there), and the nets, the data, the other
+attacks and the tables sit on it in this process.
 Artifacts are saved on the CPU and their configs do not name the device, so a run on
 either device reuses what the other made.
 """

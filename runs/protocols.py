@@ -1,7 +1,7 @@
 """The study's two protocols, 'paper' (the authors' choices) and 'rigorous': how each
 scores transfer (:data:`PROTOCOL_RULES`) and how it attacks a source net
-(:func:`source_attack_set`, the one place a source's attack set is made, whether in the
-training worker that just trained the net or later in the pipeline).
+(:func:`source_attack_set`, the one place the pipeline's source attack sets are made,
+whether in the training worker that just trained the net or later in the main process).
 """
 
 from __future__ import annotations

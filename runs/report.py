@@ -108,10 +108,12 @@ def write_report(path: Path, frames: dict, per_seed: list[dict], info: dict, res
         ),
         "",
         "Compute time per stage, recorded in the artifacts' meta.json (s). This is what a run "
-        "from scratch spends and a rerun that reuses the artifacts does not. Training runs in "
-        "worker processes (`--workers`, one torch thread each), so its seconds add up to more "
-        "than its wall time; everything else runs in the main process on all threads. The "
-        "white-box attacks count under their table.",
+        "from scratch spends and a rerun that reuses the artifacts does not. Training, and "
+        "each source net's attack sets right after it, run in worker processes (`--workers`, "
+        "one torch thread each), so their seconds add up to more than their wall time, and an "
+        "attack set built there takes longer than one built in the main process on all "
+        "threads (a killed run's missing sets are built there). Everything else runs in the "
+        "main process; the white-box attacks count under their table.",
         "",
         _md(_compute_table(info["compute_seconds"])),
         "",

@@ -3,7 +3,8 @@
 A job is a plain dict (so it pickles into a worker): its kind ('source', 'bnn',
 'baseline', 'pool'), what to train (arch and lambda, or the list of rho_init that train as
 one stack), the seed, the max-epoch cap and the device it trains on ('cpu' or 'cuda';
-on a GPU every worker shares it). The device is not part of any artifact's config, so a
+on a GPU every worker shares it), and for a source the protocols whose attack sets it
+builds once trained. The device is not part of any artifact's config, so a
 net trained on a GPU is reused by a run on the CPU and the other way round.
 :func:`train_all` trains what is not done yet, longest first, through an executor of
 :mod:`runs.executors` (local worker processes or Ray tasks, one torch thread each);
@@ -126,7 +127,7 @@ def train_job(job: dict, profile: Profile, data: MNIST, root: Path, progress: bo
     """Train one job (:func:`run_job`); a source job then builds its attack sets under the
     protocols it names, while its net is at hand (in a worker, beside the BNN stack)."""
     trained = run_job(job, data, root, progress, compile=profile.compile)
-    if job.get("protocols"):
+    if job["kind"] == "source" and job.get("protocols"):
         src = as_source(job["arch"], job["lam"], job["seed"], *trained)
         for protocol in job["protocols"]:
             source_attack_set(src, protocol, profile, data, root, device=job_device(job),

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +56,8 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
         "--workers",
         "2",
     ]
-    # 1. kill the run once the nets are trained and the attacks have started
+    # 1. kill the run once the nets are trained (each source job built its attack sets in
+    # its worker) and the tables have started
     proc = subprocess.Popen(
         [sys.executable, *args],
         cwd=ROOT,
@@ -70,13 +72,21 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
     proc.wait(timeout=60)
     assert proc.returncode != 0
     trained = {p: p.stat().st_mtime_ns for p in (tmp_path / "artifacts").rglob("meta.json")}
-    assert len(trained) >= 25  # 4 baselines, 12 sources, 7 BNNs, 2 pool nets, table 1
+    # 4 baselines, 12 sources and their 2 x 12 attack sets, 7 BNNs, 2 pool nets, table 1
+    assert len(trained) >= 25 + 24
+    sets = {kind: sorted((tmp_path / "artifacts").rglob(f"attack-{kind}/*/meta.json"))
+            for kind in ("paper", "rigorous")}  # fmt: skip
+    assert [len(found) for found in sets.values()] == [12, 12]
+    lost = sets["paper"][0].parent  # as if the kill had come while this set was being built
+    shutil.rmtree(lost)
+    del trained[lost / "meta.json"]
 
-    # 2. the restart keeps every finished artifact and completes
+    # 2. the restart keeps every finished artifact, builds the lost set alone, and completes
     first = run(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "25 of 25 nets already trained; 0 to go" in first.stdout
     assert {p: p.stat().st_mtime_ns for p in trained} == trained
+    assert f"saved {lost} (" in first.stdout and (lost / "meta.json").is_file()
     results = tmp_path / "results"
     for protocol in ("paper", "rigorous"):
         for table in ("table1", "table2", "table3", "table4", "attacks"):
