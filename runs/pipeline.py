@@ -148,12 +148,11 @@ def build_attack_sets(
 ):
     """The attack set of every source net under one protocol, attacked on ``device`` (or
     reused: a source's worker builds its sets right after training it)."""
-    sets = []
+    sets, split = [], PROTOCOL_RULES[protocol]["split"]
     for src in zoo.sources:
         tensors, meta = source_attack_set(
             src, protocol, profile, data, root, device=device, progress=progress, log=print
         )
-        split = PROTOCOL_RULES[protocol]["split"]
         sets.append(tables.AttackSet(src, on_device(tensors, device), meta, split))
         out.add_seconds(f"attack-{protocol} {src.arch}", meta)
     return sets

@@ -57,7 +57,7 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
         "2",
     ]
     # 1. kill the run once the nets are trained (each source job built its attack sets in
-    # its worker) and the tables have started
+    # its worker) and the attack-set stage has started
     proc = subprocess.Popen(
         [sys.executable, *args],
         cwd=ROOT,
