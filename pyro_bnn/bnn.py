@@ -161,8 +161,10 @@ class BNN(PyroModule):
         if x.dim() < 1 or (shape is not None and tuple(x.shape[1:]) != shape):
             want = "(N, ...)" if shape is None else str((-1, *shape)).replace("-1", "N")
             raise ValueError(f"x must have shape {want}, got {tuple(x.shape)}")
-        if x.dtype != torch.float32:
-            raise ValueError(f"x must be float32 like the weights, got {x.dtype}; use x.float()")
+        want = next(self.net.parameters(), torch.empty(0)).dtype
+        if x.dtype != want:
+            name = str(want).removeprefix("torch.")
+            raise ValueError(f"x must be {name} like the weights, got {x.dtype}; use x.{name}()")
         if finite and not bool(torch.isfinite(x).all()):
             raise ValueError("x contains NaN or infinite values")
 
