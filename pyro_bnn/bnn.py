@@ -107,6 +107,7 @@ class BNN(PyroModule):
         self.likelihood = make_likelihood(likelihood)
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.out_features: int | None = None
+        self.dtype = next(iter(params.values())).dtype  # the inputs' dtype: the weights'
 
     def unflatten(self, weights: torch.Tensor) -> dict[str, torch.Tensor]:
         """(*S, P) flat weights -> {name: (*S, *shape)} views."""
@@ -161,9 +162,8 @@ class BNN(PyroModule):
         if x.dim() < 1 or (shape is not None and tuple(x.shape[1:]) != shape):
             want = "(N, ...)" if shape is None else str((-1, *shape)).replace("-1", "N")
             raise ValueError(f"x must have shape {want}, got {tuple(x.shape)}")
-        want = next(self.net.parameters(), torch.empty(0)).dtype
-        if x.dtype != want:
-            name = str(want).removeprefix("torch.")
+        if x.dtype != self.dtype:
+            name = str(self.dtype).removeprefix("torch.")
             raise ValueError(f"x must be {name} like the weights, got {x.dtype}; use x.{name}()")
         if finite and not bool(torch.isfinite(x).all()):
             raise ValueError("x contains NaN or infinite values")

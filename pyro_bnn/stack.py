@@ -357,6 +357,8 @@ def fit_stack(
     val_samples: int = 10,
     device: str | torch.device = "cpu",
     checkpoints: Sequence[str | os.PathLike | None] | None = None,
+    kl_weights: Sequence[float] | None = None,
+    train_sigma: Sequence[bool] | None = None,
     compile: bool = False,
     progress: bool = True,
 ) -> list[FitResult]:
@@ -385,6 +387,10 @@ def fit_stack(
     :param device: where to train.
     :param checkpoints: one file per model (or None) to checkpoint every epoch and resume
         from; a model resumes only under the same config.
+    :param kl_weights: one weight per model on its KL term (default 1, the ELBO); 0 trains
+        a net with weight noise and no KL, by the likelihood alone.
+    :param train_sigma: one flag per model (default True); False holds that model's sigma
+        at softplus(rho_init) and trains mu alone.
     :param compile: fuse the weight draw and KL with ``torch.compile`` (needs a C++
         compiler on CPU; about 30% faster per step after ~20 s of compiling).
     :param progress: show a tqdm bar over the stack's epochs.
@@ -401,8 +407,14 @@ def fit_stack(
         )
     seeds = list(range(len(models))) if seeds is None else [int(s) for s in seeds]
     checkpoints = [None] * len(models) if checkpoints is None else list(checkpoints)
-    if len(seeds) != len(models) or len(checkpoints) != len(models):
-        raise ValueError(f"seeds and checkpoints must have one entry per model ({len(models)})")
+    kl_weights = [1.0] * len(models) if kl_weights is None else [float(w) for w in kl_weights]
+    train_sigma = [True] * len(models) if train_sigma is None else [bool(t) for t in train_sigma]
+    for name, values in (("seeds", seeds), ("checkpoints", checkpoints),
+                         ("kl_weights", kl_weights), ("train_sigma", train_sigma)):  # fmt: skip
+        if len(values) != len(models):
+            raise ValueError(f"{name} must have one entry per model ({len(models)})")
+    if not all(math.isfinite(w) and w >= 0 for w in kl_weights):
+        raise ValueError(f"kl_weights must be finite and >= 0, got {kl_weights}")
     for model, guide in zip(models, guides):
         problem = stack_problem(model, guide)
         if problem:
@@ -429,7 +441,9 @@ def fit_stack(
     n = len(y_all)
 
     members = []
-    for index, (model, guide, seed, ckpt) in enumerate(zip(models, guides, seeds, checkpoints)):
+    for index, (model, guide, seed, ckpt, kl_weight, sigma_trains) in enumerate(
+        zip(models, guides, seeds, checkpoints, kl_weights, train_sigma)
+    ):
         pyro.set_rng_seed(seed)  # the initial mu, exactly as fit_svi draws it
         init_guide(model, guide)
         model.to(device)
@@ -449,6 +463,10 @@ def fit_stack(
             "val_samples": val_samples,
             "seed": seed,
         }
+        if kl_weight != 1.0:  # absent by default: older checkpoints keep their config
+            config["kl_weight"] = kl_weight
+        if not sigma_trains:
+            config["train_sigma"] = False
         generator = torch.Generator(device=device).manual_seed(seed)
         member = _Member(index, model, guide, seed, ckpt, config, generator)
         state = load_checkpoint(ckpt) if ckpt else None
@@ -480,6 +498,9 @@ def fit_stack(
             mu = torch.stack([m.params[0] for m in active]).requires_grad_()  # (K, P)
             rho = torch.stack([m.params[1] for m in active]).requires_grad_()  # (K, P)
             opt = _stacked_optimizer(optimizer, [mu, rho], active)
+            weight = torch.tensor([m.config.get("kl_weight", 1.0) for m in active], device=device)
+            held = [k for k, m in enumerate(active) if not m.config.get("train_sigma", True)]
+            held_rho = rho.detach()[held].clone()  # (K_held, P) rows whose sigma stays
         start = time.perf_counter()
         # each model's own minibatch order for its own epoch: (K, n) indices
         order = torch.stack([epoch_order(n, m.seed, m.epoch) for m in active]).to(device)
@@ -490,15 +511,19 @@ def fit_stack(
             idx = order[:, i : i + batch_size]  # (K, B)
             opt.zero_grad(set_to_none=True)
             nll, kl = stack_loss(first, mu, rho, gens, x_all[idx], y_all[idx], n, compile=compile)
-            (nll + kl).sum().backward()  # per datapoint, as DatapointELBO
+            (nll + weight * kl).sum().backward()  # per datapoint, as DatapointELBO
             opt.step()
+            if held:
+                with torch.no_grad():
+                    rho[held] = held_rho
             sums += torch.stack([nll.detach(), kl.detach()], 1)
             steps += 1
         means = (sums / steps).tolist()  # waits for the device's queue
         elapsed = (time.perf_counter() - start) / len(active)
         for k, m in enumerate(active):
             nll_k, kl_k = means[k]
-            record = {"epoch": m.epoch + 1, "elbo": -(nll_k + kl_k), "nll": nll_k, "kl": kl_k}
+            objective = -(nll_k + m.config.get("kl_weight", 1.0) * kl_k)
+            record = {"epoch": m.epoch + 1, "elbo": objective, "nll": nll_k, "kl": kl_k}
             if val is not None:
                 with torch.no_grad():
                     noise = torch.randn(

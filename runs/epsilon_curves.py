@@ -34,7 +34,7 @@ runs/results-<profile>/rigorous/):
 - per seed, epsilon_curves_seed<S>.csv/.md/.png and (with the check)
   epsilon_convergence_seed<S>.csv;
 - over the seeds run, epsilon_curves.csv/.md/.png (mean and sd), epsilon_intervals.csv:
-  the claims of :func:`claims` at every eps, with two-stage bootstrap intervals
+  the claims of :func:`claims` at every eps, with intervals over seeds and images
   (:mod:`runs.intervals`), and transfer_adv.csv: the reference defence on the rigorous
   attack sets of the source nets at every multiplier, as the study scores its models.
 Accuracies are in percent; eps_126 is the budget on the /126 pixel scale, eps_255 on
@@ -43,6 +43,7 @@ Accuracies are in percent; eps_126 is the budget on the /126 pixel scale, eps_25
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import tempfile
@@ -62,7 +63,7 @@ from pyro_bnn.artifacts import atomic_write, cached  # noqa: E402
 from pyro_bnn.attacks import ModelFn, PGDAdversary, SampleFn, eot_model, pgd_attack  # noqa: E402
 from pyro_bnn.data import X_MAX  # noqa: E402
 from pyro_bnn.evaluate import accuracy, as_probs, run_probs  # noqa: E402
-from pyro_bnn.predict import sampler  # noqa: E402
+from pyro_bnn.predict import posterior_mean, sampler  # noqa: E402
 from pyro_bnn.pruning import SCOPES, prune  # noqa: E402
 from runs import intervals, paper, pipeline, tables  # noqa: E402
 from runs.args import (  # noqa: E402
@@ -75,7 +76,6 @@ from runs.args import (  # noqa: E402
 )
 from runs.attack_sets import attack_set  # noqa: E402
 from runs.config import PLAIN  # noqa: E402
-from runs.intervals import REPLICATES  # noqa: E402
 from runs.machine import describe  # noqa: E402
 from runs.naming import artifact_path, baseline_name, bnn_name, without_seed  # noqa: E402
 from runs.pipeline import SeedResult, load_zoo  # noqa: E402
@@ -110,10 +110,11 @@ class Budget:
 class Rule:
     """One model as the decision rule it uses.
 
-    name: artifact name; kind: 'bnn', 'bnn-mean<N>', 'bnn-pruned<rate>-<scope>', 'plain',
-    'plain-ensemble' or 'plain-adv'; param: rho_init, lambda, the pool's size, or the
-    adversarial training's eps; samples: weight
-    samples per call (0: deterministic); draw: (x, k) -> (k, B, C) for a stochastic rule,
+    name: artifact name; kind: 'bnn', 'bnn-mean<N>', 'bnn-pruned<rate>-<scope>', 'bnn-mu'
+    (the posterior mean), a training control of runs.zoo.CONTROLS, 'plain',
+    'plain-matched', 'plain-ensemble' or 'plain-adv'; param: rho_init, lambda, the pool's
+    size, or the adversarial training's eps; samples: weight samples per call (0:
+    deterministic); draw: (x, k) -> (k, B, C) for a stochastic rule,
     else None; fn: x (B, 784) -> (B, C) or (1, B, C), differentiable in x.
     """
 
@@ -185,6 +186,20 @@ def rules(zoo: tables.Zoo, prints: dict, adv=None) -> list[Rule]:
     name = baseline_name(arch, 0.0, seed) + f"_pool{len(pool)}"
     fn = tables.pool_fn(zoo.pool, len(pool))  # (1, B, C)
     out.append(Rule(name, "plain-ensemble", len(pool), fn, "probs", 0, pool))
+    for (control, rho), (bnn, guide) in zoo.controls.items():
+        name = bnn_name(arch, rho, seed) + f"_{control}"
+        fingerprint = prints[f"{control}{rho:g}"]
+        out.append(stochastic(name, control, rho, bnn, guide, 1, fingerprint))
+    for rho in sorted({rho for _, rho in zoo.controls}):  # the posterior mean, as a net
+        bnn, guide = zoo.bnns[rho]
+        mu = posterior_mean(bnn, guide)  # (P,)
+        name = bnn_name(arch, rho, seed) + "_mu"
+        fingerprint = {"bnn": prints[f"bnn{rho:g}"], "weights": "posterior mean"}
+        fn = functools.partial(bnn.apply, weights=mu)  # x -> (B, C) logits
+        out.append(Rule(name, "bnn-mu", rho, fn, "logits", 0, fingerprint))
+    for lam, net in zoo.matched.items():
+        name = baseline_name(arch, lam, seed) + "_matched"
+        out.append(Rule(name, "plain-matched", lam, net, "logits", 0, prints[f"matched{lam:g}"]))
     if adv is not None:
         name = baseline_name(arch, 0.0, seed) + "_adv"
         net, meta = adv
@@ -282,7 +297,7 @@ def min_norm_rows(rule: Rule, data, n, eps_list, budget, profile, root, device, 
 
 def claims(robust: dict, eps_list: list[float]) -> dict[str, list[torch.Tensor]]:
     """The headline claims under white-box PGD, at each eps, as per-example paired
-    differences (runs.intervals.replicate_rows): claim -> [(n,) tensor].
+    differences on test[:n]: claim -> [(n,) tensor].
 
     :param robust: (kind, param) -> {eps: (n,) fraction of fresh draws still correct}.
     The best BNN (single sample) and the best plain net are picked at each eps by their
@@ -316,6 +331,17 @@ def claims(robust: dict, eps_list: list[float]) -> dict[str, list[torch.Tensor]]
             best("bnn", e) - best("plain-adv", e)
         ),
     }
+    if any(kind == "plain-matched" for kind, _ in robust):
+        pairs["best BNN minus best plain net trained as the BNNs"] = lambda e: (
+            best("bnn", e) - best("plain-matched", e)
+        )
+    for rho in sorted({param for kind, param in robust if kind == "fixed-sigma"}):
+        for name, (a, b) in intervals.CONTROL_CLAIMS.items():
+            param = {k: 0.0 if k == "plain-matched" else rho for k in (a, b)}
+            if all((k, param[k]) in robust for k in (a, b)):
+                pairs[f"{name} (rho_init {rho:g})"] = lambda e, a=a, b=b, p=param: (
+                    get(a, p[a], e) - get(b, p[b], e)
+                )
     return {
         f"{name}, PGD at eps {eps:g}": [diff(eps).double()]
         for name, diff in pairs.items()
@@ -387,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         f"and its verdict counts {budget.passes} fresh ones (ceil(samples / N) calls of an "
         "N-sample ensemble)."
     )
-    frames, replicates, transfers = [], [], []
+    frames, values_per_seed, transfers = [], [], []
     for seed in args.seeds:
         check = not args.no_convergence and seed == args.seeds[0]
         curves, convergence, robust, transfer = seed_curves(
@@ -397,9 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         markdown = report(curves, convergence, budget) + f"\nMade by `{command}` {setup}\n"
         write_seed(results, seed, curves, convergence, markdown, n)
         frames.append(curves.assign(seed=seed))
-        replicates.append(intervals.replicate_rows(claims(robust, eps_list), REPLICATES, seed))
+        values = {k: [(torch.arange(n), d) for d in v] for k, v in claims(robust, eps_list).items()}
+        values_per_seed.append(intervals.claim_rows(values, n))
     made_by = f"Made by `{command}` {setup}"
-    combine(pd.concat(frames), replicates, pd.concat(transfers), results, made_by, n)
+    combine(pd.concat(frames), values_per_seed, pd.concat(transfers), results, made_by, n)
     return 0
 
 
@@ -466,9 +493,9 @@ def write_seed(results: Path, seed: int, curves, convergence, markdown: str, n: 
     print(markdown)
 
 
-def combine(curves, replicates: list, transfer, results: Path, made_by: str, n: int):
+def combine(curves, values_per_seed: list, transfer, results: Path, made_by: str, n: int):
     """Over the seeds run: the curves' mean and sd (epsilon_curves.csv/.md/.png), the
-    claims' two-stage bootstrap intervals (epsilon_intervals.csv) and the reference
+    claims' intervals over seeds and images (epsilon_intervals.csv) and the reference
     defence under transfer, per source set (transfer_adv.csv)."""
     seeds = sorted(curves["seed"].unique())
     keys = ["model", "kind", "param", "attack", "eps_126", "eps_255"]
@@ -476,7 +503,7 @@ def combine(curves, replicates: list, transfer, results: Path, made_by: str, n: 
     mean = mean.reset_index()
     out = results / "epsilon_curves"
     atomic_write(out.with_suffix(".csv"), lambda tmp: mean.to_csv(tmp, index=False))
-    table = intervals.summarise(replicates)
+    table = intervals.summarise(values_per_seed)
     atomic_write(results / "epsilon_intervals.csv", lambda tmp: table.to_csv(tmp, index=False))
     transfer = transfer.assign(source=transfer["source"].map(without_seed))  # pool seeds
     per_set = transfer.groupby(["source", "multiplier"], sort=False)["acc"].mean().reset_index()
@@ -487,7 +514,7 @@ def combine(curves, replicates: list, transfer, results: Path, made_by: str, n: 
         f"Mean (sd) over seeds {', '.join(map(str, seeds))}. "
         + report(mean, pd.DataFrame(), None)
         + f"\nThe claims under white-box PGD, as paired differences (points) with "
-        f"{100 * intervals.LEVEL:g}% intervals, bootstrapped over examples and seeds:\n\n"
+        f"{100 * intervals.LEVEL:g}% intervals over seeds and images ({intervals.METHOD}):\n\n"
         + table.to_markdown(index=False, floatfmt=".2f")
         + "\n\nThe adversarially trained net under transfer, on the rigorous attack sets of "
         f"the {per_set['source'].nunique()} source nets (mean over the sets and seeds, x + m r "

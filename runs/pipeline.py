@@ -39,13 +39,13 @@ from .naming import artifact_path, baseline_name, bnn_name, table_name, without_
 from .profiles import Profile
 from .protocols import PROTOCOL_RULES, source_attack_set
 from .sources import train_sources
-from .training import pool_seed, train_all, training_jobs
-from .zoo import train_baseline, train_bnns
+from .training import matched, pool_seed, train_all, training_jobs
+from .zoo import CONTROLS, train_baseline, train_bnns
 
 __all__ = ["SeedResult", "Stages", "run_seed"]
 
 # bump a table's version when its code changes, so that a cached table is recomputed
-TABLE_VERSIONS = {"attacks": 2, "noise": 2, "whitebox": 2}
+TABLE_VERSIONS = {"attacks": 2, "intervals": 2, "noise": 2, "whitebox": 2}
 
 
 class Stages:
@@ -127,6 +127,26 @@ def load_zoo(
         bnns[rho] = (bnn, guide.requires_grad_(False))
         prints[f"bnn{rho:g}"] = fingerprint(meta)
         out.add_seconds("bnn", meta)
+    controls = {}
+    for control in CONTROLS:
+        trained = train_bnns(
+            list(profile.control_rhos), data, arch=arch, control=control, root=root, seed=seed,
+            train=replace(BNN, max_epochs=profile.bnn_epochs), device=device, progress=False,
+            compile=profile.compile,
+        )  # fmt: skip
+        for rho, (bnn, guide, meta) in zip(profile.control_rhos, trained):
+            controls[control, rho] = (bnn, guide.requires_grad_(False))
+            prints[f"{control}{rho:g}"] = fingerprint(meta)
+            out.add_seconds(control, meta)
+    matched_nets = {}
+    for lam in paper.LAMBDAS:
+        net, meta = train_baseline(
+            arch, lam, data, train=matched(profile.bnn_epochs), root=root, kind="matched",
+            seed=seed, device=device, progress=False,
+        )  # fmt: skip
+        matched_nets[lam] = net.eval().requires_grad_(False)
+        prints[f"matched{lam:g}"] = fingerprint(meta)
+        out.add_seconds("matched", meta)
     pool = []
     for k in range(profile.pool if need_pool else 0):
         net, meta = train_baseline(arch, 0.0, data, train=plain, root=root, kind="pool",
@@ -135,7 +155,7 @@ def load_zoo(
         pool.append(net.eval().requires_grad_(False))
         prints[f"pool{k}"] = fingerprint(meta)
         out.add_seconds("pool", meta)
-    return tables.Zoo(seed, bnns, plains, sources, pool), prints
+    return tables.Zoo(seed, bnns, plains, sources, pool, controls, matched_nets), prints
 
 
 def on_device(tensors: dict, device) -> dict:
@@ -258,8 +278,8 @@ def protocol_tables(
         "table4": lambda: tables.table4(zoo, sets, data, profile.prune_rates, **kw),
     }
     sample_runs = max(1, profile.runs // 10)  # 10 of the full profile's 100 runs
-    jobs["intervals"] = lambda: intervals.claim_replicates(
-        zoo, sets, data, sample_runs, rules, zoo.seed, ensemble=max(profile.ensemble_sizes)
+    jobs["intervals"] = lambda: intervals.claim_values(
+        zoo, sets, data, sample_runs, rules, ensemble=max(profile.ensemble_sizes)
     )
     if protocol == "paper":
         jobs["multiplier"] = lambda: tables.multiplier_control(zoo, sets, data, profile.runs)

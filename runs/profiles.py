@@ -23,6 +23,8 @@ class Profile:
     its tail of perturbations above the minimum; the quick profile runs them so that CI
     covers them.
     pool: plain FC-100-100-10 nets (seeds 1..pool) for the ensemble control of Table 3.
+    control_rhos: the rho_init of the training controls (runs.zoo.CONTROLS), each trained
+    for bnn_epochs as the BNNs are; the plain nets are also trained so (runs.training).
     compile: fuse the BNN stack's weight draw with torch.compile (pays off in long runs).
     cuda_paper_steps: the paper-variant attack's steps per target when the run is on a CUDA
     GPU (None: paper_steps on every device); :meth:`on_device` applies it.
@@ -46,6 +48,7 @@ class Profile:
     eot_passes: int
     pool: int
     compile: bool = False
+    control_rhos: tuple[float, ...] = (paper.TABLE3_RHO_INIT, paper.TABLE4_RHO_INIT)
     ensemble_sizes: tuple[int, ...] = paper.ENSEMBLE_SIZES
     prune_rates: tuple[float, ...] = paper.PRUNE_RATES
     cuda_paper_steps: int | None = None
@@ -88,6 +91,7 @@ PROFILES = {
         eot_k=4,
         eot_passes=8,
         pool=2,
+        control_rhos=(paper.TABLE3_RHO_INIT,),
         ensemble_sizes=(1, 5, 10),
         prune_rates=(0.5, 0.9),
     ),

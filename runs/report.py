@@ -289,7 +289,7 @@ def _protocol_section(frames: dict, protocol: str, prof: dict, claim_table) -> l
         lines += [
             f"**The claims as paired differences, with {100 * intervals.LEVEL:g}% intervals** "
             "(points of accuracy, per example on the same attacked images, averaged over the "
-            "sets; bootstrap over the examples and the seeds; BNN single samples averaged over "
+            f"sets; {intervals.METHOD}, see runs/intervals.py; BNN single samples averaged over "
             "10 draws, so the estimates differ a little from the 100-draw tables). Verdict: "
             "'holds' when the interval is above 0, 'fails' when below, else 'inconclusive':",
             "",
@@ -304,15 +304,19 @@ def _protocol_section(frames: dict, protocol: str, prof: dict, claim_table) -> l
 CLAIMS = [
     ("minus the plain-net ensemble", "{n}-sample ensemble minus the plain-net ensemble"),
     ("ensemble minus one sample", "{n}-sample ensemble minus one sample (rho_init -3)"),
+    ("pruned BNN (global) minus best baseline trained as the BNNs",
+     "75%-pruned BNN (rho_init -2) minus best plain net trained as the BNNs"),
     ("pruned BNN", "75%-pruned BNN (rho_init -2) minus best plain net"),
     ("adversarially trained", "best BNN minus the adversarially trained net"),
+    ("best baseline trained as the BNNs", "best BNN minus best plain net trained as the BNNs"),
     ("best BNN", "best BNN minus best plain net"),
-]
+]  # fmt: skip
 THREATS = {
     "paper": "transfer, paper protocol",
     "rigorous": "transfer, rigorous protocol",
     "whitebox": "white-box L2 PGD + EOT",
 }
+CONTROLS = tuple(intervals.CONTROL_CLAIMS)  # the controls' claims start with these
 SIZE = re.compile(r"(?:both at|PGD at) (x [\d.]+|eps [\d.]+)$")  # a claim's size
 
 
@@ -325,12 +329,15 @@ def _claim_rows(table: pd.DataFrame, threat: str, rules: dict | None) -> list[di
         found = SIZE.search(r.claim)
         if found:
             size = found.group(1)
-        elif "ensemble minus one sample" in r.claim:  # both BNN rules at the BNN multiplier
-            size = f"x {rules['bnn_mult']:g}"
+        elif "ensemble minus one sample" in r.claim or r.claim.startswith(CONTROLS):
+            size = f"x {rules['bnn_mult']:g}"  # scored at the BNN multiplier
         else:
             size = f"BNN x {rules['bnn_mult']:g}, plain x {rules['plain_mult']:g}"
-        label = next(label for phrase, label in CLAIMS if phrase in r.claim)
-        claim = label.format(n=r.claim.split("-sample")[0])
+        if r.claim.startswith(CONTROLS):  # a control's name is its label, less its size
+            claim = SIZE.sub("", r.claim).rstrip(", ")
+        else:
+            label = next(label for phrase, label in CLAIMS if phrase in r.claim)
+            claim = label.format(n=r.claim.split("-sample")[0])
         cell = f"{r.estimate:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}]"
         rows.append({"claim": claim, "threat": threat, "size": size, "cell": cell,
                      "verdict": r.verdict})  # fmt: skip
@@ -385,7 +392,7 @@ def _verdict_section(
         "## Verdict by threat model",
         "",
         "Each headline claim as a paired difference in points of accuracy, with its "
-        f"{100 * intervals.LEVEL:g}% interval over examples and seeds: 'holds' when the "
+        f"{100 * intervals.LEVEL:g}% interval over seeds and images: 'holds' when the "
         "interval is above 0, 'fails' when below, 'inconclusive' when it spans 0; "
         "'depends on size' when the verdict changes with the multiplier x of the transferred "
         "perturbation or with the white-box budget eps (/126 scale). Transfer columns: the "

@@ -33,7 +33,7 @@ KEYS = [  # the columns that say which cell a row is; every other numeric column
 
 def combine(per_seed: list[dict[str, pd.DataFrame]], seeds: list[int]) -> dict[str, pd.DataFrame]:
     """Mean over seeds of every numeric column; acc_seed_std is the spread across seeds.
-    The claims' bootstrap replicates instead become intervals (:func:`runs.intervals.summarise`).
+    The claims' per-image values instead become intervals (:func:`runs.intervals.summarise`).
 
     :param per_seed: one {table name: long-format table} per seed, in the order of seeds.
     :returns: {table name: one table}, with columns seeds, acc_seed_std and, where the
@@ -41,7 +41,7 @@ def combine(per_seed: list[dict[str, pd.DataFrame]], seeds: list[int]) -> dict[s
     """
     frames = {}
     for name in per_seed[0]:
-        if name.endswith("intervals"):  # bootstrap replicates: pooled by their own rule
+        if name.endswith("intervals"):  # per-image values: pooled by their own rule
             frames[name] = intervals.summarise([run[name] for run in per_seed])
             continue
         long = pd.concat([run[name].assign(seed=s) for run, s in zip(per_seed, seeds)])

@@ -6,7 +6,7 @@ function; accuracies are in percent, next to the paper's value where it has one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -17,7 +17,7 @@ from pyro_bnn.bnn import init_guide
 from pyro_bnn.data import MNIST, X_MAX
 from pyro_bnn.evaluate import as_probs, evaluate
 from pyro_bnn.guides import init_to_net, make_guide
-from pyro_bnn.predict import ensemble_fn, single_sample_fn
+from pyro_bnn.predict import ensemble_fn, mean_fn, single_sample_fn
 from pyro_bnn.pruning import prune
 
 from . import paper
@@ -25,19 +25,32 @@ from . import paper
 
 @dataclass
 class Zoo:
-    """Everything trained for one seed. bnns: rho -> (model, guide); plains: lam -> MLP."""
+    """Everything trained for one seed. bnns: rho -> (model, guide); plains: lam -> MLP;
+    controls: (control, rho) -> (model, guide) (runs.zoo.CONTROLS); matched: lam -> MLP
+    trained as the BNNs are (runs.training.matched)."""
 
     seed: int
     bnns: dict
     plains: dict
     sources: list
     pool: list
+    controls: dict = field(default_factory=dict)
+    matched: dict = field(default_factory=dict)
 
     def prob_fns(self, runs: int) -> dict:
         """(kind, param) -> prob function of every FC-100-100-10 model: BNNs as single
-        samples (``runs`` of them), baselines as they are."""
+        samples (``runs`` of them), baselines as they are, then :meth:`control_fns`."""
         fns = {("bnn", rho): single_sample_fn(b, g, runs) for rho, (b, g) in self.bnns.items()}
-        return fns | {("plain", lam): as_probs(net) for lam, net in self.plains.items()}
+        fns |= {("plain", lam): as_probs(net) for lam, net in self.plains.items()}
+        return fns | self.control_fns(runs)
+
+    def control_fns(self, runs: int) -> dict:
+        """(kind, param) -> prob function of the controls that isolate weight sampling:
+        each BNN's posterior mean ('bnn-mu', deterministic), the training controls as
+        single samples, and the plain nets trained as the BNNs are ('plain-matched')."""
+        fns = {("bnn-mu", rho): mean_fn(b, g) for rho, (b, g) in self.bnns.items()}
+        fns |= {key: single_sample_fn(b, g, runs) for key, (b, g) in self.controls.items()}
+        return fns | {("plain-matched", lam): as_probs(n) for lam, n in self.matched.items()}
 
 
 @dataclass
@@ -49,6 +62,11 @@ class AttackSet:
     meta: dict
     split: str
 
+    def kept_index(self, keep_failures: bool) -> torch.Tensor:
+        """(n,) indices into the split of the examples :meth:`eval_set` scores."""
+        t = self.tensors
+        return t["index"] if keep_failures else t["index"][t["success"]]
+
     def eval_set(
         self, data: MNIST, multiplier: float, keep_failures: bool, clip: bool = False
     ) -> tuple:
@@ -59,7 +77,7 @@ class AttackSet:
         """
         t = self.tensors
         keep = torch.ones_like(t["success"]) if keep_failures else t["success"]
-        x = data.split(self.split).x[t["index"][keep]]
+        x = data.split(self.split).x[self.kept_index(keep_failures)]
         return perturb(x, t["r"][keep], scale=multiplier, clip=clip), t["y"][keep]
 
 
@@ -109,6 +127,10 @@ def table1(zoo: Zoo, data: MNIST, runs: int) -> pd.DataFrame:
                     "paper": paper.TABLE1_PLAIN.get(lam, (None, None))[split_i],
                 }
             )
+        for (kind, param), fn in zoo.control_fns(runs).items():
+            row = evaluate(fn, part.x, part.y)
+            rows.append({"kind": kind, "param": param, "split": split, **_pct(row),
+                         "nll": row["nll"], "ece": row["ece"], "paper": None})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -201,6 +223,10 @@ def table2(
                     "paper": _paper_col(paper.TABLE2_PLAIN[i], j) if lam in paper.LAMBDAS else None,
                 }
             )
+        for (kind, param), fn in zoo.control_fns(runs).items():  # scored as their kin
+            mult, x, y = (plain_mult, x_p, y_p) if kind == "plain-matched" else (bnn_mult, x_b, y_b)
+            row = {"source": s.source.name, "kind": kind, "param": param, "multiplier": mult}
+            rows.append(row | _score(fn, x, y) | {"paper": None})
     return pd.DataFrame(rows)
 
 

@@ -1,15 +1,16 @@
 """The nets of one seed as training jobs, and the workers that train them.
 
 A job is a plain dict (so it pickles into a worker): its kind ('source', 'bnn',
-'baseline', 'pool'), what to train (arch and lambda, or the list of rho_init that train as
-one stack), the seed, the max-epoch cap and the device it trains on ('cpu' or 'cuda';
-on a GPU every worker shares it), and for a source the protocols whose attack sets it
-builds once trained. The device is not part of any artifact's config, so a
-net trained on a GPU is reused by a run on the CPU and the other way round.
-:func:`train_all` trains what is not done yet, longest first, through an executor of
-:mod:`runs.executors` (local worker processes or Ray tasks, one torch thread each);
-:func:`run_job` trains (or loads) one job through :mod:`runs.zoo`, and :func:`train_job`
-adds a source's attack sets, so that in a worker they overlap the BNN stack's training.
+'control', 'baseline', 'matched', 'pool'), what to train (arch and lambda, or the list of
+rho_init that train as one stack, with the control's name), the seed, the max-epoch cap
+and the device it trains on ('cpu' or 'cuda'; on a GPU every worker shares it), and for a
+source the protocols whose attack sets it builds once trained. The device is not part of
+any artifact's config, so a net trained on a GPU is reused by a run on the CPU and the
+other way round. :func:`train_all` trains what is not done yet, longest first, through an
+executor of :mod:`runs.executors` (local worker processes or Ray tasks, one torch thread
+each); :func:`run_job` trains (or loads) one job through :mod:`runs.zoo`, and
+:func:`train_job` adds a source's attack sets, so that in a worker they overlap the BNN
+stack's training.
 """
 
 from __future__ import annotations
@@ -24,20 +25,34 @@ from pyro_bnn.artifacts import matching_meta
 from pyro_bnn.data import MNIST, load_mnist
 
 from . import paper
-from .config import BNN, PLAIN
+from .config import BNN, PLAIN, TrainConfig
 from .executors import Executor, job_device
 from .profiles import Profile
 from .protocols import source_attack_set
 from .sources import as_source
-from .zoo import baseline_artifact, bnn_artifact, train_baseline, train_bnns
+from .zoo import CONTROLS, baseline_artifact, bnn_artifact, train_baseline, train_bnns
 
-__all__ = ["load_data", "pool_seed", "run_job", "train_all", "train_job", "training_jobs"]
+__all__ = [
+    "load_data",
+    "matched",
+    "pool_seed",
+    "run_job",
+    "train_all",
+    "train_job",
+    "training_jobs",
+]
 
 
 def load_data(profile: Profile) -> MNIST:
     """MNIST, cut to the profile's slice."""
     data = load_mnist()
     return data.head(profile.n_train, profile.n_eval) if profile.n_train else data
+
+
+def matched(epochs: int) -> TrainConfig:
+    """A plain net trained as the BNNs are: ``epochs`` epochs, no early stopping, the epoch
+    of best validation accuracy kept (the 'matched' kind, beside the patience-5 baselines)."""
+    return replace(PLAIN, max_epochs=epochs, patience=None)
 
 
 def pool_seed(seed: int, k: int) -> int:
@@ -52,13 +67,23 @@ def training_jobs(
     device: str = "cpu",
     protocols: Sequence[str] = (),
 ) -> list[dict]:
-    """Every net to train for one seed, longest first (the BNN stack, then the FC-1200
-    sources), each to train on ``device``.
+    """Every net to train for one seed, longest first (the BNN stack, the control stacks,
+    the plain nets trained as the BNNs are, then the FC-1200 sources), each to train on
+    ``device``.
 
     :param protocols: the attack sets a source job builds once its net is trained
         (:func:`train_job`), so that they overlap the BNN stack's training.
     """
     jobs = [{"kind": "bnn", "rhos": list(paper.RHO_INITS), "max_epochs": profile.bnn_epochs}]
+    jobs += [
+        {"kind": "control", "control": control, "rhos": list(profile.control_rhos),
+         "max_epochs": profile.bnn_epochs}
+        for control in CONTROLS
+    ]  # fmt: skip
+    jobs += [
+        {"kind": "matched", "arch": paper.TABLE1_ARCH, "lam": lam, "max_epochs": profile.bnn_epochs}
+        for lam in paper.LAMBDAS
+    ]
     jobs += [
         {
             "kind": "source",
@@ -109,14 +134,16 @@ def run_job(
         returns, or with check_only a bool.
     """
     device = job.get("device", "cpu")
-    if job["kind"] == "bnn":  # every rho_init of the seed, as one stack
+    if job["kind"] in ("bnn", "control"):  # every rho_init of the seed, as one stack
         kw = {"train": replace(BNN, max_epochs=job["max_epochs"]), "seed": job["seed"]}
+        kw["control"] = job.get("control")
         if check_only:
             found = [bnn_artifact(rho, data, root=root, **kw) for rho in job["rhos"]]
             return all(matching_meta(*pair) is not None for pair in found)
         return train_bnns(job["rhos"], data, root=root, progress=progress, compile=compile,
                           device=device, **kw)  # fmt: skip
-    kw = {"train": replace(PLAIN, max_epochs=job["max_epochs"]), "seed": job["seed"]}
+    train = matched(job["max_epochs"]) if job["kind"] == "matched" else PLAIN
+    kw = {"train": replace(train, max_epochs=job["max_epochs"]), "seed": job["seed"]}
     kw |= {"root": root, "kind": job["kind"]}
     if check_only:
         return matching_meta(*baseline_artifact(job["arch"], job["lam"], data, **kw)) is not None
@@ -137,8 +164,9 @@ def train_job(job: dict, profile: Profile, data: MNIST, root: Path, progress: bo
 def job_label(job: dict) -> str:
     """E.g. 'source FC-10 lam 0.01 seed 0 and its paper, rigorous attack sets' or 'bnn
     rho_init -3 seed 0 on cuda'."""
-    if job["kind"] == "bnn":
+    if job["kind"] in ("bnn", "control"):
         what = "rho_init " + " ".join(f"{rho:g}" for rho in job["rhos"])
+        what = f"{job['control']} {what}" if job.get("control") else what
     else:
         what = f"{job['arch']} lam {job['lam']:g}"
     where = "" if job.get("device", "cpu") == "cpu" else f" on {job['device']}"

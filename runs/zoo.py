@@ -35,6 +35,7 @@ from .config import BNN, PLAIN, TrainConfig
 from .naming import artifact_path, baseline_name, bnn_name
 
 __all__ = [
+    "CONTROLS",
     "baseline_artifact",
     "bnn_artifact",
     "build_bnn",
@@ -45,6 +46,12 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pt"
 STACKABLE = {("softplus-normal", "scale-mixture"), ("softplus-normal", "normal")}
+# BNN training with one part taken away (pyro_bnn.stack.fit_stack's per-model knobs): sigma
+# held at softplus(rho_init) with the KL kept, or held with no KL (noise, likelihood alone)
+CONTROLS = {
+    "fixed-sigma": {"kl_weight": 1.0, "train_sigma": False},
+    "noise-only": {"kl_weight": 0.0, "train_sigma": False},
+}
 
 
 def _data_config(data: MNIST) -> dict:
@@ -89,7 +96,7 @@ def train_baseline(
     :param arch: e.g. 'FC-100-100-10'.
     :param lam: the eq. 6 L2 strength.
     :param train: the training settings (default: the paper's).
-    :param kind: the artifact kind: 'baseline', 'source', 'pool' or 'adv'.
+    :param kind: the artifact kind: 'baseline', 'matched', 'source', 'pool' or 'adv'.
     :param log: gets one line saying whether the net was reused or trained, and where.
     :param adversary: adversarial training on its examples (validation stays clean).
     :returns: (net on ``device``, meta).
@@ -150,8 +157,10 @@ def bnn_artifact(
     root: str | os.PathLike = DEFAULT_ROOT,
     kind: str = "bnn",
     seed: int = 0,
+    control: str | None = None,
 ) -> tuple[Path, dict]:
-    """(folder, config) of a BNN's artifact, e.g. under ``<root>/bnn/``."""
+    """(folder, config) of a BNN's artifact, e.g. under ``<root>/bnn/``; a control's under
+    ``<root>/<control>/``."""
     arch, rho_init = arch_name(parse_arch(arch)), float(rho_init)
     config = {
         "arch": arch,
@@ -165,6 +174,9 @@ def bnn_artifact(
         **_data_config(data),
         **train.settings(svi=True),
     }
+    if control is not None:  # absent otherwise: the BNNs keep their hash
+        config["control"] = control
+        kind = control
     return artifact_path(root, kind, bnn_name(arch, rho_init, seed, guide), config), config
 
 
@@ -184,6 +196,7 @@ def train_bnns(
     compile: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    control: str | None = None,
 ) -> list[tuple]:
     """Fit one BNN per rho_init by SVI, or load the finished artifacts (guide state dicts).
 
@@ -197,12 +210,17 @@ def train_bnns(
     :param train: the training settings (default: the study's, :data:`runs.config.BNN`).
     :param compile: fuse the stack's weight draw with ``torch.compile``.
     :param log: gets one line per BNN saying whether it was reused or trained, and where.
+    :param control: a key of :data:`CONTROLS`: train each as that control instead (stacked
+        engine only).
     :returns: one (model, guide, meta) per rho_init, model and guide on ``device`` (the
         model's prior too, which Pyro's Predictive runs on the inputs' device).
     """
+    if control is not None and control not in CONTROLS:
+        raise ValueError(f"control must be one of {', '.join(CONTROLS)}, got {control!r}")
+    knobs = CONTROLS.get(control, {})
     found = [
         bnn_artifact(rho, data, arch=arch, prior=prior, prior_kwargs=prior_kwargs, guide=guide,
-                     train=train, root=root, kind=kind, seed=seed)
+                     train=train, root=root, kind=kind, seed=seed, control=control)
         for rho in rho_inits
     ]  # fmt: skip
     specs = [{k: config[k] for k in ("arch", "prior", "prior_kwargs", "guide", "rho_init")}
@@ -220,8 +238,12 @@ def train_bnns(
             del kwargs["seed"]
             results = fit_stack(
                 models, guides, data, seeds=[seed] * len(todo), compile=compile,
-                checkpoints=[found[i][0] / CHECKPOINT for i in todo], **kwargs,
+                checkpoints=[found[i][0] / CHECKPOINT for i in todo],
+                kl_weights=[knobs.get("kl_weight", 1.0)] * len(todo),
+                train_sigma=[knobs.get("train_sigma", True)] * len(todo), **kwargs,
             )  # fmt: skip
+        elif control is not None:
+            raise ValueError(f"a control trains in the stack only: {stack_problem(*pairs[0])}")
         else:
             results = [
                 fit_svi(m, g, data, checkpoint=found[i][0] / CHECKPOINT, **kwargs)

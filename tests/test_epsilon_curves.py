@@ -9,13 +9,18 @@ import pytest
 import torch
 
 from runs import epsilon_curves as ec
+from runs import intervals
 from runs.pipeline import SeedResult, load_zoo
 from runs.profiles import get_profile
 from runs.training import load_data
+from runs.zoo import CONTROLS as CONTROLS_BY_NAME
 from tests.test_examples import run_script
 
-# BNNs, ensembles, pruned (2 scopes), plain, pool, adversarially trained
-MODELS = 7 + len(ec.ENSEMBLES) + 2 + 4 + 1 + 1
+# BNNs, ensembles, pruned (2 scopes), plain, pool, adversarially trained; per control
+# rho_init (quick: one) the training controls and the posterior mean; the matched plain nets
+CONTROLS = len(get_profile("quick").control_rhos) * len(CONTROLS_BY_NAME)
+MODELS = 7 + len(ec.ENSEMBLES) + 2 + 4 + 1 + 1 + CONTROLS + 1 + 4
+CLAIMS = 5 + 1 + len(intervals.CONTROL_CLAIMS)  # per eps
 COLUMNS = ["model", "kind", "param", "eps_126", "eps_255", "attack", "acc", "n"]
 
 
@@ -46,8 +51,8 @@ def test_quick_writes_every_model_at_every_eps(quick):
     assert counts.to_dict() == {
         "clean": MODELS,
         "pgd": MODELS * eps,
-        "eot-min-norm": (7 + len(ec.ENSEMBLES) + 2) * eps,
-        "ddn-min-norm": 6 * eps,
+        "eot-min-norm": (7 + len(ec.ENSEMBLES) + 2 + CONTROLS) * eps,
+        "ddn-min-norm": (6 + 1 + 4) * eps,
     }
     assert curves["acc"].between(0, 100).all()
     assert set(curves.loc[curves["attack"] == "pgd", "eps_126"]) == set(ec.QUICK_EPS)
@@ -75,7 +80,7 @@ def test_quick_combines_its_seed_and_gives_each_claim_an_interval_at_every_eps(q
     assert mean["seeds"].eq(1).all() and len(mean) == len(curves)
     assert mean["acc"].tolist() == curves["acc"].tolist()  # one seed: its own curve
     table = pd.read_csv(folder / "res" / "epsilon_intervals.csv")
-    assert len(table) == 5 * len(ec.QUICK_EPS) and table["seeds"].eq(1).all()
+    assert len(table) == CLAIMS * len(ec.QUICK_EPS) and table["seeds"].eq(1).all()
     assert (table["ci_low"] <= table["estimate"]).all()
     assert (table["estimate"] <= table["ci_high"]).all()
     assert set(table["verdict"]) <= {"holds", "fails", "inconclusive"}

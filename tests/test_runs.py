@@ -17,8 +17,15 @@ from runs.profiles import PROFILES, get_profile
 from runs.reproduce import main as reproduce
 from runs.results import combine
 from runs.tables import TRANSFER_MULTIPLIERS, WHITEBOX_MULTIPLES
+from runs.zoo import CONTROLS
 
 ROOT = Path(__file__).resolve().parents[1]
+QUICK = get_profile("quick")
+# sources, BNNs, baselines, the pool, the training controls, the plain nets trained as the BNNs
+NETS = 12 + len(paper.RHO_INITS) + 4 + QUICK.pool + len(CONTROLS) * len(QUICK.control_rhos) + 4
+# beside the BNNs and baselines, every model scores: the BNNs' posterior means, the training
+# controls and the plain nets trained as the BNNs
+SCORED_CONTROLS = len(paper.RHO_INITS) + len(CONTROLS) * len(QUICK.control_rhos) + 4
 
 
 def run(*args, timeout=600):
@@ -84,7 +91,7 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
     # 2. the restart keeps every finished artifact, builds the lost set alone, and completes
     first = run(*args)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "25 of 25 nets already trained; 0 to go" in first.stdout
+    assert f"{NETS} of {NETS} nets already trained; 0 to go" in first.stdout
     assert {p: p.stat().st_mtime_ns for p in trained} == trained
     assert f"saved {lost} (" in first.stdout and (lost / "meta.json").is_file()
     results = tmp_path / "results"
@@ -92,8 +99,9 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
         for table in ("table1", "table2", "table3", "table4", "attacks"):
             assert (results / protocol / f"{table}.csv").is_file(), (protocol, table)
         t2 = pd.read_csv(results / protocol / "table2.csv")
-        assert len(t2) == 12 * (7 + 4)  # 12 attack sets x (7 BNNs + 4 baselines)
-        assert {"acc", "paper", "diff"} <= set(t2.columns) and t2["paper"].notna().all()
+        assert len(t2) == 12 * (7 + 4 + SCORED_CONTROLS)  # 12 attack sets x every model
+        assert {"acc", "paper", "diff"} <= set(t2.columns)
+        assert t2["paper"].notna().eq(t2["kind"].isin(["bnn", "plain"])).all()
         assert t2["acc"].between(0, 100).all()
     assert (results / "paper" / "multiplier.csv").is_file()
     for extra in ("noise", "whitebox", "fixednoise"):
@@ -120,7 +128,7 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
     sources = set(sweep["source"])  # seeds pooled: no name keeps its seed
     assert len(sources) == 12 + 7 + 1 + 4 and not any("seed" in s for s in sources)
     assert set(sweep["multiplier"]) == set(TRANSFER_MULTIPLIERS)
-    assert len(sweep) == len(sources) * len(TRANSFER_MULTIPLIERS) * (7 + 4)
+    assert len(sweep) == len(sources) * len(TRANSFER_MULTIPLIERS) * (7 + 4 + SCORED_CONTROLS)
     own = sweep[sweep["source"] == "FC-100-100-10_lam0"].set_index(["kind", "param"])
     plain_acc = own.loc[("plain", 0.0)].set_index("multiplier")["acc"]
     rate = whitebox.query("kind == 'plain' and param == 0")["success_rate"].iloc[0]
@@ -156,7 +164,7 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
     second = run(*args)
     assert second.returncode == 0, second.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in metas} == metas  # nothing was recomputed
-    assert "25 of 25 nets already trained; 0 to go" in second.stdout
+    assert f"{NETS} of {NETS} nets already trained; 0 to go" in second.stdout
     reused = [line for line in second.stdout.splitlines() if line.startswith("reused ")]
     # the 24 attack sets on the source nets and the 17 tables: table1 and sigma; attacks,
     # table2-4 and intervals of both protocols; multiplier (paper); noise, fixednoise,
@@ -174,7 +182,9 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
         on_ray = [a if a != str(results) else str(tmp_path / "ray-results") for a in on_ray]
         ray_run = run(*on_ray, "--executor", "ray", "--report", str(tmp_path / "RAY.md"))
         assert ray_run.returncode == 0, ray_run.stderr[-3000:]
-        assert "25 of 25 nets already trained" not in ray_run.stdout  # it trained them itself
+        assert (
+            f"{NETS} of {NETS} nets already trained" not in ray_run.stdout
+        )  # it trained them itself
         for csv in results.rglob("*.csv"):
             theirs = tmp_path / "ray-results" / csv.relative_to(results)
             ours, ray = pd.read_csv(csv), pd.read_csv(theirs)

@@ -206,3 +206,62 @@ def test_bad_stacks_name_the_argument(small):
         fit_svi(one, guides[0], data, engine="fast", progress=False)
     with pytest.raises(ValueError, match="seeds"):
         fit_stack([one], guides[:1], data, seeds=[0, 1], progress=False)
+
+
+def test_controls_hold_sigma_and_drop_the_kl(small):
+    """A stack of a BNN, a BNN whose sigma is held, and a net trained with the same held
+    noise and no KL: the held rows keep rho_init exactly, every mu moves, and the
+    no-KL member's objective is its likelihood alone."""
+    bnns = [BayesianMLP((16, 10)) for _ in range(3)]
+    guides = [make_guide("softplus-normal", b, rho_init=-3.0) for b in bnns]
+    results = fit_stack(
+        bnns, guides, small.head(500, 200), seeds=[0, 0, 0], kl_weights=[1, 1, 0],
+        train_sigma=[True, False, False], max_epochs=2, patience=None,
+        optimizer=sgd(lr=0.05), progress=False,
+    )  # fmt: skip
+    rhos = [g.rhos.weights.detach() for g in guides]
+    assert not torch.equal(rhos[0], torch.full_like(rhos[0], -3.0))
+    for rho in rhos[1:]:
+        assert torch.equal(rho, torch.full_like(rho, -3.0))
+    record = results[2].history[-1]
+    assert record["elbo"] == pytest.approx(-record["nll"]) and record["kl"] > 0
+    held = results[1].history[-1]
+    assert held["elbo"] == pytest.approx(-held["nll"] - held["kl"])
+
+
+def test_no_kl_step_is_the_likelihood_gradient(small):
+    """One full-batch SGD step with kl_weight 0 moves mu by lr times the gradient of the
+    mean NLL at the drawn weights, and nothing else; with the KL the step differs."""
+    data = small.head(256, 100)
+    lr, seed = 0.1, 3
+
+    def stepped(kl_weight):
+        bnn = BayesianMLP((8, 10))
+        guide = make_guide("softplus-normal", bnn, rho_init=-2.0)
+        fit_stack(
+            [bnn], [guide], data, seeds=[seed], kl_weights=[kl_weight], train_sigma=[False],
+            max_epochs=1, patience=None, batch_size=256, optimizer=sgd(lr=lr, momentum=0.0),
+            progress=False,
+        )  # fmt: skip
+        return guide.locs.weights.detach()
+
+    bnn = BayesianMLP((8, 10))
+    guide = make_guide("softplus-normal", bnn, rho_init=-2.0)
+    pyro.set_rng_seed(seed)
+    init_guide(bnn, guide)
+    mu0 = guide.locs.weights.detach().clone().requires_grad_()
+    eps = torch.randn(len(mu0), generator=torch.Generator().manual_seed(seed))
+    w = mu0 + F.softplus(torch.tensor(-2.0)) * eps
+    nll = F.cross_entropy(bnn.apply(data.train.x, w), data.train.y)
+    (grad,) = torch.autograd.grad(nll, mu0)
+    torch.testing.assert_close(stepped(0.0), mu0.detach() - lr * grad, rtol=1e-5, atol=1e-6)
+    assert (stepped(1.0) - (mu0.detach() - lr * grad)).abs().max() > 1e-4
+
+
+def test_control_arguments_are_checked(small):
+    bnn = BayesianMLP((8, 10))
+    guide = make_guide("softplus-normal", bnn)
+    with pytest.raises(ValueError, match="kl_weights must have one entry per model"):
+        fit_stack([bnn], [guide], small, kl_weights=[1, 0], progress=False)
+    with pytest.raises(ValueError, match="kl_weights must be finite and >= 0"):
+        fit_stack([bnn], [guide], small, kl_weights=[-1.0], progress=False)

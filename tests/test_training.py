@@ -5,11 +5,13 @@ import importlib.util
 import pytest
 import torch
 
+from runs import paper
 from runs.executors import LocalExecutor, job_device, make_executor
 from runs.profiles import get_profile
 from runs.protocols import source_attack_set
 from runs.sources import as_source
 from runs.training import load_data, run_job, train_all, training_jobs
+from runs.zoo import CONTROLS
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 
@@ -117,7 +119,9 @@ def test_the_device_travels_in_every_job(tmp_path, monkeypatch, device):
 
     profile = get_profile("quick")
     jobs = training_jobs(profile, 0, True, device)
-    assert len(jobs) == 12 + 1 + 4 + profile.pool
+    controls, matched = len(CONTROLS), len(paper.LAMBDAS)  # the stacks, the matched nets
+    assert len(jobs) == 12 + 1 + controls + matched + 4 + profile.pool
+    assert [job["kind"] for job in jobs[: 1 + controls]] == ["bnn"] + ["control"] * controls
     assert {job["device"] for job in jobs} == {device}
     assert training_jobs(profile, 0, False)[0]["device"] == "cpu"  # the default
     # train_all hands the jobs, device and all, to the executor's workers (nothing trains:
