@@ -3,7 +3,8 @@
 Layout: ``<root>/<kind>/<name>/tensors.pt`` and ``meta.json``. ``meta.json`` is written
 last, so its presence marks a finished artifact; a rerun whose config matches reuses it.
 Every file goes to a temporary name first and is then renamed, so a kill never leaves a
-half-written file under the real name.
+half-written file under the real name. A file that cannot be read back (truncated or
+corrupt) raises a :class:`~pyro_bnn.data.DataError` naming it and the fix.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import os
 import platform
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .data import DataError
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -72,6 +76,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _torch_load(path: Path, fix: str, weights_only: bool = True) -> Any:
+    """``torch.load`` onto the CPU; any failure is a DataError naming the file and ``fix``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as err:  # a damaged file fails with many error types
+        reason = str(err).partition("\n")[0].partition(". ")[0]  # torch's first sentence
+        raise DataError(f"cannot load {path} ({type(err).__name__}: {reason}); {fix}") from err
 
 
 def _normalise(obj: Any) -> Any:
@@ -153,9 +166,12 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict, dict]:
     path = Path(path)
     if not (path / META).is_file():
         raise FileNotFoundError(f"no finished artifact at {path} (missing {META})")
-    meta = json.loads((path / META).read_text())
-    tensors = torch.load(path / TENSORS, map_location="cpu", weights_only=True)
-    return tensors, meta
+    fix = f"the artifact is truncated or corrupt: delete {path} to compute it again"
+    try:
+        meta = json.loads((path / META).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read {path / META} ({err}); {fix}") from err
+    return _torch_load(path / TENSORS, fix), meta
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -238,7 +254,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict | None:
     path = Path(path)
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return _torch_load(path, "the checkpoint is truncated or corrupt: delete it to start afresh")
 
 
 BNN_FILE = "bnn.pt"
@@ -249,8 +265,9 @@ def save_bnn(path: str | os.PathLike, model, guide, **meta: Any) -> dict:
     was built, and the guide's parameters; plus ``meta.json``. No data tensor is saved.
 
     The model is pickled (``torch.save``): its net's class must be importable where it is
-    loaded. A prior that cannot be pickled (a lambda or a locally defined class inside a
-    distribution) raises a ValueError saying what to use instead.
+    loaded, so a class defined in ``__main__`` (a script or notebook) warns. A prior that
+    cannot be pickled (a lambda or a locally defined class inside a distribution) raises a
+    ValueError saying what to use instead.
 
     :param path: the folder to write (atomically, file by file).
     :param model: a :class:`~pyro_bnn.bnn.BNN`.
@@ -267,6 +284,16 @@ def save_bnn(path: str | os.PathLike, model, guide, **meta: Any) -> dict:
 
     if not isinstance(model, BNN):
         raise ValueError(f"model must be a pyro_bnn BNN, got {type(model).__name__}")
+    in_main = sorted(
+        {type(m).__name__ for m in model.modules() if type(m).__module__ == "__main__"}
+    )
+    if in_main:
+        warnings.warn(
+            f"class {', '.join(in_main)} is defined in __main__: the saved BNN loads only in a "
+            "script that defines the same class; define it in an importable module instead",
+            UserWarning,
+            stacklevel=2,
+        )
     init_guide(model, guide)
     recipe = getattr(guide, "recipe", None) or (type(guide), {})
     state = {k: v.detach().cpu() for k, v in guide.state_dict().items()}
@@ -305,7 +332,12 @@ def load_bnn(path: str | os.PathLike, device: str | torch.device = "cpu"):
     path = Path(path)
     if not (path / BNN_FILE).is_file():
         raise FileNotFoundError(f"no saved BNN at {path} (missing {BNN_FILE})")
-    blob = torch.load(path / BNN_FILE, map_location="cpu", weights_only=False)
+    blob = _torch_load(
+        path / BNN_FILE,
+        "the file is truncated or corrupt, or a class it holds is not importable here: "
+        "save the BNN again, with its classes defined in an importable module",
+        weights_only=False,
+    )
     model = blob["model"]
     spec, kwargs = blob["guide"]
     guide = make_guide(spec, model, **kwargs)

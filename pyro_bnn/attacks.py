@@ -778,23 +778,26 @@ def _budget(eps, x: torch.Tensor) -> torch.Tensor:
     return eps.to(x)
 
 
-def _in_ball(x, eps, generator) -> torch.Tensor:
-    """A uniform draw from the L2 ball of radius eps (B,) around each x (B, D), into the box."""
+def _in_ball(x, eps, generator, norm: str = "L2") -> torch.Tensor:
+    """A uniform draw from the ``norm`` ball of radius eps (B,) around each x (B, D), into
+    the box."""
     like = {"generator": generator, "device": x.device, "dtype": x.dtype}
+    if norm == "Linf":
+        return _into_box(x, (2 * torch.rand(x.shape, **like) - 1) * eps[:, None])
     u = torch.randn(x.shape, **like)
     radius = eps * torch.rand(len(x), **like).pow(1 / x.shape[1])
     return _into_box(x, u * (radius / u.norm(dim=1).clamp_min(NORM_FLOOR))[:, None])
 
 
 def _pgd(fn, x, y, eps, generator, bar, *, steps, restarts, eot, step_size, loss, output,
-         passes):  # fmt: skip
+         passes, norm):  # fmt: skip
     """PGD with restarts on one batch: (worst r (B, D), robust (B,))."""
     alpha = 2.5 * eps / steps if step_size is None else torch.full_like(eps, step_size)
     best = torch.zeros_like(x)
     best_acc = torch.full_like(eps, math.inf)
     best_margin = torch.full_like(eps, math.inf)
     for _ in range(restarts):
-        r = _in_ball(x, eps, generator)
+        r = _in_ball(x, eps, generator, norm)
         for _ in range(steps):
             v = (x + r).requires_grad_(True)
             with torch.enable_grad():
@@ -807,8 +810,11 @@ def _pgd(fn, x, y, eps, generator, bar, *, steps, restarts, eot, step_size, loss
                     raise ValueError("fn must be differentiable in x (not run under no_grad)")
                 (grad,) = torch.autograd.grad(objective.sum(), v)
             with torch.no_grad():  # descend on the true class's margin / log-probability
-                r = r - grad * (alpha / grad.norm(dim=1).clamp_min(NORM_FLOOR))[:, None]
-                r = r * (eps / r.norm(dim=1).clamp_min(NORM_FLOOR)).clamp(max=1)[:, None]
+                if norm == "Linf":  # the steepest step in L-inf: the gradient's sign
+                    r = (r - alpha[:, None] * grad.sign()).clamp(-eps[:, None], eps[:, None])
+                else:
+                    r = r - grad * (alpha / grad.norm(dim=1).clamp_min(NORM_FLOOR))[:, None]
+                    r = r * (eps / r.norm(dim=1).clamp_min(NORM_FLOOR)).clamp(max=1)[:, None]
                 r = _into_box(x, r)
             bar.update(1)
         acc, margin = _verdict(fn, x + r, y, passes=passes, output=output)
@@ -835,9 +841,10 @@ def pgd_attack(
     batch_size: int = 10_000,
     progress: bool = True,
     seed: int = 0,
+    norm: str = "L2",
 ) -> PGDResult:
-    """Fixed-budget L2 PGD (Madry et al. 2018) with EOT (Athalye et al. 2018) and random
-    restarts: robust accuracy of a decision rule within ||r|| <= eps.
+    """Fixed-budget PGD (Madry et al. 2018) with EOT (Athalye et al. 2018) and random
+    restarts, in L2 or L-inf: robust accuracy of a decision rule within ||r|| <= eps.
 
     ``fn`` IS the decision rule under attack, so pass the rule that is used: a plain net, a
     single-sample BNN (one fresh weight draw per call, e.g. ``eot_model(sampler(bnn, guide),
@@ -865,6 +872,8 @@ def pgd_attack(
     :param batch_size: examples attacked at once.
     :param progress: show a tqdm bar.
     :param seed: seeds the random starts (fn's own randomness is fn's).
+    :param norm: 'L2' (steps along the normalised gradient) or 'Linf' (along its sign,
+        r clipped to [-eps, eps]; eps then bounds each pixel, on the /126 scale).
 
     >>> result = pgd_attack(net, data.test.x, data.test.y, eps=1.5, restarts=5, passes=1)
     >>> pgd_attack(eot_model(sampler(bnn, guide), 1), x, y, 1.5, eot=20, output="probs")
@@ -879,10 +888,12 @@ def pgd_attack(
         _number("step_size", step_size, 0)
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if norm not in ("L2", "Linf"):
+        raise ValueError(f"norm must be 'L2' or 'Linf', got {norm!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     settings = {"steps": steps, "restarts": restarts, "eot": eot, "step_size": step_size}
-    settings |= {"loss": loss, "output": output, "passes": passes}
+    settings |= {"loss": loss, "output": output, "passes": passes, "norm": norm}
     generator = torch.Generator(device=x.device).manual_seed(seed)
     rs, robust = [torch.zeros(0, x.shape[1])], [torch.zeros(0)]
     total = steps * restarts * math.ceil(len(x) / batch_size)

@@ -19,6 +19,8 @@ import gzip
 import hashlib
 import os
 import tempfile
+import zlib
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,7 +189,7 @@ def _read_verified(folder: Path, name: str) -> torch.Tensor:
         raise DataError(f"missing MNIST file {folder / name}[.gz]; {FIX_HINT}")
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise DataError(f"cannot read {path} ({err}): truncated or corrupt; {FIX_HINT}") from err
     digest = hashlib.sha256(raw).hexdigest()
     if digest != SHA256[name]:
@@ -270,7 +272,8 @@ def as_split(data, name: str = "data") -> Split:
 def training_data(data, val=None) -> tuple[Split | DataLoader, Split | None]:
     """(train, val) for the fit functions. ``data`` may be the :class:`MNIST` container
     (its train split, and its val split unless ``val`` is given), any form
-    :func:`as_split` takes, or a DataLoader, which is then iterated as it is every epoch.
+    :func:`as_split` takes, or a DataLoader, which is then iterated as it is every epoch
+    (over an IterableDataset too, whose emptiness shows only then).
     ``val`` is optional and takes any form :func:`as_split` takes.
 
     :param data: the training data.
@@ -282,7 +285,7 @@ def training_data(data, val=None) -> tuple[Split | DataLoader, Split | None]:
         train, val = data.train, data.val if val is None else val
     elif isinstance(data, DataLoader):
         train = data
-        if len(data.dataset) == 0:
+        if isinstance(data.dataset, Sized) and len(data.dataset) == 0:
             raise ValueError("data is empty: the training set has no examples")
     else:
         train = as_split(data, "data")

@@ -173,7 +173,9 @@ def _check_counts(**counts: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def sampler(model: BNN, guide, ensemble: int = 1) -> Callable[[torch.Tensor, int], torch.Tensor]:
+def sampler(
+    model: BNN, guide, ensemble: int = 1, log: bool = False
+) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """``fn(x, k) -> (k, N, C)``: k fresh draws of the decision rule, each the mean of
     ``ensemble`` weight samples' probabilities (eq. 7; 1 = a single sample). Differentiable
     in x.
@@ -181,14 +183,23 @@ def sampler(model: BNN, guide, ensemble: int = 1) -> Callable[[torch.Tensor, int
     :param model: a classifier :class:`~pyro_bnn.bnn.BNN`.
     :param guide: its fitted guide.
     :param ensemble: weight samples averaged per draw, N of eq. 7.
+    :param log: return the log of each mean probability, by logsumexp over the samples'
+        log-softmax, so that it never underflows (valid logits for an attack's loss).
 
     >>> probs = sampler(bnn, guide, ensemble=10)(x, 20)  # (20, N, C), for EOT attacks
+    >>> logp = sampler(bnn, guide, log=True)(x, 20)  # (20, N, C), finite everywhere
     """
     _check_counts(ensemble=ensemble)
 
     def draw(x: torch.Tensor, k: int) -> torch.Tensor:
         _check_counts(k=k)
-        probs = predictive_probs(model, sample_weights(model, guide, k * ensemble), x)
+        weights = sample_weights(model, guide, k * ensemble)  # (k * ensemble, P)
+        if log:
+            model.check_x(x)
+            logp = model.apply(x, weights).log_softmax(-1)  # (k * ensemble, N, C)
+            logp = logp.view(k, ensemble, *logp.shape[1:])
+            return logp.logsumexp(1) - math.log(ensemble)
+        probs = predictive_probs(model, weights, x)
         return probs.view(k, ensemble, *probs.shape[1:]).mean(1)
 
     return draw

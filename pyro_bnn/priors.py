@@ -7,7 +7,8 @@ A *prior spec* is any of:
   first match wins, so priors can differ per layer or per parameter;
 - a callable ``(name, shape) -> distribution``.
 A per-parameter distribution may be univariate (expanded to the parameter's shape) or have
-``event_shape == shape``.
+``event_shape == shape``; its support must be the whole real line. Every key of a mapping
+must match some parameter.
 """
 
 from __future__ import annotations
@@ -205,9 +206,27 @@ def make_prior(name: str, **kwargs) -> dist.Distribution:
     return PRIORS[name](**kwargs)
 
 
+def _check_real(prior: dist.Distribution, what: str) -> None:
+    """Raise ValueError naming ``what`` unless ``prior``'s support is the whole real line."""
+    try:
+        support = prior.support
+    except NotImplementedError:
+        support = None
+    base = support
+    while isinstance(base, constraints.independent):
+        base = base.base_constraint
+    if base is not constraints.real:
+        raise ValueError(
+            f"{what} must have the whole real line as support (a weight can take any value), "
+            f"got {type(prior).__name__} with support {support}; use e.g. Normal, Laplace, "
+            "StudentT or ScaleMixtureNormal"
+        )
+
+
 def _for_param(prior: dist.Distribution, name: str, shape: tuple) -> dist.Distribution:
     if not isinstance(prior, dist.Distribution):
         raise ValueError(f"prior for {name!r} must be a torch/Pyro distribution, got {prior!r}")
+    _check_real(prior, f"prior for {name!r}")
     if tuple(prior.event_shape) == tuple(shape) and not prior.batch_shape:
         return prior
     if prior.event_shape or prior.batch_shape:
@@ -247,8 +266,18 @@ def pack_prior(spec: PriorSpec, shapes: Mapping[str, tuple]) -> dist.Distributio
                 f"{tuple(spec.batch_shape)} event {tuple(spec.event_shape)}; use a mapping "
                 "or a callable for per-parameter priors"
             )
+        _check_real(spec, "prior")
         return spec.expand([total]).to_event(1)
     if isinstance(spec, Mapping):
+        unmatched = [
+            key
+            for key in spec
+            if key not in shapes and not any(fnmatch.fnmatchcase(n, key) for n in shapes)
+        ]
+        if unmatched:
+            raise ValueError(
+                f"prior keys {unmatched} match no parameter; the parameters are {list(shapes)}"
+            )
         chosen = {name: _lookup(spec, name) for name in shapes}
     elif callable(spec):
         chosen = {name: spec(name, tuple(shape)) for name, shape in shapes.items()}

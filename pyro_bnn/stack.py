@@ -42,6 +42,7 @@ from .train import (
     _check_split,
     _make_optimizer,
     _optimizer_config,
+    check_device,
     check_positive,
     epoch_order,
 )
@@ -434,7 +435,7 @@ def fit_stack(
         _check_split(model, train, "data")
         if val is not None:
             _check_split(model, val, "val")
-    device = torch.device(device)
+    device = check_device(device)
     if val is not None:
         val = val.to(device)
     x_all, y_all = train.x.to(device), train.y.to(device)

@@ -17,12 +17,14 @@ import inspect
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 
 import pyro
 import torch
 import torch.nn.functional as F
+from pyro.optim import PyroOptim
+from pyro.optim.lr_scheduler import PyroLRScheduler
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -100,6 +102,30 @@ def check_positive(name: str, value: float, integer: bool = False) -> None:
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)``, or a ValueError naming ``device`` and the devices this
+    machine has, for a device string torch does not know or a GPU that is not there.
+
+    :param device: e.g. 'cpu', 'cuda' or 'cuda:1'.
+
+    >>> check_device("cuda")  # ValueError on a machine without a GPU
+    """
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        parsed = None
+    ok = parsed is not None and (
+        parsed.type == "cpu" or (parsed.type == "cuda" and (parsed.index or 0) < gpus)
+    )
+    if not ok:
+        available = ["cpu", *(["cuda", *(f"cuda:{i}" for i in range(gpus))] if gpus else [])]
+        raise ValueError(
+            f"device must be one this machine has ({', '.join(available)}), got {device!r}"
+        )
+    return parsed
+
+
 def _check_loop(batch_size, max_epochs, patience, callbacks) -> None:
     check_positive("batch_size", batch_size, integer=True)
     check_positive("max_epochs", max_epochs, integer=True)
@@ -109,8 +135,24 @@ def _check_loop(batch_size, max_epochs, patience, callbacks) -> None:
         raise ValueError(f"callbacks must be a sequence of callables, got {callbacks!r}")
 
 
-def _make_optimizer(optimizer: OptimizerFactory | None, params) -> torch.optim.Optimizer:
+def _from_pyro(optim: PyroOptim) -> OptimizerFactory:
+    """The torch optimiser a Pyro optimiser wraps, as a factory over all parameters."""
+    args = optim.pt_optim_args
+    if isinstance(optim, PyroLRScheduler) or callable(args) or optim.pt_clip_args:
+        raise ValueError(
+            "optimizer: a Pyro scheduler, per-parameter arguments or clip_args cannot be used "
+            "here; pass a factory params -> torch.optim optimizer, e.g. "
+            f"functools.partial(torch.optim.Adam, lr=1e-2), got {type(optim).__name__}"
+        )
+    return functools.partial(optim.pt_optim_constructor, **args)
+
+
+def _make_optimizer(
+    optimizer: OptimizerFactory | PyroOptim | None, params
+) -> torch.optim.Optimizer:
     factory = sgd() if optimizer is None else optimizer
+    if isinstance(factory, PyroOptim):
+        factory = _from_pyro(factory)
     if isinstance(factory, torch.optim.Optimizer) or not callable(factory):
         raise ValueError(
             "optimizer must be a factory params -> torch optimizer, e.g. "
@@ -235,6 +277,11 @@ def run_epochs(
             for name, value in step(x, y).items():
                 sums[name] = sums.get(name, 0.0) + value.detach()
             n_batches += 1
+        if n_batches == 0:
+            raise ValueError(
+                f"data yielded no minibatches in epoch {epoch + 1}; a DataLoader must yield "
+                "its data anew every epoch"
+            )
         record = {"epoch": epoch + 1, **{k: float(v) / n_batches for k, v in sums.items()}}
         if validate is not None:
             record |= {k: float(v) for k, v in validate().items()}
@@ -321,7 +368,7 @@ def fit_torch(
     *,
     val=None,
     lam: float = 0.0,
-    optimizer: OptimizerFactory | None = None,
+    optimizer: OptimizerFactory | PyroOptim | None = None,
     batch_size: int = 128,
     max_epochs: int = 100,
     patience: int | None = 5,
@@ -339,7 +386,8 @@ def fit_torch(
     :param data: (x, y) tensors, a Split, Dataset or DataLoader, or the MNIST splits.
     :param val: validation data in any of those forms (default: MNIST's val split).
     :param lam: lambda of eq. 6, >= 0 (:func:`~pyro_bnn.nets.l2_penalty`).
-    :param optimizer: a factory ``params -> torch optimizer``; default :func:`sgd`.
+    :param optimizer: a factory ``params -> torch optimizer`` or a Pyro optimiser such as
+        ``pyro.optim.Adam({"lr": 1e-2})``; default :func:`sgd`.
     :param batch_size: examples per minibatch (128 in the paper).
     :param max_epochs: the most epochs to run.
     :param patience: epochs without a better validation accuracy before stopping; None
@@ -363,8 +411,8 @@ def fit_torch(
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
     if adversary is not None and not callable(adversary):
         raise ValueError(f"adversary must be callable (model, x, y) -> x_adv, got {adversary!r}")
+    device = check_device(device)
     train, val = training_data(data, val)
-    device = torch.device(device)
     torch.manual_seed(seed)
     model.to(device)
     opt = _make_optimizer(optimizer, model.parameters())
@@ -427,13 +475,34 @@ def _check_split(model: BNN, split: Split | DataLoader, name: str) -> None:
         raise ValueError(f"{name}: {err}") from None
 
 
+def _num_data(train: Split | DataLoader, num_data: int | None) -> int:
+    """The training-set size: known for in-memory data and sized datasets, else num_data."""
+    if num_data is not None:
+        check_positive("num_data", num_data, integer=True)
+    if isinstance(train, Split):
+        size = len(train)
+    elif isinstance(train.dataset, Sized):
+        size = len(train.dataset)
+    elif num_data is None:
+        raise ValueError(
+            "data is a DataLoader over an IterableDataset, whose size is unknown: pass "
+            "num_data=<the number of training examples>"
+        )
+    else:
+        return num_data
+    if num_data is not None and num_data != size:
+        raise ValueError(f"num_data must be the training-set size {size}, got {num_data}")
+    return size
+
+
 def fit_svi(
     model: BNN,
     guide,
     data,
     *,
     val=None,
-    optimizer: OptimizerFactory | None = None,
+    num_data: int | None = None,
+    optimizer: OptimizerFactory | PyroOptim | None = None,
     batch_size: int = 128,
     max_epochs: int = 100,
     patience: int | None = 5,
@@ -460,7 +529,10 @@ def fit_svi(
     :param guide: its guide, e.g. from :func:`~pyro_bnn.guides.make_guide`.
     :param data: (x, y) tensors, a Split, Dataset or DataLoader, or the MNIST splits.
     :param val: validation data (default: MNIST's val split; none for other forms).
-    :param optimizer: a factory ``params -> torch optimizer``; default :func:`sgd`.
+    :param num_data: the training-set size, which scales the ELBO; needed only for a
+        DataLoader over an IterableDataset, whose size torch cannot tell.
+    :param optimizer: a factory ``params -> torch optimizer`` or a Pyro optimiser such as
+        ``pyro.optim.Adam({"lr": 1e-2})``; default :func:`sgd`.
     :param batch_size: examples per minibatch (128 in the paper).
     :param max_epochs: the most epochs to run.
     :param patience: epochs without a better validation score before stopping; None turns
@@ -489,12 +561,15 @@ def fit_svi(
     check_positive("num_particles", num_particles, integer=True)
     if engine not in ("auto", "pyro", "stack"):
         raise ValueError(f"engine must be 'auto', 'pyro' or 'stack', got {engine!r}")
+    device = check_device(device)
+    train, val = training_data(data, val)
+    n = _num_data(train, num_data)
     from .stack import fit_stack, stack_problem  # the stack builds on this module
 
     problem = stack_problem(model, guide)
     if num_particles > 1:
         problem = problem or "num_particles must be 1"
-    if isinstance(data, DataLoader):
+    if isinstance(train, DataLoader):
         problem = problem or "data must be in memory, not a DataLoader"
     if engine == "stack" and problem:
         raise ValueError(f"engine='stack' cannot fit this model: {problem}")
@@ -502,7 +577,7 @@ def fit_svi(
         return fit_stack(
             [model],
             [guide],
-            data,
+            train,
             val=val,
             seeds=[seed],
             optimizer=optimizer,
@@ -516,13 +591,10 @@ def fit_svi(
             compile=compile,
             progress=progress,
         )[0]
-    train, val = training_data(data, val)
-    device = torch.device(device)
     _check_split(model, train, "data")
     if val is not None:
         _check_split(model, val, "val")
         val = val.to(device)
-    n = len(train.dataset) if isinstance(train, DataLoader) else len(train)
     regression = isinstance(model.likelihood, Gaussian)
     with local_params(model, guide):
         pyro.set_rng_seed(seed)

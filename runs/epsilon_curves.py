@@ -1,6 +1,7 @@
-"""White-box robust accuracy against the L2 budget eps: every FC-100-100-10 model of each
-seed, each attacked as the decision rule it uses, and the headline claims as paired
-differences with intervals over examples and seeds (issue 11).
+"""White-box robust accuracy against the budget eps, in L2 and in L-inf: every
+FC-100-100-10 model of each seed, each attacked as the decision rule it uses, scored as the
+per-example worst case over an ensemble of attacks, and the headline claims as paired
+differences with intervals over seeds and images (runs.intervals).
 
     python runs/epsilon_curves.py --profile full --seeds 0 1 2     # first 1000 test images
     python runs/epsilon_curves.py --profile full --n 300 --eps 0.5 1 1.5 2 3 --seeds 1
@@ -9,36 +10,44 @@ differences with intervals over examples and seeds (issue 11).
 
 The rules: the single-sample BNN of every rho_init (one fresh weight draw per call); the
 mean-probability ensembles of N = 10 and 100 samples of Table 3's BNN; Table 4's BNN pruned
-by 75% (both SNR rankings), as a 100-sample ensemble; the four plain nets; the plain-net
-ensemble control (the pool's mean probabilities); and the reference defence, the lambda 0
-net adversarially trained on L2 PGD examples (ADVERSARY; Madry et al. 2018), trained here
-on first use. Each is scored by L2 PGD
-(pyro_bnn.attacks.pgd_attack, margin loss) at every eps of --eps, on the first --n test
-images, judged on fresh draws. A stochastic rule's step averages the gradients of at least
+by 75% (both SNR rankings), as a 100-sample ensemble; the controls that isolate weight
+sampling (the posterior mean of each control rho_init's BNN, and its fixed-sigma and
+noise-only twins, runs.zoo.CONTROLS); the four plain nets, and the four trained as the
+BNNs are; the plain-net ensemble control (the pool's mean probabilities); and the reference
+defence, the lambda 0 net adversarially trained on L2 PGD examples (ADVERSARY; Madry et al.
+2018), trained here on first use.
+
+The ensemble, at every eps, on the first --n test images, each judged on fresh draws:
+- L2 (--eps, /126 scale): PGD (pyro_bnn.attacks.pgd_attack, margin loss, step 2.5 eps /
+  steps); APGD-CE and APGD-DLR (pyro_bnn.apgd, torchattacks' step schedule), and APGD-T on
+  the deterministic rules; the minimum-norm attack of runs/attack_sets.py (EOT for the
+  stochastic rules, DDN for the others; the profile's white-box steps), read at eps: an
+  example is robust when its r is longer than eps or the attack failed;
+- L-inf (--linf, on [0, 1] pixels): PGD (sign steps), APGD-CE, APGD-DLR, and APGD-T on the
+  deterministic rules.
+The committed figure ('worst') is, per example, the lowest fraction of fresh draws still
+correct over the ensemble. A stochastic rule's step averages the gradients of at least
 --eot weight samples and its verdict counts at least --passes: ceil(eot / N) and
 ceil(passes / N) calls of an N-sample rule. A deterministic rule gets one call of each.
 
 Checks: at CONVERGENCE_EPS, on the first seed of --seeds (unless --no-convergence), the
 rho_init -3 BNN and the lambda 0 net against PGD's steps, EOT samples (the BNN only) and
-restarts, one at a time; and a second attack family, the minimum-norm attacks of
-runs/attack_sets.py (EOT for the BNN rules, DDN for the others; the profile's white-box
-steps), read as a curve: an example counts as robust at eps when its r is longer than eps
-or the attack failed. A model with a white-box set in the study's tables (the
+restarts, one at a time. A model with a white-box set in the study's tables (the
 single-sample BNNs and the plain nets, on the first eot_examples images) reuses it, read
 on its first --n images.
 
-Every (model, eps, settings) result is an artifact under --root/<profile>/epsilon-pgd/, so a
-killed run resumes, and a run over several seeds reuses the single-seed runs. Writes, to
---results (default runs/results/rigorous/; another profile's go to
-runs/results-<profile>/rigorous/):
+Every (model, eps, settings) result is an artifact under --root/<profile>/epsilon-pgd/ and
+epsilon-apgd/, so a killed run resumes, and a run over several seeds reuses the
+single-seed runs. Writes, to --results (default runs/results/rigorous/; another profile's
+go to runs/results-<profile>/rigorous/):
 - per seed, epsilon_curves_seed<S>.csv/.md/.png and (with the check)
   epsilon_convergence_seed<S>.csv;
 - over the seeds run, epsilon_curves.csv/.md/.png (mean and sd), epsilon_intervals.csv:
-  the claims of :func:`claims` at every eps, with intervals over seeds and images
-  (:mod:`runs.intervals`), and transfer_adv.csv: the reference defence on the rigorous
-  attack sets of the source nets at every multiplier, as the study scores its models.
+  the claims of :func:`claims` at every eps of both norms, with intervals over seeds and
+  images, and transfer_adv.csv: the reference defence on the rigorous attack sets of the
+  source nets at every multiplier, as the study scores its models.
 Accuracies are in percent; eps_126 is the budget on the /126 pixel scale, eps_255 on
-[0, 1] pixels (pixels / 255).
+[0, 1] pixels (pixels / 255); norm says which.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from pyro_bnn.apgd import apgd_attack  # noqa: E402
 from pyro_bnn.artifacts import atomic_write, cached  # noqa: E402
 from pyro_bnn.attacks import ModelFn, PGDAdversary, SampleFn, eot_model, pgd_attack  # noqa: E402
 from pyro_bnn.data import X_MAX  # noqa: E402
@@ -92,6 +102,11 @@ ENSEMBLES = (10, 100)  # Table 3's N attacked
 PRUNE_RATE = 0.75  # Table 4's rate of the third headline claim
 ADVERSARY = PGDAdversary(eps=2.0, steps=10)  # the reference defence's training attack
 QUICK_EPS = (0.5, CONVERGENCE_EPS, 3.0)
+LINF_GRID = (0.05, 0.1, 0.15, 0.2, 0.3)  # L-inf budgets on [0, 1] pixels (the literature's)
+QUICK_LINF = (0.3,)
+QUICK_N = 20  # test images of --quick
+APGD = ("ce", "dlr")  # APGD's losses on every rule; a deterministic rule adds APGD-T
+WORST = "worst"  # the per-example worst case over the ensemble, the committed figure
 QUICK_GRIDS = {"steps": (2, 5), "eot": (1, 2), "restarts": (1, 2)}
 
 
@@ -142,8 +157,11 @@ def to_255(eps):
 
 
 def stochastic(name, kind, param, bnn, guide, size, fingerprint) -> Rule:
-    draw = sampler(bnn, guide, size)
-    return Rule(name, kind, param, eot_model(draw, 1), "probs", size, fingerprint, draw)
+    """A rule of ``size`` weight samples: its fixed-budget attacks see the log of its mean
+    probability (by logsumexp, so no gradient underflows); its minimum-norm attack draws
+    probabilities."""
+    fn = eot_model(sampler(bnn, guide, size, log=True), 1)
+    return Rule(name, kind, param, fn, "logits", size, fingerprint, sampler(bnn, guide, size))
 
 
 def adversarial_net(profile, data, root: Path, seed: int, device, progress: bool):
@@ -222,12 +240,15 @@ def settings(rule: Rule, budget: Budget, seed: int) -> dict:
     }
 
 
-def row(rule: Rule, eps: float, attack: str, acc: float, n: int, **attack_settings) -> dict:
+def row(
+    rule: Rule, eps: float, attack: str, acc: float, n: int, norm: str = "L2", **attack_settings
+) -> dict:
     """One point of a curve, as a CSV row."""
     return {
         "model": rule.model,
         "kind": rule.kind,
         "param": rule.param,
+        "norm": norm,
         "eps_126": eps,
         "eps_255": to_255(eps),
         "attack": attack,
@@ -247,10 +268,11 @@ def clean_accuracy(rule: Rule, x: torch.Tensor, y: torch.Tensor, passes: int, se
 
 
 def pgd_accuracy(
-    rule: Rule, x, y, eps: float, attack: dict, root: Path, log=None
-) -> tuple[float, torch.Tensor]:
+    rule: Rule, x, y, eps: float, attack: dict, root: Path, log=None, with_r: bool = False
+) -> tuple:
     """Robust accuracy (%) under pgd_attack at ``eps``, and per example the fraction of
-    fresh draws still correct (n,); cached under <root>/epsilon-pgd/.
+    fresh draws still correct (n,), and with ``with_r`` the perturbations (n, D); cached
+    under <root>/epsilon-pgd/.
 
     :param attack: pgd_attack's settings, from :func:`settings`.
     """
@@ -260,19 +282,53 @@ def pgd_accuracy(
     def compute() -> tuple[dict, dict]:
         pyro.set_rng_seed(attack["seed"])  # the weight draws, as the random starts
         result = pgd_attack(rule.fn, x, y, eps, progress=False, **attack)
-        norms = result.r.norm(dim=1)
-        return {"robust": result.robust, "norm": norms}, {"acc": 100 * result.accuracy()}
+        tensors = {"robust": result.robust, "norm": result.r.norm(dim=1), "r": result.r}
+        return tensors, {"acc": 100 * result.accuracy()}
 
     path = artifact_path(root, "epsilon-pgd", f"{rule.name}_eps{eps:g}", config)
     tensors, meta = cached(path, config, compute, log=log)
+    if with_r:
+        return meta["acc"], tensors["robust"], tensors["r"]
     return meta["acc"], tensors["robust"]
 
 
-def min_norm_rows(rule: Rule, data, n, eps_list, budget, profile, root, device, log) -> list:
+def apgd_settings(rule: Rule, budget: Budget, seed: int) -> dict:
+    """apgd_attack's budget for ``rule``: PGD's steps, restarts, EOT calls and passes."""
+    return {"steps": budget.steps, "restarts": budget.restarts, "eot": rule.calls(budget.eot),
+            "passes": rule.calls(budget.passes), "output": rule.output, "seed": seed}  # fmt: skip
+
+
+def apgd_losses(rule: Rule) -> tuple[str, ...]:
+    """APGD's losses for ``rule``: APGD-T's nine targets only where a call is cheap."""
+    return APGD if rule.draw is not None else (*APGD, "dlr-targeted")
+
+
+def apgd_accuracy(
+    rule: Rule, x, y, eps: float, norm: str, loss: str, attack: dict, root: Path, log=None
+) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Robust accuracy (%) under APGD (pyro_bnn.apgd) at ``eps`` in ``norm``, per example
+    the fraction of fresh draws still correct (n,), and the perturbations (n, D); cached
+    under <root>/epsilon-apgd/."""
+    config = {"model": rule.name, "fingerprint": rule.fingerprint, "split": "test"}
+    config |= {"n": len(x), "eps": eps, "norm": norm, "loss": loss, "attack": attack}
+
+    def compute() -> tuple[dict, dict]:
+        pyro.set_rng_seed(attack["seed"])
+        result = apgd_attack(rule.fn, x, y, eps, norm=norm, loss=loss, **attack)
+        return {"robust": result.robust, "r": result.r}, {"acc": 100 * result.accuracy()}
+
+    name = f"{rule.name}_{norm}_{loss}_eps{eps:g}"
+    tensors, meta = cached(artifact_path(root, "epsilon-apgd", name, config), config, compute,
+                           log=log)  # fmt: skip
+    return meta["acc"], tensors["robust"], tensors["r"]
+
+
+def min_norm_rows(rule: Rule, data, n, eps_list, budget, profile, root, device, log) -> tuple:
     """The minimum-norm attack of ``rule`` (an attack set: EOT for a stochastic rule, DDN
     otherwise) read as robust accuracy (%) at each eps on the first n test images: failed,
     or r longer than eps. The study's white-box sets (runs.pipeline.whitebox_sets) are
-    reused: for those models the set covers max(n, eot_examples) images."""
+    reused: for those models the set covers max(n, eot_examples) images. Returns the rows and
+    eps -> ((n,) robust per example, 0 or 1; (n, D) r where it is within eps, else 0)."""
     if rule.draw is None:
         used = {"steps": profile.attack_steps, "eot": 1, "passes": 1}
         fn, attack = rule.fn, {"protocol": "rigorous", "output": rule.output}
@@ -288,26 +344,32 @@ def min_norm_rows(rule: Rule, data, n, eps_list, budget, profile, root, device, 
     )  # fmt: skip
     name = f"{attack['protocol'].replace('rigorous', 'ddn')}-min-norm"
     norms, success = tensors["r"][:n].norm(dim=1), tensors["success"][:n]  # (n,): test[:n]
-    rows = []
+    rows, per_eps = [], {}
     for eps in eps_list:
         robust = ~success | (norms > eps)  # (n,)
         rows.append(row(rule, eps, name, 100 * float(robust.double().mean()), n, **used))
-    return rows
+        r = tensors["r"][:n] * (~robust).to(tensors["r"].dtype)[:, None]  # (n, D)
+        per_eps[eps] = (robust.double(), r)
+    return rows, per_eps
 
 
-def claims(robust: dict, eps_list: list[float]) -> dict[str, list[torch.Tensor]]:
-    """The headline claims under white-box PGD, at each eps, as per-example paired
-    differences on test[:n]: claim -> [(n,) tensor].
+def claims(robust: dict, norm: str = "L2") -> dict[str, list[tuple]]:
+    """The headline claims under the white-box worst case, at each eps of ``norm``, as
+    per-example paired differences on test[:n]: claim -> [(index (m,), diff (m,))]. An
+    L-inf eps is named on [0, 1] pixels, an L2 one on the /126 scale.
 
     :param robust: (kind, param) -> {eps: (n,) fraction of fresh draws still correct}.
     The best BNN (single sample) and the best plain net are picked at each eps by their
-    robust accuracy there.
+    robust accuracy there on the images of even index; the claims that pick are scored on
+    the odd ones (runs.intervals: no winner's curse), the others on all n.
     """
+    n = len(next(iter(next(iter(robust.values())).values())))
+    picks, scores = torch.arange(0, n, 2), torch.arange(1, n, 2)
 
     def best(kind: str, eps: float) -> torch.Tensor:
         return max(
             (per_eps[eps] for (k, _), per_eps in robust.items() if k == kind),
-            key=lambda t: float(t.double().mean()),
+            key=lambda t: float(t[picks].double().mean()),
         )
 
     def get(kind: str, param: float, eps: float) -> torch.Tensor:
@@ -316,37 +378,42 @@ def claims(robust: dict, eps_list: list[float]) -> dict[str, list[torch.Tensor]]
     pool = next(param for kind, param in robust if kind == "plain-ensemble")
     mean, rho3, rho4 = f"bnn-mean{max(ENSEMBLES)}", paper.TABLE3_RHO_INIT, paper.TABLE4_RHO_INIT
     pruned = f"bnn-pruned{100 * PRUNE_RATE:g}-global"
-    pairs = {
+    picked = {  # claims that pick a best model
         "best BNN minus best plain net": lambda e: best("bnn", e) - best("plain", e),
-        f"{max(ENSEMBLES)}-sample ensemble minus one sample (Table 3's BNN)": lambda e: (
-            get(mean, rho3, e) - get("bnn", rho3, e)
-        ),
         f"{100 * PRUNE_RATE:g}%-pruned BNN (global) minus best plain net": lambda e: (
             get(pruned, rho4, e) - best("plain", e)
-        ),
-        f"{max(ENSEMBLES)}-sample ensemble minus the plain-net ensemble": lambda e: (
-            get(mean, rho3, e) - get("plain-ensemble", pool, e)
         ),
         "best BNN minus the adversarially trained net": lambda e: (
             best("bnn", e) - best("plain-adv", e)
         ),
     }
     if any(kind == "plain-matched" for kind, _ in robust):
-        pairs["best BNN minus best plain net trained as the BNNs"] = lambda e: (
+        picked["best BNN minus best plain net trained as the BNNs"] = lambda e: (
             best("bnn", e) - best("plain-matched", e)
         )
+    fixed = {
+        f"{max(ENSEMBLES)}-sample ensemble minus one sample (Table 3's BNN)": lambda e: (
+            get(mean, rho3, e) - get("bnn", rho3, e)
+        ),
+        f"{max(ENSEMBLES)}-sample ensemble minus the plain-net ensemble": lambda e: (
+            get(mean, rho3, e) - get("plain-ensemble", pool, e)
+        ),
+    }
     for rho in sorted({param for kind, param in robust if kind == "fixed-sigma"}):
         for name, (a, b) in intervals.CONTROL_CLAIMS.items():
             param = {k: 0.0 if k == "plain-matched" else rho for k in (a, b)}
             if all((k, param[k]) in robust for k in (a, b)):
-                pairs[f"{name} (rho_init {rho:g})"] = lambda e, a=a, b=b, p=param: (
+                fixed[f"{name} (rho_init {rho:g})"] = lambda e, a=a, b=b, p=param: (
                     get(a, p[a], e) - get(b, p[b], e)
                 )
-    return {
-        f"{name}, PGD at eps {eps:g}": [diff(eps).double()]
-        for name, diff in pairs.items()
-        for eps in eps_list
-    }
+    eps_list = sorted(next(iter(robust.values())))
+    out = {}
+    for pairs, index in ((picked, scores), (fixed, torch.arange(n))):
+        for name, diff in pairs.items():
+            for eps in eps_list:
+                size = eps if norm == "L2" else to_255(eps)
+                out[f"{name}, at {norm} eps {size:g}"] = [(index, diff(eps)[index].double())]
+    return out
 
 
 def parse(argv: list[str] | None):
@@ -362,6 +429,13 @@ def parse(argv: list[str] | None):
     p.add_argument(
         "--eps", type=positive_float, nargs="+", default=list(EPS_GRID), help="/126 scale"
     )
+    p.add_argument(
+        "--linf", type=positive_float, nargs="+", default=list(LINF_GRID), help="[0, 1] pixels"
+    )
+    p.add_argument(
+        "--check-eps", type=positive_float, nargs="+", default=None,
+        help="eps (L2 /126, or L-inf on [0, 1]) of the doubled-budget check (default: all)",
+    )  # fmt: skip
     p.add_argument("--steps", type=positive_int, default=Budget.steps, help="PGD steps")
     p.add_argument("--restarts", type=positive_int, default=Budget.restarts)
     p.add_argument("--eot", type=positive_int, default=None, help="samples per step (eot_k)")
@@ -376,7 +450,8 @@ def parse(argv: list[str] | None):
     args.grids = GRIDS
     if args.quick:  # and, unless given, temporary folders
         temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
-        args.profile, args.n, args.eps, args.grids = "quick", 50, list(QUICK_EPS), QUICK_GRIDS
+        args.profile, args.n, args.eps, args.grids = "quick", QUICK_N, list(QUICK_EPS), QUICK_GRIDS
+        args.linf, args.check_eps = list(QUICK_LINF), [CONVERGENCE_EPS]
         args.steps, args.restarts, args.eot, args.passes = 5, 1, 2, 4
         args.root, args.results = args.root or temp, args.results or temp
     return p, args
@@ -390,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Path(args.results or HERE / f"results{suffix}" / "rigorous")
     eot, passes = args.eot or profile.eot_k, args.passes or profile.eot_passes
     budget = Budget(eot, passes, args.steps, args.restarts)
-    n, eps_list = args.n or profile.eot_examples, sorted(set(args.eps))
+    n = args.n or profile.eot_examples
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "python runs/epsilon_curves.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -416,14 +491,17 @@ def main(argv: list[str] | None = None) -> int:
     frames, values_per_seed, transfers = [], [], []
     for seed in args.seeds:
         check = not args.no_convergence and seed == args.seeds[0]
-        curves, convergence, robust, transfer = seed_curves(
+        curves, convergence, checks, robust, transfer = seed_curves(
             args, seed, profile, data, root, budget, check
         )
         transfers.append(transfer.assign(seed=seed))
-        markdown = report(curves, convergence, budget) + f"\nMade by `{command}` {setup}\n"
+        markdown = report(curves, convergence, budget) + check_report(checks)
+        markdown += f"\nMade by `{command}` {setup}\n"
         write_seed(results, seed, curves, convergence, markdown, n)
+        atomic_write(results / f"epsilon_check_seed{seed}.csv",
+                     lambda tmp, checks=checks: checks.to_csv(tmp, index=False))  # fmt: skip
         frames.append(curves.assign(seed=seed))
-        values = {k: [(torch.arange(n), d) for d in v] for k, v in claims(robust, eps_list).items()}
+        values = claims(robust["L2"], "L2") | claims(robust["Linf"], "Linf")
         values_per_seed.append(intervals.claim_rows(values, n))
     made_by = f"Made by `{command}` {setup}"
     combine(pd.concat(frames), values_per_seed, pd.concat(transfers), results, made_by, n)
@@ -431,9 +509,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, check: bool):
-    """One seed's curves and (if check) convergence check as DataFrames (CSV rows), its
-    PGD results per example, (kind, param) -> {eps: (n,)}, and the reference defence under
-    transfer (runs.tables.transfer_sweep on the rigorous sets of the 12 source nets)."""
+    """One seed's curves, (if check) convergence check and the doubled-budget check of
+    :func:`ensemble_point` as DataFrames (CSV rows), its worst case per example, norm ->
+    (kind, param) -> {eps: (n,)}, and the reference defence under transfer
+    (runs.tables.transfer_sweep on the rigorous sets of the 12 source nets)."""
     n, eps_list = args.n or profile.eot_examples, sorted(set(args.eps))
     zoo, prints = load_zoo(profile, data, root, seed, True, SeedResult(), args.device)
     adv = adversarial_net(profile, data, root, seed, args.device, not args.no_progress)
@@ -452,25 +531,33 @@ def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, chec
         if not (name == "eot" and rule.samples == 0)  # a deterministic rule ignores eot
         for value in values
     ]
-    curves, convergence, robust = [], [], {}
-    total = len(models) * (len(eps_list) + 1) + len(points)
+    curves, convergence, checks, robust = [], [], [], {"L2": {}, "Linf": {}}
+    linf = [eps * X_MAX for eps in sorted(set(args.linf))]  # on the /126 scale
+    checked_eps = {e if e in eps_list else e * X_MAX for e in args.check_eps or ()}
+    total = len(models) * (len(eps_list) + len(linf) + 1) + len(points)
     desc = f"eps curves, seed {seed}"
     with tqdm(total=total, desc=desc, disable=args.no_progress, dynamic_ncols=True) as bar:
         for rule in models:
             bar.set_postfix_str(rule.model)
             acc = clean_accuracy(rule, x, y, budget.passes, seed)
             curves.append(row(rule, 0.0, "clean", acc, n, passes=rule.calls(budget.passes)))
-            attack = settings(rule, budget, seed)
-            robust[rule.kind, rule.param] = {}
-            for eps in eps_list:
-                acc, per_example = pgd_accuracy(rule, x, y, eps, attack, root, tqdm.write)
-                robust[rule.kind, rule.param][eps] = per_example
-                curves.append(row(rule, eps, "pgd", acc, n, **attack))
-                bar.update(1)
-            curves += min_norm_rows(
+            attack, apgd = settings(rule, budget, seed), apgd_settings(rule, budget, seed)
+            rows, min_norm = min_norm_rows(
                 rule, data, n, eps_list, budget, profile, root, args.device, tqdm.write
             )
+            curves += rows
             bar.update(1)
+            for norm, grid in (("L2", eps_list), ("Linf", linf)):
+                robust[norm][rule.kind, rule.param] = {}
+                for eps in grid:
+                    rows, worst, check = ensemble_point(
+                        rule, x, y, eps, norm, (attack, apgd), min_norm.get(eps), root,
+                        check=args.check_eps is None or eps in checked_eps,
+                    )  # fmt: skip
+                    curves += rows
+                    checks += [check] if check else []
+                    robust[norm][rule.kind, rule.param][eps] = worst
+                    bar.update(1)
         for rule, name, value in points:
             bar.set_postfix_str(f"{rule.model}, {name} {value}")
             attack = settings(rule, replace(budget, **{name: value}), seed)
@@ -478,7 +565,103 @@ def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, chec
             point = row(rule, CONVERGENCE_EPS, "pgd", acc, n, **attack)
             convergence.append(point | {"varied": name, "value": value})
             bar.update(1)
-    return pd.DataFrame(curves), pd.DataFrame(convergence), robust, transfer
+    frames = (pd.DataFrame(rows) for rows in (curves, convergence, checks))
+    return *frames, robust, transfer
+
+
+def ensemble_point(
+    rule: Rule, x, y, eps: float, norm: str, budgets: tuple, min_norm, root, check: bool = True
+):
+    """One rule at one eps: every attack of the ensemble, the per-example worst case, and
+    (if ``check``) the check that reruns the strongest fixed-budget attack at twice its
+    budget.
+
+    The worst case picks, per example, the attack whose r left the fewest draws correct on
+    that attack's own passes, then judges the picked r on fresh passes, so that the minimum
+    over noisy verdicts adds no bias. Doubling keeps PGD's step length (twice the path) and
+    doubles the steps and EOT samples (not the restarts, which would make the check 8
+    times the attack's cost).
+
+    :param budgets: (PGD's settings, APGD's settings) for ``rule``.
+    :param min_norm: ((n,) robust, (n, D) r) of the minimum-norm attack at eps (L2), or None.
+    :returns: CSV rows, the worst case per example (n,), and the check's row (or None).
+    """
+    attack, apgd = budgets
+    n, rows, members = len(x), [], {}
+    if norm == "L2":
+        members["min-norm"] = min_norm
+    else:
+        attack = attack | {"norm": norm}
+    acc, *members["pgd"] = pgd_accuracy(rule, x, y, eps, attack, root, tqdm.write, True)
+    rows.append(row(rule, eps, "pgd", acc, n, **(attack | {"norm": norm})))
+    for loss in apgd_losses(rule):
+        acc, *members[f"apgd-{loss}"] = apgd_accuracy(
+            rule, x, y, eps, norm, loss, apgd, root, tqdm.write
+        )
+        rows.append(row(rule, eps, f"apgd-{loss}", acc, n, norm, **apgd))
+    worst = _rejudged(rule, x, y, list(members.values()), apgd["passes"], apgd["seed"] + 1)
+    acc = 100 * float(worst.mean())
+    rows.append(row(rule, eps, WORST, acc, n, norm, members=len(members)))
+    if not check:
+        return rows, worst, None
+    fixed = {k: float(v[0].double().mean()) for k, v in members.items() if k != "min-norm"}
+    strongest = min(fixed, key=fixed.get)
+    if strongest == "pgd":
+        double = attack | {
+            "steps": 2 * attack["steps"],
+            "eot": 2 * attack["eot"],
+            "step_size": 2.5 * eps / attack["steps"],
+        }
+        _, *again = pgd_accuracy(rule, x, y, eps, double, root, tqdm.write, True)
+    else:
+        double = apgd | {"steps": 2 * apgd["steps"], "eot": 2 * apgd["eot"]}
+        loss = strongest.removeprefix("apgd-")
+        _, *again = apgd_accuracy(rule, x, y, eps, norm, loss, double, root, tqdm.write)
+    picked = (worst, _pick(list(members.values()))[1])
+    both = _rejudged(rule, x, y, [picked, again], apgd["passes"], apgd["seed"] + 2)
+    with_double = 100 * float(both.mean())
+    check = row(rule, eps, WORST, acc, n, norm, strongest=strongest)
+    check |= {"acc_2x": 100 * float(again[0].double().mean()), "worst_with_2x": with_double,
+              "drop": acc - with_double}  # fmt: skip
+    return rows, worst, check
+
+
+def _pick(members: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example, the (robust, r) of the member whose r left the fewest draws correct."""
+    robust = torch.stack([m[0].double() for m in members])  # (A, n)
+    best = robust.argmin(0)  # (n,)
+    r = torch.stack([m[1] for m in members])[best, torch.arange(robust.shape[1])]  # (n, D)
+    return robust.min(0).values, r
+
+
+@torch.no_grad()
+def _rejudged(rule: Rule, x, y, members: list[tuple], passes: int, seed: int) -> torch.Tensor:
+    """(n,) fraction of fresh draws still correct at the picked r of :func:`_pick`."""
+    _, r = _pick(members)
+    pyro.set_rng_seed(seed)
+    out = torch.cat([_rule_draws(rule, x + r.to(x)) for _ in range(passes)])  # (draws, n, C)
+    return (out.argmax(-1) == y).double().mean(0).cpu()
+
+
+def _rule_draws(rule: Rule, x) -> torch.Tensor:
+    out = rule.fn(x)
+    return out.unsqueeze(0) if out.dim() == 2 else out  # (K, n, C)
+
+
+def check_report(checks: pd.DataFrame) -> str:
+    """The doubled-budget check in one paragraph: where it lowers the worst case most."""
+    if checks.empty:
+        return ""
+    top = checks.sort_values("drop", ascending=False).head(5)
+    return (
+        "\nThe strongest fixed-budget attack of each point rerun at twice its steps and EOT "
+        f"samples (epsilon_check_seed<S>.csv) lowers the worst case by at most "
+        f"{checks['drop'].max():.1f} points over {len(checks)} points; the largest drops:\n\n"
+        + top[
+            ["model", "norm", "eps_126", "strongest", "acc", "worst_with_2x", "drop"]
+        ].to_markdown(index=False, floatfmt=".1f")
+        + "\n"
+    )
 
 
 def write_seed(results: Path, seed: int, curves, convergence, markdown: str, n: int) -> None:
@@ -498,7 +681,7 @@ def combine(curves, values_per_seed: list, transfer, results: Path, made_by: str
     claims' intervals over seeds and images (epsilon_intervals.csv) and the reference
     defence under transfer, per source set (transfer_adv.csv)."""
     seeds = sorted(curves["seed"].unique())
-    keys = ["model", "kind", "param", "attack", "eps_126", "eps_255"]
+    keys = ["model", "kind", "param", "norm", "attack", "eps_126", "eps_255"]
     mean = curves.groupby(keys, sort=False)["acc"].agg(acc="mean", sd="std", seeds="count")
     mean = mean.reset_index()
     out = results / "epsilon_curves"
@@ -513,7 +696,7 @@ def combine(curves, values_per_seed: list, transfer, results: Path, made_by: str
     markdown = (
         f"Mean (sd) over seeds {', '.join(map(str, seeds))}. "
         + report(mean, pd.DataFrame(), None)
-        + f"\nThe claims under white-box PGD, as paired differences (points) with "
+        + "\nThe claims under the white-box worst case, as paired differences (points) with "
         f"{100 * intervals.LEVEL:g}% intervals over seeds and images ({intervals.METHOD}):\n\n"
         + table.to_markdown(index=False, floatfmt=".2f")
         + "\n\nThe adversarially trained net under transfer, on the rigorous attack sets of "
@@ -530,26 +713,34 @@ def combine(curves, values_per_seed: list, transfer, results: Path, made_by: str
 
 def report(curves: pd.DataFrame, convergence: pd.DataFrame, budget: Budget | None) -> str:
     """The curves as wide markdown tables (one row per model; 'mean (sd)' if curves has an
-    sd column) and the convergence check, if it ran."""
+    sd column): the worst case over the attack ensemble first, then each attack, per norm;
+    and the convergence check, if it ran."""
     order = list(dict.fromkeys(curves["model"]))
     if "sd" in curves:
         cells = [f"{m:.1f} ({sd:.1f})" for m, sd in zip(curves["acc"], curves["sd"].fillna(0))]
         curves = curves.assign(acc=cells)
+    clean = curves[curves["attack"] == "clean"]
 
-    def wide(attacks: list[str]) -> str:
-        part = curves[curves["attack"].isin(attacks)]
-        table = part.pivot(index="model", columns="eps_126", values="acc").loc[order]
+    def wide(norm: str, attack: str) -> str:
+        part = curves[(curves["norm"] == norm) & (curves["attack"] == attack)]
+        part = pd.concat([clean, part]) if attack == WORST else part
+        table = part.pivot(index="model", columns="eps_126", values="acc")
+        table = table.loc[[m for m in order if m in table.index]]
         table.columns = ["clean" if e == 0 else f"{e:g} ({to_255(e):.2f})" for e in table.columns]
         return table.to_markdown(floatfmt=".1f")
 
-    mins = sorted(set(curves["attack"]) - {"clean", "pgd"})
-    out = (
-        "Robust accuracy (%) under L2 PGD with EOT, by eps on the /126 scale (on [0, 1] "
-        "pixels in brackets):\n\n"
-        + wide(["clean", "pgd"])
-        + f"\n\nThe same read off the minimum-norm attacks ({', '.join(mins)}): robust at eps "
-        "when the attack failed or found only a longer r:\n\n" + wide(mins) + "\n"
-    )
+    out = []
+    for norm, unit in (("L2", "L2"), ("Linf", "L-inf")):
+        attacks = sorted(set(curves.loc[curves["norm"] == norm, "attack"]) - {"clean", WORST})
+        if not attacks:
+            continue
+        out.append(
+            f"Robust accuracy (%) under {unit}, the per-example worst case over the attack "
+            f"ensemble ({', '.join(attacks)}), by eps on the /126 scale (on [0, 1] pixels in "
+            f"brackets):\n\n{wide(norm, WORST)}\n"
+        )
+        out += [f"\n{unit}, {attack} alone:\n\n{wide(norm, attack)}\n" for attack in attacks]
+    out = "\n".join(out)
     if convergence.empty:
         return out
     conv = convergence.pivot(index=["varied", "value"], columns="model", values="acc")
@@ -566,21 +757,26 @@ def report(curves: pd.DataFrame, convergence: pd.DataFrame, budget: Budget | Non
 
 
 def plot(curves: pd.DataFrame, path: Path, title: str) -> None:
-    """Accuracy against eps, every model on one plot: PGD solid (from clean at eps 0),
-    the minimum-norm attack dotted; the /255 scale on the top axis."""
-    fig, ax = plt.subplots(figsize=(11, 6))
-    for i, (model, rows) in enumerate(curves.groupby("model", sort=False)):
-        color = plt.cm.tab20(i % 20)
-        pgd = rows[rows["attack"].isin(["clean", "pgd"])].sort_values("eps_126")
-        ax.plot(pgd["eps_126"], pgd["acc"], "o-", color=color, ms=3, lw=1.2, label=model)
-        other = rows[~rows["attack"].isin(["clean", "pgd"])].sort_values("eps_126")
-        ax.plot(other["eps_126"], other["acc"], ":", color=color, lw=1)
-    ax.set(xlabel="eps, L2 on the /126 scale", ylabel="robust accuracy (%)", ylim=(0, 100))
-    top = ax.secondary_xaxis("top", functions=(to_255, lambda e: e * X_MAX))
-    top.set_xlabel("eps, L2 on [0, 1] pixels (/255)")
-    legend = "solid: PGD + EOT\ndotted: minimum-norm"
-    ax.legend(fontsize=7, title=legend, title_fontsize=7, loc="center left",
-              bbox_to_anchor=(1.01, 0.5))  # fmt: skip
+    """Accuracy against eps, every model: the worst case over the attack ensemble solid
+    (from clean at eps 0), PGD alone dotted; L2 left, L-inf right, [0, 1] pixels on top."""
+    fig, axes = plt.subplots(1, 2, figsize=(15, 6), sharey=True)
+    for ax, norm in zip(axes, ("L2", "Linf")):
+        for i, (model, rows) in enumerate(curves.groupby("model", sort=False)):
+            color = plt.cm.tab20(i % 20)
+            worst = rows[(rows["attack"] == "clean") | ((rows["norm"] == norm) &
+                         (rows["attack"] == WORST))].sort_values("eps_126")  # fmt: skip
+            ax.plot(worst["eps_126"], worst["acc"], "o-", color=color, ms=3, lw=1.2,
+                    label=model)  # fmt: skip
+            pgd = rows[(rows["norm"] == norm) & (rows["attack"] == "pgd")]
+            ax.plot(pgd["eps_126"], pgd["acc"], ":", color=color, lw=1)
+        unit = "L2" if norm == "L2" else "L-inf"
+        ax.set(xlabel=f"eps, {unit} on the /126 scale", ylim=(0, 100), title=unit)
+        top = ax.secondary_xaxis("top", functions=(to_255, lambda e: e * X_MAX))
+        top.set_xlabel(f"eps, {unit} on [0, 1] pixels (/255)")
+    axes[0].set_ylabel("robust accuracy (%)")
+    legend = "solid: worst case of the ensemble\ndotted: PGD + EOT alone"
+    axes[1].legend(fontsize=7, title=legend, title_fontsize=7, loc="center left",
+                   bbox_to_anchor=(1.01, 0.5))  # fmt: skip
     fig.suptitle(f"White-box robust accuracy against eps ({title})")
     save_png(fig, path)
 

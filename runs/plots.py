@@ -16,7 +16,7 @@ from pyro_bnn.data import X_MAX  # noqa: E402
 
 from . import paper  # noqa: E402
 
-__all__ = ["digit_examples", "plots", "save_png"]
+__all__ = ["claims_forest", "digit_examples", "plots", "save_png"]
 
 
 def digit_examples(sets, data, multiplier: float, protocol: str, n: int = 8) -> dict:
@@ -118,6 +118,36 @@ def _digits(digits: list[dict], path: Path) -> None:
             fontsize=7,
             loc="left",
         )
+    save_png(fig, path)
+
+
+VERDICT_COLORS = {"holds": "C2", "fails": "C3", "inconclusive": "0.5"}
+
+
+def claims_forest(frame: pd.DataFrame, path: Path) -> None:
+    """Every claim at every size with its interval, one panel per threat model: a point
+    and a bar per (claim, size), green where it holds, red where it fails, grey where the
+    interval spans 0.
+
+    :param frame: rows (claim, threat, size, estimate, ci_low, ci_high, verdict).
+    """
+    threats = list(dict.fromkeys(frame["threat"]))
+    heights = [len(frame[frame.threat == t]) for t in threats]
+    fig, axes = plt.subplots(len(threats), 1, figsize=(10, 1.2 + 0.22 * sum(heights)),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)  # fmt: skip
+    for ax, threat in zip(axes[:, 0], threats):
+        part = frame[frame.threat == threat].iloc[::-1]  # first claim on top
+        y = range(len(part))
+        colors = [VERDICT_COLORS.get(v, "k") for v in part["verdict"]]
+        ax.errorbar(part["estimate"], y, xerr=[part["estimate"] - part["ci_low"],
+                    part["ci_high"] - part["estimate"]], fmt="none", ecolor=colors)  # fmt: skip
+        ax.scatter(part["estimate"], y, c=colors, s=12, zorder=3)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(list(y), [f"{c} | {s}" for c, s in zip(part["claim"], part["size"])],
+                      fontsize=6)  # fmt: skip
+        ax.set_title(threat, fontsize=9, loc="left")
+        ax.tick_params(axis="x", labelsize=7)
+    axes[-1, 0].set_xlabel("paired difference, points of accuracy (95% interval)")
     save_png(fig, path)
 
 

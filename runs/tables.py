@@ -17,7 +17,13 @@ from pyro_bnn.bnn import init_guide
 from pyro_bnn.data import MNIST, X_MAX
 from pyro_bnn.evaluate import as_probs, evaluate
 from pyro_bnn.guides import init_to_net, make_guide
-from pyro_bnn.predict import ensemble_fn, mean_fn, single_sample_fn
+from pyro_bnn.predict import (
+    ensemble_fn,
+    mean_fn,
+    posterior_mean,
+    sample_weights,
+    single_sample_fn,
+)
 from pyro_bnn.pruning import prune
 
 from . import paper
@@ -323,6 +329,41 @@ def table4(
                     }
                 )
     return pd.DataFrame(rows)
+
+
+UNDERFLOW_GAP = float(-torch.log(torch.tensor(torch.finfo(torch.float32).tiny)))  # 87.3
+
+
+@torch.no_grad()
+def logit_gaps(zoo: Zoo, data: MNIST, draws: int = 10) -> pd.DataFrame:
+    """The gap between the top two logits on the test images, per model that has logits:
+    each BNN's single draws (``draws`` of them) and posterior mean, the training controls'
+    draws, and the plain nets. Beyond UNDERFLOW_GAP every other class's float32 probability
+    is below the smallest normal float, so a loss on clamped probabilities has no gradient
+    there (gradient masking); a loss on logits does not care."""
+    x = data.test.x
+    nets = {("plain", lam): net for lam, net in zoo.plains.items()}
+    nets |= {("plain-matched", lam): net for lam, net in zoo.matched.items()}
+    rows = []
+    models = {("bnn", rho): pair for rho, pair in zoo.bnns.items()} | zoo.controls
+    for (kind, param), (bnn, guide) in models.items():
+        logits = bnn.apply(x, sample_weights(bnn, guide, draws))  # (draws, N, C)
+        rows.append(_gap_row(kind, param, logits))
+        if kind == "bnn":
+            rows.append(_gap_row("bnn-mu", param, bnn.apply(x, posterior_mean(bnn, guide))))
+    for (kind, param), net in nets.items():
+        rows.append(_gap_row(kind, param, net(x)))
+    return pd.DataFrame(rows)
+
+
+def _gap_row(kind: str, param: float, logits: torch.Tensor) -> dict:
+    """One model's gap statistics; logits (..., N, C)."""
+    top = logits.topk(2, dim=-1).values  # (..., N, 2)
+    gap = (top[..., 0] - top[..., 1]).flatten().double().cpu()
+    q50, q90 = (float(v) for v in gap.quantile(torch.tensor([0.5, 0.9]).double()))
+    return {"kind": kind, "param": param, "gap_median": q50, "gap_q90": q90,
+            "gap_max": float(gap.max()),
+            "pct_over_underflow": 100 * float((gap > UNDERFLOW_GAP).double().mean())}  # fmt: skip
 
 
 def sigma_moves(zoo: Zoo, moved: float = 0.1) -> pd.DataFrame:

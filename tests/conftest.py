@@ -6,6 +6,9 @@ import torch
 
 from pyro_bnn.data import MNIST, Split, load_mnist
 
+# A subprocess test fails only on a hang: a busy machine may run it many times slower
+SUBPROCESS_TIMEOUT = 1800
+
 
 @pytest.fixture(scope="session")
 def mnist() -> MNIST:

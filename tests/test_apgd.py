@@ -114,3 +114,14 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="eps"):
         apgd_attack(fn, x, y, -1.0)
     assert eot_model  # the EOT path is the module's: one call of fn per forward
+
+
+def test_linf_pgd_never_fools_a_point_beyond_eps_and_nearly_reaches_the_exact_accuracy():
+    fn, x, y, dist = linear_problem()
+    eps = 0.005
+    exact = float((dist["Linf"] > eps).double().mean())
+    result = pgd_attack(fn, x, y, eps, norm="Linf", steps=100, restarts=3, passes=1,
+                        progress=False)  # fmt: skip
+    assert (result.r.abs().amax(1) <= eps * (1 + 1e-9)).all()
+    assert (dist["Linf"][result.robust == 0] <= eps * (1 + 1e-6)).all()
+    assert exact <= result.accuracy() <= exact + 0.05

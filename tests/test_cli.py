@@ -8,11 +8,15 @@ import pytest
 import torch
 
 from runs.cli import main
+from tests.conftest import SUBPROCESS_TIMEOUT
 
 
 def run_cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "runs.cli", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "runs.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
     )
 
 
@@ -27,7 +31,9 @@ def test_help_lists_commands():
 
 def test_console_script_is_installed():
     script = Path(sys.executable).with_name("pyro-bnn")
-    out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(script), "--help"], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
+    )
     assert out.returncode == 0 and "train-sources" in out.stdout
 
 

@@ -21,7 +21,7 @@ from tests.test_examples import run_script
 CONTROLS = len(get_profile("quick").control_rhos) * len(CONTROLS_BY_NAME)
 MODELS = 7 + len(ec.ENSEMBLES) + 2 + 4 + 1 + 1 + CONTROLS + 1 + 4
 CLAIMS = 5 + 1 + len(intervals.CONTROL_CLAIMS)  # per eps
-COLUMNS = ["model", "kind", "param", "eps_126", "eps_255", "attack", "acc", "n"]
+COLUMNS = ["model", "kind", "param", "norm", "eps_126", "eps_255", "attack", "acc", "n"]
 
 
 def run_quick(folder: Path) -> str:
@@ -45,17 +45,35 @@ def test_quick_writes_every_model_at_every_eps(quick):
     folder, out, curves, _ = quick
     assert list(curves.columns[: len(COLUMNS)]) == COLUMNS
     assert {"steps", "restarts", "eot", "passes", "samples_per_call"} <= set(curves.columns)
-    assert curves["model"].nunique() == MODELS and curves["n"].eq(50).all()
-    counts = curves.groupby("attack")["model"].count()
-    eps = len(ec.QUICK_EPS)
+    assert curves["model"].nunique() == MODELS and curves["n"].eq(ec.QUICK_N).all()
+    counts = curves.groupby(["norm", "attack"])["model"].count()
+    eps, linf, det = len(ec.QUICK_EPS), len(ec.QUICK_LINF), 6 + 1 + 4  # deterministic rules
     assert counts.to_dict() == {
-        "clean": MODELS,
-        "pgd": MODELS * eps,
-        "eot-min-norm": (7 + len(ec.ENSEMBLES) + 2 + CONTROLS) * eps,
-        "ddn-min-norm": (6 + 1 + 4) * eps,
+        ("L2", "clean"): MODELS,
+        ("L2", "pgd"): MODELS * eps,
+        ("L2", "eot-min-norm"): (MODELS - det) * eps,
+        ("L2", "ddn-min-norm"): det * eps,
+        **{("L2", a): MODELS * eps for a in ("apgd-ce", "apgd-dlr", ec.WORST)},
+        ("L2", "apgd-dlr-targeted"): det * eps,
+        **{("Linf", a): MODELS * linf for a in ("pgd", "apgd-ce", "apgd-dlr", ec.WORST)},
+        ("Linf", "apgd-dlr-targeted"): det * linf,
     }
+    # the doubled-budget check (--quick: at CONVERGENCE_EPS): a worst case never raised by it
+    checks = pd.read_csv(folder / "res" / "epsilon_check_seed0.csv")
+    assert len(checks) == MODELS and checks["eps_126"].eq(ec.CONVERGENCE_EPS).all()
+    det_kinds = {"plain", "plain-matched", "bnn-mu", "plain-ensemble", "plain-adv"}
+    exact = checks[checks["kind"].isin(det_kinds)]  # exact verdicts: no noise in the check
+    assert (exact["worst_with_2x"] <= exact["acc"] + 1e-9).all() and (exact["drop"] >= 0).all()
+    assert set(checks["strongest"]) <= {"pgd", "apgd-ce", "apgd-dlr", "apgd-dlr-targeted"}
+    # for a deterministic rule the worst case is never above any attack of the ensemble
+    attacked = curves[(curves["attack"] != "clean") & curves["kind"].isin(det_kinds)]
+    by_point = attacked.groupby(["model", "norm", "eps_126"])
+    for _, point in by_point:
+        worst = point.loc[point["attack"] == ec.WORST, "acc"].item()
+        assert worst <= point["acc"].min() + 1e-9
     assert curves["acc"].between(0, 100).all()
-    assert set(curves.loc[curves["attack"] == "pgd", "eps_126"]) == set(ec.QUICK_EPS)
+    l2_pgd = curves[(curves["attack"] == "pgd") & (curves["norm"] == "L2")]
+    assert set(l2_pgd["eps_126"]) == set(ec.QUICK_EPS)
     # eps on [0, 1] pixels: pixels are /126 here, /255 there
     assert (curves["eps_255"] - curves["eps_126"] * 126 / 255).abs().max() < 1e-12
     pgd = curves[curves["attack"] == "pgd"].set_index("kind")
@@ -80,11 +98,12 @@ def test_quick_combines_its_seed_and_gives_each_claim_an_interval_at_every_eps(q
     assert mean["seeds"].eq(1).all() and len(mean) == len(curves)
     assert mean["acc"].tolist() == curves["acc"].tolist()  # one seed: its own curve
     table = pd.read_csv(folder / "res" / "epsilon_intervals.csv")
-    assert len(table) == CLAIMS * len(ec.QUICK_EPS) and table["seeds"].eq(1).all()
+    sizes = len(ec.QUICK_EPS) + len(ec.QUICK_LINF)
+    assert len(table) == CLAIMS * sizes and table["seeds"].eq(1).all()
     assert (table["ci_low"] <= table["estimate"]).all()
     assert (table["estimate"] <= table["ci_high"]).all()
     assert set(table["verdict"]) <= {"holds", "fails", "inconclusive"}
-    assert "best BNN minus the adversarially trained net, PGD at eps 3" in set(table["claim"])
+    assert "best BNN minus the adversarially trained net, at L2 eps 3" in set(table["claim"])
     assert (folder / "res" / "epsilon_curves.png").stat().st_size > 10_000
     transfer = pd.read_csv(folder / "res" / "transfer_adv.csv")  # the reference defence
     assert transfer["source"].nunique() == 12 and set(transfer["multiplier"]) == {1, 1.5, 2, 3}
@@ -107,18 +126,18 @@ def test_claims_pick_the_best_model_at_each_eps_and_pair_by_example():
         ("plain-ensemble", 10): {1.0: t(1, 0, 0, 0), 2.0: t(0, 0, 0, 1)},
         ("plain-adv", 2.0): {1.0: t(1, 1, 1, 0), 2.0: t(1, 1, 1, 1)},
     }
-    got = {k: v[0].tolist() for k, v in ec.claims(robust, [1.0, 2.0]).items()}
+    got = {k: v[0].tolist() for k, v in ec.claims(robust).items()}
     assert got == {
-        "best BNN minus best plain net, PGD at eps 1": [-1, 0, 0, -1],
-        "best BNN minus best plain net, PGD at eps 2": [1, 0, -1, -1],
-        "100-sample ensemble minus one sample (Table 3's BNN), PGD at eps 1": [0, 1, 0, 0],
-        "100-sample ensemble minus one sample (Table 3's BNN), PGD at eps 2": [0, 1, 0, 0],
-        "75%-pruned BNN (global) minus best plain net, PGD at eps 1": [-1, -1, -1, 0],
-        "75%-pruned BNN (global) minus best plain net, PGD at eps 2": [0, 0, -1, -1],
-        "100-sample ensemble minus the plain-net ensemble, PGD at eps 1": [0, 1, 0, 0],
-        "100-sample ensemble minus the plain-net ensemble, PGD at eps 2": [0, 1, 0, -1],
-        "best BNN minus the adversarially trained net, PGD at eps 1": [-1, 0, 0, 0],
-        "best BNN minus the adversarially trained net, PGD at eps 2": [0, -1, -1, -1],
+        "best BNN minus best plain net, at L2 eps 1": [-1, 0, 0, -1],
+        "best BNN minus best plain net, at L2 eps 2": [1, 0, -1, -1],
+        "100-sample ensemble minus one sample (Table 3's BNN), at L2 eps 1": [0, 1, 0, 0],
+        "100-sample ensemble minus one sample (Table 3's BNN), at L2 eps 2": [0, 1, 0, 0],
+        "75%-pruned BNN (global) minus best plain net, at L2 eps 1": [-1, -1, -1, 0],
+        "75%-pruned BNN (global) minus best plain net, at L2 eps 2": [0, 0, -1, -1],
+        "100-sample ensemble minus the plain-net ensemble, at L2 eps 1": [0, 1, 0, 0],
+        "100-sample ensemble minus the plain-net ensemble, at L2 eps 2": [0, 1, 0, -1],
+        "best BNN minus the adversarially trained net, at L2 eps 1": [-1, 0, 0, 0],
+        "best BNN minus the adversarially trained net, at L2 eps 2": [0, -1, -1, -1],
     }
 
 
@@ -131,6 +150,7 @@ def test_convergence_points_match_the_curve(quick):
     assert len(bnn) == 6 and len(plain) == 4
     # at the budget (5 steps, 2 samples, 1 restart) a point is the curve's own result
     at = curves[(curves["attack"] == "pgd") & (curves["eps_126"] == ec.CONVERGENCE_EPS)]
+    at = at[at["norm"] == "L2"]
     for kind, param in (("bnn", -3.0), ("plain", 0.0)):
         want = at.loc[(at["kind"] == kind) & (at["param"] == param), "acc"].item()
         mine = conv[(conv["kind"] == kind) & (conv["varied"] == "steps") & (conv["value"] == 5)]
@@ -139,7 +159,7 @@ def test_convergence_points_match_the_curve(quick):
 
 def test_deterministic_accuracy_does_not_rise_with_eps(quick):
     _, _, curves, _ = quick
-    fixed = curves[curves["kind"].isin(["plain", "plain-ensemble"])]
+    fixed = curves[curves["kind"].isin(["plain", "plain-ensemble"]) & (curves["norm"] == "L2")]
     for model, rows in fixed.groupby("model"):
         for attack in ("pgd", "ddn-min-norm"):
             part = rows[rows["attack"].isin(["clean", attack])].sort_values("eps_126")

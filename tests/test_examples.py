@@ -12,6 +12,7 @@ import torch
 from pyro_bnn import load_mnist
 from runs.config import BNN
 from runs.zoo import train_bnns
+from tests.conftest import SUBPROCESS_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,7 @@ def run_script(script: str, *args: str) -> str:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=SUBPROCESS_TIMEOUT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout

@@ -1,3 +1,4 @@
+import pyro
 import pytest
 import torch
 import torch.nn.functional as F
@@ -85,3 +86,21 @@ def test_bad_counts(bnn_and_guide):
             call()
     with pytest.raises(ValueError, match="x must have shape"):
         single_sample_fn(bnn, guide, 2)(torch.rand(3, 5))
+
+
+def test_the_log_sampler_is_the_log_of_the_mean_probability_without_underflow(mnist):
+    """Same weight draws, two forms: log=True is the log of the probability sampler's mean;
+    with the inputs scaled up until some probabilities underflow, it stays finite."""
+    from pyro_bnn.predict import sampler
+
+    bnn = BayesianMLP((16, 10))
+    guide = make_guide("softplus-normal", bnn, rho_init=-3.0)
+    init_guide(bnn, guide)
+    x = mnist.test.x[:20]
+    pyro.set_rng_seed(1)
+    probs = sampler(bnn, guide, ensemble=3)(x, 4)  # (4, 20, 10)
+    pyro.set_rng_seed(1)
+    logp = sampler(bnn, guide, ensemble=3, log=True)(x, 4)
+    torch.testing.assert_close(logp.exp(), probs, rtol=1e-5, atol=1e-7)
+    far = sampler(bnn, guide, ensemble=3, log=True)(300 * x, 2)
+    assert torch.isfinite(far).all() and (far < -200).any()

@@ -18,6 +18,7 @@ from runs.reproduce import main as reproduce
 from runs.results import combine
 from runs.tables import TRANSFER_MULTIPLIERS, WHITEBOX_MULTIPLES
 from runs.zoo import CONTROLS
+from tests.conftest import SUBPROCESS_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = get_profile("quick")
@@ -28,7 +29,7 @@ NETS = 12 + len(paper.RHO_INITS) + 4 + QUICK.pool + len(CONTROLS) * len(QUICK.co
 SCORED_CONTROLS = len(paper.RHO_INITS) + len(CONTROLS) * len(QUICK.control_rhos) + 4
 
 
-def run(*args, timeout=600):
+def run(*args, timeout=SUBPROCESS_TIMEOUT):
     return subprocess.run(
         [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
@@ -166,12 +167,12 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in metas} == metas  # nothing was recomputed
     assert f"{NETS} of {NETS} nets already trained; 0 to go" in second.stdout
     reused = [line for line in second.stdout.splitlines() if line.startswith("reused ")]
-    # the 24 attack sets on the source nets and the 17 tables: table1 and sigma; attacks,
-    # table2-4 and intervals of both protocols; multiplier (paper); noise, fixednoise,
-    # whitebox and transfer (rigorous). The white-box attack sets are made inside the first
-    # table that needs them, and every table is reused whole.
-    assert len(list((tmp_path / "artifacts" / "quick" / "tables").iterdir())) == 17
-    assert len(reused) == 24 + 17
+    # the 24 attack sets on the source nets and the 18 tables: table1, sigma and logit
+    # gaps; attacks, table2-4 and intervals of both protocols; multiplier (paper); noise,
+    # fixednoise, whitebox and transfer (rigorous). The white-box attack sets are made
+    # inside the first table that needs them, and every table is reused whole.
+    assert len(list((tmp_path / "artifacts" / "quick" / "tables").iterdir())) == 18
+    assert len(reused) == 24 + 18
     assert not any(line.startswith("saved ") for line in second.stdout.splitlines())
     assert {p: p.read_bytes() for p in results.rglob("*.csv")} == tables
     assert json.loads((results / "run.json").read_text())["total_seconds"] < 60
@@ -193,7 +194,7 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
 
 
 def test_train_bnns_quick():
-    out = run("runs/train_bnns.py", "--quick", "--no-progress", timeout=300)
+    out = run("runs/train_bnns.py", "--quick", "--no-progress", timeout=SUBPROCESS_TIMEOUT)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith("|") and "rho" not in line]
     assert len(rows) == 1 + 2  # the separator and two rho_init rows

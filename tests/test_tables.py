@@ -167,3 +167,26 @@ def test_a_set_with_no_survivors_scores_nan_not_an_error():
     net = torch.nn.Linear(784, 10)
     row = tables._score(as_probs(net), torch.zeros(0, 784), torch.zeros(0, dtype=torch.long))
     assert row["n"] == 0 and math.isnan(row["acc"])
+
+
+def test_logit_gaps_flag_the_nets_whose_probabilities_underflow(small):
+    """A net whose output layer is scaled up by s has its logit gaps scaled by s: past the
+    float32 underflow gap the table says so. A BNN gets rows for its draws and its
+    posterior mean."""
+    net = MLP("FC-20-10")
+    big = MLP("FC-20-10")
+    last = len(list(net.parameters())) - 2  # the output layer's weight and bias
+    with torch.no_grad():
+        for i, (p, q) in enumerate(zip(net.parameters(), big.parameters())):
+            q.copy_(1000 * p if i >= last else p)
+    bnn = BayesianMLP((20, 10))
+    guide = make_guide("softplus-normal", bnn, rho_init=-3.0)
+    init_guide(bnn, guide)
+    zoo = tables.Zoo(0, {-3.0: (bnn, guide)}, {0.0: net}, [], [], matched={0.0: big})
+    gaps = tables.logit_gaps(zoo, small, draws=3).set_index("kind")
+    assert list(gaps.index) == ["bnn", "bnn-mu", "plain", "plain-matched"]
+    ratio = gaps.loc["plain-matched", "gap_median"] / gaps.loc["plain", "gap_median"]
+    assert ratio == pytest.approx(1000, rel=1e-3)
+    assert gaps.loc["plain", "pct_over_underflow"] == 0
+    assert gaps.loc["plain-matched", "pct_over_underflow"] > 50
+    assert tables.UNDERFLOW_GAP == pytest.approx(87.34, abs=0.01)
