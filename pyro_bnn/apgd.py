@@ -37,6 +37,8 @@ class RuleModule(torch.nn.Module):
 
     :param fn: the model function, x (N, D) on the /126 scale -> (N, C) or (K, N, C).
     :param output: 'logits' or 'probs', what ``fn`` returns.
+
+    >>> logp = RuleModule(eot_model(sampler(bnn, guide, 10, log=True), 1))(x / X_MAX)
     """
 
     def __init__(self, fn, output: str = "logits") -> None:
@@ -84,6 +86,8 @@ def apgd_attack(
     :param output: 'logits' or 'probs', what ``fn`` returns.
     :param passes: fresh calls of fn that judge the final r (1 for a deterministic rule).
     :param seed: seeds the random starts.
+
+    >>> apgd_attack(net, x, y, 0.1 * X_MAX, norm="Linf", loss="dlr-targeted", passes=1)
     """
     _check_inputs(x, y, output)
     _number("eps", eps, 0)
@@ -121,10 +125,13 @@ def _project(r: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
 
 def worst_case(results: Sequence[PGDResult]) -> PGDResult:
     """Per example, the attack that left the fewest draws correct: robust accuracy under an
-    ensemble of attacks is the mean of its ``robust``.
+    ensemble of attacks is the mean of its ``robust``. For a stochastic rule the minimum of
+    noisy verdicts is biased low: judge the returned r again on fresh draws.
 
     :param results: attacks of one rule on the same examples (any order); ties keep the
         first.
+
+    >>> worst_case([pgd_attack(net, x, y, 1.5), apgd_attack(net, x, y, 1.5)]).accuracy()
     """
     if not results:
         raise ValueError("results must hold at least one attack")

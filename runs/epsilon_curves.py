@@ -101,10 +101,16 @@ GRIDS = {"steps": (10, 25, 50, 100, 200), "eot": (1, 3, 10, 30), "restarts": (1,
 ENSEMBLES = (10, 100)  # Table 3's N attacked
 PRUNE_RATE = 0.75  # Table 4's rate of the third headline claim
 ADVERSARY = PGDAdversary(eps=2.0, steps=10)  # the reference defence's training attack
-QUICK_EPS = (0.5, CONVERGENCE_EPS, 3.0)
+QUICK_EPS = (CONVERGENCE_EPS, 3.0)
 LINF_GRID = (0.05, 0.1, 0.15, 0.2, 0.3)  # L-inf budgets on [0, 1] pixels (the literature's)
 QUICK_LINF = (0.3,)
-QUICK_N = 20  # test images of --quick
+QUICK_N = 10  # test images of --quick
+QUICK_RULES = {  # --quick attacks one rule of each kind, and what every claim needs
+    ("bnn", -3.0), ("bnn", -2.0), ("bnn-mean10", -3.0), ("bnn-mean100", -3.0),
+    ("bnn-pruned75-global", -2.0), ("fixed-sigma", -3.0), ("noise-only", -3.0),
+    ("bnn-mu", -3.0), ("plain", 0.0), ("plain", 1.0), ("plain-matched", 0.0),
+    ("plain-matched", 1.0), ("plain-ensemble", 2), ("plain-adv", 2.0),
+}  # fmt: skip
 APGD = ("ce", "dlr")  # APGD's losses on every rule; a deterministic rule adds APGD-T
 WORST = "worst"  # the per-example worst case over the ensemble, the committed figure
 QUICK_GRIDS = {"steps": (2, 5), "eot": (1, 2), "restarts": (1, 2)}
@@ -145,6 +151,10 @@ class Rule:
     @property
     def model(self) -> str:
         return f"{self.kind} {self.param:g}"
+
+    @property
+    def key(self) -> tuple:
+        return self.kind, self.param
 
     def calls(self, samples: int) -> int:
         """Calls of fn that draw at least ``samples`` weight samples (1 if deterministic)."""
@@ -447,11 +457,11 @@ def parse(argv: list[str] | None):
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quick", action="store_true", help="quick profile, tiny budgets, temp dirs")
     args = p.parse_args(argv)
-    args.grids = GRIDS
+    args.grids, args.only = GRIDS, None
     if args.quick:  # and, unless given, temporary folders
         temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
         args.profile, args.n, args.eps, args.grids = "quick", QUICK_N, list(QUICK_EPS), QUICK_GRIDS
-        args.linf, args.check_eps = list(QUICK_LINF), [CONVERGENCE_EPS]
+        args.linf, args.check_eps, args.only = list(QUICK_LINF), [CONVERGENCE_EPS], QUICK_RULES
         args.steps, args.restarts, args.eot, args.passes = 5, 1, 2, 4
         args.root, args.results = args.root or temp, args.results or temp
     return p, args
@@ -517,7 +527,7 @@ def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, chec
     zoo, prints = load_zoo(profile, data, root, seed, True, SeedResult(), args.device)
     adv = adversarial_net(profile, data, root, seed, args.device, not args.no_progress)
     x, y = data.test.x[:n], data.test.y[:n]
-    models = rules(zoo, prints, adv)
+    models = [r for r in rules(zoo, prints, adv) if args.only is None or r.key in args.only]
     sets = pipeline.build_attack_sets(
         "rigorous", profile, zoo, data, root, False, SeedResult(), args.device
     )  # the 12 source nets' sets, as the study's transfer tables use them

@@ -13,13 +13,10 @@ from runs import intervals
 from runs.pipeline import SeedResult, load_zoo
 from runs.profiles import get_profile
 from runs.training import load_data
-from runs.zoo import CONTROLS as CONTROLS_BY_NAME
 from tests.test_examples import run_script
 
-# BNNs, ensembles, pruned (2 scopes), plain, pool, adversarially trained; per control
-# rho_init (quick: one) the training controls and the posterior mean; the matched plain nets
-CONTROLS = len(get_profile("quick").control_rhos) * len(CONTROLS_BY_NAME)
-MODELS = 7 + len(ec.ENSEMBLES) + 2 + 4 + 1 + 1 + CONTROLS + 1 + 4
+MODELS = len(ec.QUICK_RULES)  # --quick attacks one rule of each kind, and what claims need
+DETERMINISTIC = sum(kind.startswith("plain") or kind == "bnn-mu" for kind, _ in ec.QUICK_RULES)
 CLAIMS = 5 + 1 + len(intervals.CONTROL_CLAIMS)  # per eps
 COLUMNS = ["model", "kind", "param", "norm", "eps_126", "eps_255", "attack", "acc", "n"]
 
@@ -47,7 +44,7 @@ def test_quick_writes_every_model_at_every_eps(quick):
     assert {"steps", "restarts", "eot", "passes", "samples_per_call"} <= set(curves.columns)
     assert curves["model"].nunique() == MODELS and curves["n"].eq(ec.QUICK_N).all()
     counts = curves.groupby(["norm", "attack"])["model"].count()
-    eps, linf, det = len(ec.QUICK_EPS), len(ec.QUICK_LINF), 6 + 1 + 4  # deterministic rules
+    eps, linf, det = len(ec.QUICK_EPS), len(ec.QUICK_LINF), DETERMINISTIC
     assert counts.to_dict() == {
         ("L2", "clean"): MODELS,
         ("L2", "pgd"): MODELS * eps,
@@ -114,11 +111,13 @@ def test_quick_combines_its_seed_and_gives_each_claim_an_interval_at_every_eps(q
     )
 
 
-def test_claims_pick_the_best_model_at_each_eps_and_pair_by_example():
+def test_claims_pick_the_best_model_on_even_images_and_score_it_on_odd_ones():
+    """Four images: the best BNN and the best plain net are picked at each eps on images 0
+    and 2, and the claims that pick are scored on images 1 and 3; the others on all four."""
     t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
     robust = {
         ("bnn", -3.0): {1.0: t(1, 0, 0, 0), 2.0: t(0, 0, 0, 0)},
-        ("bnn", -2.0): {1.0: t(0, 1, 1, 0), 2.0: t(1, 0, 0, 0)},  # best at both
+        ("bnn", -2.0): {1.0: t(1, 1, 1, 0), 2.0: t(1, 0, 0, 0)},  # best at both
         ("bnn-mean100", -3.0): {1.0: t(1, 1, 0, 0), 2.0: t(0, 1, 0, 0)},
         ("bnn-pruned75-global", -2.0): {1.0: t(0, 0, 0, 1), 2.0: t(0, 0, 0, 0)},
         ("plain", 0.0): {1.0: t(1, 1, 1, 1), 2.0: t(0, 0, 0, 0)},  # best at eps 1
@@ -126,19 +125,22 @@ def test_claims_pick_the_best_model_at_each_eps_and_pair_by_example():
         ("plain-ensemble", 10): {1.0: t(1, 0, 0, 0), 2.0: t(0, 0, 0, 1)},
         ("plain-adv", 2.0): {1.0: t(1, 1, 1, 0), 2.0: t(1, 1, 1, 1)},
     }
-    got = {k: v[0].tolist() for k, v in ec.claims(robust).items()}
+    got = {k: (v[0][0].tolist(), v[0][1].tolist()) for k, v in ec.claims(robust).items()}
+    odd, every = [1, 3], [0, 1, 2, 3]
     assert got == {
-        "best BNN minus best plain net, at L2 eps 1": [-1, 0, 0, -1],
-        "best BNN minus best plain net, at L2 eps 2": [1, 0, -1, -1],
-        "100-sample ensemble minus one sample (Table 3's BNN), at L2 eps 1": [0, 1, 0, 0],
-        "100-sample ensemble minus one sample (Table 3's BNN), at L2 eps 2": [0, 1, 0, 0],
-        "75%-pruned BNN (global) minus best plain net, at L2 eps 1": [-1, -1, -1, 0],
-        "75%-pruned BNN (global) minus best plain net, at L2 eps 2": [0, 0, -1, -1],
-        "100-sample ensemble minus the plain-net ensemble, at L2 eps 1": [0, 1, 0, 0],
-        "100-sample ensemble minus the plain-net ensemble, at L2 eps 2": [0, 1, 0, -1],
-        "best BNN minus the adversarially trained net, at L2 eps 1": [-1, 0, 0, 0],
-        "best BNN minus the adversarially trained net, at L2 eps 2": [0, -1, -1, -1],
+        "best BNN minus best plain net, at L2 eps 1": (odd, [0, -1]),
+        "best BNN minus best plain net, at L2 eps 2": (odd, [0, -1]),
+        "75%-pruned BNN (global) minus best plain net, at L2 eps 1": (odd, [-1, 0]),
+        "75%-pruned BNN (global) minus best plain net, at L2 eps 2": (odd, [0, -1]),
+        "best BNN minus the adversarially trained net, at L2 eps 1": (odd, [0, 0]),
+        "best BNN minus the adversarially trained net, at L2 eps 2": (odd, [-1, -1]),
+        "100-sample ensemble minus one sample (Table 3's BNN), at L2 eps 1": (every, [0, 1, 0, 0]),
+        "100-sample ensemble minus one sample (Table 3's BNN), at L2 eps 2": (every, [0, 1, 0, 0]),
+        "100-sample ensemble minus the plain-net ensemble, at L2 eps 1": (every, [0, 1, 0, 0]),
+        "100-sample ensemble minus the plain-net ensemble, at L2 eps 2": (every, [0, 1, 0, -1]),
     }
+    linf = ec.claims({k: {2.0 * ec.X_MAX * 0.05: v[1.0]} for k, v in robust.items()}, "Linf")
+    assert "best BNN minus best plain net, at Linf eps 0.1" in linf
 
 
 def test_convergence_points_match_the_curve(quick):
