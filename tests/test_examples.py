@@ -111,6 +111,6 @@ def test_attack_budget_quick():
     assert list(sets["steps"]) == [5, 20] and sets["n"].eq(100).all()
     assert (sets["already_wrong"] <= sets["n_success"]).all()
     cells = pd.read_csv(folder / "budget_FC-10_n100.csv")
-    assert len(cells) == 2 * (2 + 4)  # budgets x (2 BNNs + 4 plain nets)
+    assert len(cells) == 2 * (2 + 2 + 4)  # budgets x (2 BNNs, their posterior means, 4 plains)
     assert set(cells["multiplier"]) == {1.5, 3.0} and cells["acc"].between(0, 100).all()
     assert (folder / "budget_FC-10_n100.png").stat().st_size > 10_000 and "Table 2 cells" in out
