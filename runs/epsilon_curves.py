@@ -649,13 +649,8 @@ def _rejudged(rule: Rule, x, y, members: list[tuple], passes: int, seed: int) ->
     """(n,) fraction of fresh draws still correct at the picked r of :func:`_pick`."""
     _, r = _pick(members)
     pyro.set_rng_seed(seed)
-    out = torch.cat([_rule_draws(rule, x + r.to(x)) for _ in range(passes)])  # (draws, n, C)
+    out = run_probs(rule.fn, x + r.to(x), passes)  # (draws, n, C), logits or probs
     return (out.argmax(-1) == y).double().mean(0).cpu()
-
-
-def _rule_draws(rule: Rule, x) -> torch.Tensor:
-    out = rule.fn(x)
-    return out.unsqueeze(0) if out.dim() == 2 else out  # (K, n, C)
 
 
 def check_report(checks: pd.DataFrame) -> str:
