@@ -4,7 +4,11 @@ that :mod:`runs.results` combined (and runs/epsilon_curves.py's, when present)."
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,11 +16,17 @@ import pandas as pd
 from pyro_bnn.artifacts import atomic_write
 
 from . import intervals, paper, plots, tables
-from .claims import claims_over_seeds
 from .protocols import PROTOCOL_RULES
 from .results import whole_numbers
 
-__all__ = ["write_report"]
+__all__ = [
+    "load_frames",
+    "readme_verdict",
+    "update_readme",
+    "verdict_frame",
+    "verdict_table",
+    "write_report",
+]
 
 
 def _compute_table(seconds: dict) -> pd.DataFrame:
@@ -71,20 +81,27 @@ def _md(frame: pd.DataFrame, index: bool = True, floatfmt: str = ".2f") -> str:
     return whole_numbers(frame).to_markdown(index=index, floatfmt=floatfmt)
 
 
-def write_report(path: Path, frames: dict, per_seed: list[dict], info: dict, results: Path) -> None:
-    """Write REPORT.md at ``path``.
+def load_frames(results: Path) -> dict[str, pd.DataFrame]:
+    """Every CSV under ``results`` as {path relative to it, without .csv: table}, the
+    names :func:`runs.results.write_tables` wrote them under."""
+    return {
+        csv.relative_to(results).with_suffix("").as_posix(): pd.read_csv(csv)
+        for csv in sorted(Path(results).rglob("*.csv"))
+    }
 
-    :param frames: the tables combined over seeds (:func:`runs.results.combine`).
-    :param per_seed: the tables of each seed, for the headline claims per seed.
+
+def write_report(path: Path, info: dict, results: Path, link: str | None = None) -> None:
+    """Write REPORT.md at ``path`` from the CSVs under ``results`` alone, so that every
+    number in it is one of theirs (a test rebuilds the committed reports this way).
+
     :param info: the run's record (command, profile, seeds, protocols, device, machine,
         date, commit, stage and compute seconds), as written to run.json.
     :param results: the folder of the CSVs and PNGs, linked from the report.
+    :param link: the results folder as the report links it (default: its path relative to
+        the report's folder).
     """
-    rel = (
-        Path(results).resolve().relative_to(Path(path).resolve().parent)
-        if Path(results).resolve().is_relative_to(Path(path).resolve().parent)
-        else results
-    )
+    frames = load_frames(results)
+    rel = link or os.path.relpath(Path(results).resolve(), Path(path).resolve().parent)
     prof = info["profile"]
     lines = [
         "# Reproduction report: Zhang & Chen (2020)",
@@ -97,7 +114,7 @@ def write_report(path: Path, frames: dict, per_seed: list[dict], info: dict, res
         f"averaged over {prof['runs']} weight samples unless stated. "
         f"Results: [{rel}/]({rel}/) (CSV, long format, with the paper's value beside ours).",
         "",
-        *_verdict_section(frames, info["protocols"], Path(results), rel),
+        *_verdict_section(Path(results), info["protocols"], rel),
         "## Wall time",
         "",
         f"This invocation: {info['total_seconds']:.0f} s. Stages (this invocation, s):",
@@ -129,8 +146,7 @@ def write_report(path: Path, frames: dict, per_seed: list[dict], info: dict, res
     lines += _sigma_section(frames["sigma"])
     lines += _controls_section(t1, frames.get("logit_gaps"))
     for protocol in info["protocols"]:
-        claim_table = claims_over_seeds(per_seed, info["seeds"], protocol)
-        lines += _protocol_section(frames, protocol, prof, claim_table)
+        lines += _protocol_section(frames, protocol, prof, frames[f"{protocol}/claims"])
     curves = Path(results) / "rigorous" / "epsilon_curves.md"
     if curves.exists():  # made by runs/epsilon_curves.py, with its own 'Made by' line
         lines += [
@@ -358,24 +374,23 @@ def _summary(group: pd.DataFrame) -> str:
     return f"**{head}**: " + " / ".join(parts)
 
 
-def _verdict_section(
-    frames: dict, protocols: list[str], results: Path, link: Path | str = "results"
-) -> list[str]:
-    """The verdict per claim and threat model, from the intervals tables of the protocols
-    run and, when runs/epsilon_curves.py has written it, the white-box one (linked as
-    ``link``/rigorous/..., the results folder as the report sees it)."""
+def verdict_frame(results: Path, protocols: list[str]) -> pd.DataFrame:
+    """Every headline claim at every size, read back from the intervals CSVs under
+    ``results`` (each protocol's, and runs/epsilon_curves.py's white-box one when present):
+    rows (claim, threat, size, cell, verdict, estimate, ci_low, ci_high); empty if none."""
     rows = []
     for protocol in protocols:
-        if f"{protocol}/intervals" in frames:
-            table, rules = frames[f"{protocol}/intervals"], PROTOCOL_RULES[protocol]
-            rows += _claim_rows(table, THREATS[protocol], rules)
-    whitebox = results / "rigorous" / "epsilon_intervals.csv"
+        csv = Path(results) / protocol / "intervals.csv"
+        if csv.exists():
+            rows += _claim_rows(pd.read_csv(csv), THREATS[protocol], PROTOCOL_RULES[protocol])
+    whitebox = Path(results) / "rigorous" / "epsilon_intervals.csv"
     if whitebox.exists():
         rows += _claim_rows(pd.read_csv(whitebox), THREATS["whitebox"], None)
-    if not rows:
-        return []
-    frame = pd.DataFrame(rows)
-    plots.claims_forest(frame, results / "claims.png")
+    return pd.DataFrame(rows)
+
+
+def verdict_table(frame: pd.DataFrame) -> str:
+    """The claims x threat models markdown table of :func:`verdict_frame`'s rows."""
     order = list(dict.fromkeys(frame["claim"]))
     table = (
         frame.groupby(["claim", "threat"], sort=False)
@@ -384,11 +399,22 @@ def _verdict_section(
         .reindex(index=order, columns=[t for t in THREATS.values() if t in set(frame.threat)])
         .fillna("not measured")
     )
+    return table.to_markdown()
+
+
+def _verdict_section(results: Path, protocols: list[str], link: Path | str) -> list[str]:
+    """The verdict per claim and threat model (linked as ``link``/..., the results folder
+    as the report sees it), and claims.png beside it."""
+    frame = verdict_frame(results, protocols)
+    if frame.empty:
+        return []
+    plots.claims_forest(frame, Path(results) / "claims.png")
+    whitebox = "epsilon_intervals.csv"
     source = (
-        f" The white-box column is [{whitebox.name}]({link}/rigorous/{whitebox.name}), made "
+        f" The white-box column is [{whitebox}]({link}/rigorous/{whitebox}), made "
         "by `python runs/epsilon_curves.py` (its command is in epsilon_curves.md); its best "
         "models are picked at each eps."
-        if whitebox.exists()
+        if (Path(results) / "rigorous" / whitebox).exists()
         else " White-box intervals: not yet made (`python runs/epsilon_curves.py`)."
     )
     return [
@@ -403,9 +429,62 @@ def _verdict_section(
         "",
         f"![the claims with their intervals]({link}/claims.png)",
         "",
-        table.to_markdown(),
+        verdict_table(frame),
         "",
     ]
+
+
+HERE = Path(__file__).resolve().parent
+COVERAGE = HERE / "results" / "interval_coverage.csv"  # python -m runs.intervals
+COVERAGE_LINK = "runs/results/interval_coverage.csv"  # as README.md links it
+README_MARKS = ("<!-- verdict: made by python -m runs.report -->", "<!-- /verdict -->")
+
+
+def readme_verdict(results: Path, link: str) -> str:
+    """The README's verdict: the run that made it (from run.json), the claims figure and
+    the verdict table, all read from ``results`` (linked as ``link``)."""
+    info = json.loads((Path(results) / "run.json").read_text())
+    frame = verdict_frame(results, info["protocols"])
+    train = sum(sum(seeds.values()) for seeds in info["compute_seconds"].values())
+    seeds = info["seeds"]
+    methods = sorted(
+        set(pd.concat(pd.read_csv(p) for p in Path(results).glob("*/*intervals.csv"))["method"])
+    )
+    sim = pd.read_csv(COVERAGE)
+    sim = sim[sim["seeds"] == len(seeds)]
+    coverage = (
+        f"by simulation it covers a known difference in {sim['coverage'].min():.3f}-"
+        f"{sim['coverage'].max():.3f} of trials at {len(seeds)} seed"
+        f"{'s' * (len(seeds) > 1)}, across the scenarios of `python -m runs.intervals`"
+        if len(sim)
+        else f"its coverage at {len(seeds)} seeds has not been simulated"
+    )
+    return "\n".join([
+        f"Made by `{info['command']}` (commit {info['commit']}, {info['date']}; "
+        f"{info['machine']}): profile **{info['profile']['name']}**, "
+        f"{len(seeds)} seed{'s' * (len(seeds) > 1)} ({', '.join(map(str, seeds))}), "
+        f"{train / 3600:.1f} h of compute summed over workers; intervals: "
+        f"{'; '.join(methods)} ({coverage}, [{COVERAGE.name}]({COVERAGE_LINK})). Verdicts: "
+        "'holds' when the 95% interval lies above 0, 'fails' below, 'inconclusive' when "
+        "it spans 0.",
+        "",
+        f"![the claims with their intervals]({link}/claims.png)",
+        "",
+        verdict_table(frame),
+    ])  # fmt: skip
+
+
+def update_readme(readme: Path, results: Path) -> None:
+    """Rewrite the text between README_MARKS in ``readme`` with :func:`readme_verdict`."""
+    text = Path(readme).read_text()
+    start, end = README_MARKS
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no {start} ... {end} block to rewrite")
+    link = Path(os.path.relpath(Path(results).resolve(), Path(readme).resolve().parent))
+    head, rest = text.split(start, 1)
+    block = readme_verdict(results, link.as_posix())
+    new = f"{head}{start}\n{block}\n{end}{rest.split(end, 1)[1]}"
+    atomic_write(Path(readme), lambda tmp: tmp.write_text(new))
 
 
 def _sigma_section(sigma: pd.DataFrame) -> list[str]:
@@ -564,3 +643,18 @@ def _whitebox_section(wb: pd.DataFrame) -> list[str]:
         _md(table, index=False, floatfmt=".4g"),
         "",
     ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Rewrite README.md's verdict block from a results folder's CSVs."
+    )
+    parser.add_argument("--results", default="runs/results-hour-controls", help="results folder")
+    parser.add_argument("--readme", default="README.md", help="the README to rewrite")
+    args = parser.parse_args(argv)
+    update_readme(Path(args.readme), Path(args.results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,8 +1,16 @@
-"""REPORT.md's verdict by threat model, from intervals tables with known verdicts."""
+"""REPORT.md's and README.md's verdict by threat model, from intervals tables with known
+verdicts, and the committed README's verdict read back from its CSVs."""
+
+import json
+import re
+from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from runs import report
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def intervals(*claims) -> pd.DataFrame:
@@ -15,19 +23,17 @@ def line(text: str, claim: str) -> str:
 
 
 def test_verdict_says_depends_when_sizes_disagree_and_reads_the_whitebox_table(tmp_path):
-    frames = {
-        "rigorous/intervals": intervals(
-            ("best BNN minus best baseline, both at x 1", 2.0, 1.0, 3.0, "holds"),
-            ("best BNN minus best baseline, both at x 3", -2.0, -3.0, -1.0, "fails"),
-            ("100-sample ensemble minus one sample (Table 3's BNN)", 3.0, 2.0, 4.0, "holds"),
-        )
-    }
     (tmp_path / "rigorous").mkdir()
+    intervals(
+        ("best BNN minus best baseline, both at x 1", 2.0, 1.0, 3.0, "holds"),
+        ("best BNN minus best baseline, both at x 3", -2.0, -3.0, -1.0, "fails"),
+        ("100-sample ensemble minus one sample (Table 3's BNN)", 3.0, 2.0, 4.0, "holds"),
+    ).to_csv(tmp_path / "rigorous" / "intervals.csv", index=False)
     intervals(
         ("best BNN minus best plain net, PGD at eps 1", -5.0, -6.0, -4.0, "fails"),
         ("best BNN minus the adversarially trained net, PGD at eps 1", -30, -33, -27, "fails"),
     ).to_csv(tmp_path / "rigorous" / "epsilon_intervals.csv", index=False)
-    text = "\n".join(report._verdict_section(frames, ["rigorous"], tmp_path, "results-hour"))
+    text = "\n".join(report._verdict_section(tmp_path, ["rigorous"], "results-hour"))
     assert "(results-hour/rigorous/epsilon_intervals.csv)" in text  # the profile's folder
     best = line(text, "best BNN minus best plain net")
     assert "**depends on size**: holds at x 1 +2.0 [+1.0, +3.0] / fails at x 3 -2.0 " in best
@@ -39,16 +45,66 @@ def test_verdict_says_depends_when_sizes_disagree_and_reads_the_whitebox_table(t
 
 
 def test_verdict_names_the_ensemble_size_its_table_gives(tmp_path):
-    frames = {
-        "paper/intervals": intervals(
-            ("10-sample ensemble minus one sample (Table 3's BNN)", 1.0, -1.0, 2.0, "inconclusive"),
-        )
-    }
-    text = "\n".join(report._verdict_section(frames, ["paper"], tmp_path))
+    (tmp_path / "paper").mkdir()
+    intervals(
+        ("10-sample ensemble minus one sample (Table 3's BNN)", 1.0, -1.0, 2.0, "inconclusive"),
+    ).to_csv(tmp_path / "paper" / "intervals.csv", index=False)
+    text = "\n".join(report._verdict_section(tmp_path, ["paper"], "results"))
     assert "**inconclusive**: inconclusive at x 1.5 +1.0 [-1.0, +2.0]" in line(
         text, "10-sample ensemble minus one sample (rho_init -3)"
     )
 
 
 def test_no_intervals_no_verdict_section(tmp_path):
-    assert report._verdict_section({}, ["paper", "rigorous"], tmp_path) == []
+    assert report._verdict_section(tmp_path, ["paper", "rigorous"], "results") == []
+
+
+def test_the_readme_verdict_is_its_csvs():
+    """README.md's verdict block is what runs.report makes from the committed CSVs, so a
+    number typed into it, or a CSV changed without it, fails here."""
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"python -m runs\.report --results ([\w./-]+)", readme)
+    assert found, "README.md names no `python -m runs.report --results <folder>` command"
+    start, end = report.README_MARKS
+    block = readme.split(start, 1)[1].split(end, 1)[0]
+    assert block == "\n" + report.readme_verdict(ROOT / found.group(1), found.group(1)) + "\n"
+
+
+def test_update_readme_rewrites_only_its_block_and_names_a_missing_one(tmp_path):
+    (tmp_path / "res" / "rigorous").mkdir(parents=True)
+    intervals(
+        ("best BNN minus best baseline, both at x 1", 2.0, 1.0, 3.0, "holds"),
+    ).assign(method="t").to_csv(tmp_path / "res" / "rigorous" / "intervals.csv", index=False)
+    info = {"command": "cmd", "commit": "abc", "date": "d", "machine": "m", "seeds": [0, 1],
+            "protocols": ["rigorous"], "profile": {"name": "hour"},
+            "compute_seconds": {"bnn": {"0": 1800, "1": 1800}}}  # fmt: skip
+    (tmp_path / "res" / "run.json").write_text(json.dumps(info))
+    start, end = report.README_MARKS
+    readme = tmp_path / "README.md"
+    readme.write_text(f"top\n{start}\nstale +9.9\n{end}\nbottom\n")
+    report.update_readme(readme, tmp_path / "res")
+    text = readme.read_text()
+    assert text.startswith("top\n") and text.endswith(f"{end}\nbottom\n")
+    assert "stale" not in text and "+2.0 [+1.0, +3.0]" in text and "1.0 h of compute" in text
+    assert "(res/claims.png)" in text and "2 seeds (0, 1)" in text
+    readme.write_text("no block")
+    with pytest.raises(ValueError, match="README.md has no"):
+        report.update_readme(readme, tmp_path / "res")
+
+
+def test_each_committed_report_is_rebuilt_from_its_csvs(tmp_path):
+    """Every runs/REPORT*.md whose results folder holds the headline claims' CSVs is what
+    write_report makes from that folder's CSVs and run.json alone: a figure typed into a
+    report, or a CSV changed without its report, fails here."""
+    rebuilt = 0
+    for committed in sorted((ROOT / "runs").glob("REPORT*.md")):
+        text = committed.read_text()
+        link = re.search(r"Results: \[([\w./-]+)/\]", text).group(1)
+        results = committed.parent / link
+        info = json.loads((results / "run.json").read_text())
+        if not all((results / p / "claims.csv").exists() for p in info["protocols"]):
+            continue  # made before the claims had a CSV: README.md names its commit
+        report.write_report(tmp_path / committed.name, info, results, link=link)
+        assert (tmp_path / committed.name).read_text() == text, committed.name
+        rebuilt += 1
+    assert rebuilt >= 1
