@@ -22,7 +22,6 @@ Everything that knows this study lives here; the library knows none of it.
 
 Entry points, each ``main(argv)`` and runnable as ``python runs/<name>.py`` or
 ``python -m runs.<name>``: reproduce (Tables 1-4 under both protocols), train_bnns,
-bnn_curves (accuracy against epochs up to 600), cli; and the library's two examples,
-cnn_mnist (a Bayesian LeNet-5 on MNIST) and regression (a 1-D toy with intervals, and the
-diabetes data).
+bnn_curves (accuracy against epochs up to 600), cli. The library's tutorials are scripts
+in examples/ (docs/tutorials/).
 """

@@ -23,7 +23,7 @@ The fitted guides go to --root (best-validation and last epoch, via pyro_bnn.sav
 The best-validation BNNs are also saved as the study's BNN artifacts under --export
 (default runs/artifacts/full, runs/zoo.py): fit_stack with the same seeds and settings is
 what train_bnns runs, so `reproduce.py --profile full` loads them instead of training
-them again (tests/test_examples.py checks that the two give the same nets).
+them again (tests/test_runs.py checks that the two give the same nets).
 A killed run resumes from its checkpoints and from the rows already written.
 """
 

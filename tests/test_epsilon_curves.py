@@ -13,7 +13,7 @@ from runs import intervals
 from runs.pipeline import SeedResult, load_zoo
 from runs.profiles import get_profile
 from runs.training import load_data
-from tests.test_examples import run_script
+from tests.test_runs import run_script
 
 MODELS = len(ec.QUICK_RULES)  # --quick attacks one rule of each kind, and what claims need
 DETERMINISTIC = sum(kind.startswith("plain") or kind == "bnn-mu" for kind, _ in ec.QUICK_RULES)

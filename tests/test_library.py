@@ -155,7 +155,7 @@ def test_a_cnn_becomes_bayesian_with_per_parameter_priors(small):
     guide = make_guide("softplus-normal", bnn, rho_init=-5.0)
     fit_svi(bnn, guide, small.head(1000, 300), optimizer=ADAM, max_epochs=3, progress=False)
     acc = evaluate(ensemble_fn(bnn, guide, size=5, runs=2), small.test.x, small.test.y)["acc"]
-    assert acc > 0.5  # chance is 0.1; runs/cnn_mnist.py trains it to > 99 %
+    assert acc > 0.5  # chance is 0.1; examples/cnn_mnist.py trains it to > 99 %
     w = sample_weights(bnn, guide, 3)  # the vmap path: 3 weight samples in one call
     probs = predictive_probs(bnn, w, small.test.x[:10])
     assert probs.shape == (3, 10, 10)

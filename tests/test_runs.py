@@ -5,19 +5,22 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
+from pyro_bnn import load_mnist
 from runs import paper
+from runs.config import BNN
 from runs.pipeline import table_config
 from runs.profiles import PROFILES, get_profile
 from runs.reproduce import main as reproduce
 from runs.results import combine
 from runs.tables import TRANSFER_MULTIPLIERS, WHITEBOX_MULTIPLES
-from runs.zoo import CONTROLS
+from runs.zoo import CONTROLS, train_bnns
 from tests.conftest import SUBPROCESS_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +36,13 @@ def run(*args, timeout=SUBPROCESS_TIMEOUT):
     return subprocess.run(
         [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_script(script: str, *args: str) -> str:
+    """``python runs/<script> --quick <args>``: its stdout, after checking it succeeded."""
+    proc = run(f"runs/{script}", "--quick", *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
 
 
 def test_paper_values_are_transcribed_consistently():
@@ -273,3 +283,59 @@ def test_the_hour_profile_cuts_sizes_and_keeps_the_protocol():
     assert cut == {"name", "paper_examples", "eot_examples"} | sizes
     assert hour["n_train"] == 50_000  # all of the training split
     assert all(hour[k] < full[k] for k in cut - {"name", "n_train", "n_eval"})
+
+
+def test_bnn_curves_quick(tmp_path):
+    """Two rho_init stacked for 4 epochs: a curve row per model and epoch, Table 1's metric
+    every 2 epochs, three selection rules, a plot; a rerun resumes from the checkpoints."""
+    args = ("--root", str(tmp_path / "art"), "--results", str(tmp_path / "res"))
+    args += ("--export", str(tmp_path / "full"))
+    out = run_script("bnn_curves.py", *args, "--no-compile", "--no-progress")
+    curves = pd.read_csv(tmp_path / "res" / "curves_seed0.csv")
+    assert sorted(zip(curves["rho_init"], curves["epoch"])) == sorted(
+        (r, e) for r in (-3.0, -30.0) for e in range(1, 5)
+    )
+    evaluated = curves.dropna(subset=["test_single"])
+    assert sorted(set(evaluated["epoch"])) == [2, 4]
+    assert evaluated["test_single"].between(10, 100).all()  # above chance after 2 epochs
+    selection = pd.read_csv(tmp_path / "res" / "selection_seed0.csv")
+    assert len(selection) == 6 and selection["rule"].nunique() == 3
+    assert (tmp_path / "res" / "curves_seed0.png").stat().st_size > 10_000
+    assert "| best validation" in out and "Made by `python runs/bnn_curves.py" in out
+    again = run_script("bnn_curves.py", *args, "--no-compile", "--no-progress")
+    assert pd.read_csv(tmp_path / "res" / "curves_seed0.csv").equals(curves)
+    assert pd.read_csv(tmp_path / "res" / "selection_seed0.csv").equals(selection)
+    assert "this invocation: 0.0 min" in again  # nothing trained again
+    # the exported BNNs are the ones the study's train_bnns would train itself
+    data, train, rhos = load_mnist().head(1000), replace(BNN, max_epochs=4), [-3.0, -30.0]
+    lines = []
+    exported = train_bnns(rhos, data, train=train, root=tmp_path / "full", log=lines.append)
+    assert all(line.startswith("reused") for line in lines) and len(lines) == 2
+    fresh = train_bnns(rhos, data, train=train, root=tmp_path / "fresh", progress=False)
+    for (_, guide, meta), (_, again, meta_again) in zip(exported, fresh):
+        for key, value in guide.state_dict().items():
+            torch.testing.assert_close(value, again.state_dict()[key])
+        assert meta["best_epoch"] == meta_again["best_epoch"]
+        assert [h["epoch"] for h in meta["history"]] == [1, 2, 3, 4]
+    shifted = selection.assign(test_single=selection["test_single"] + 1.0)  # a second seed
+    shifted.to_csv(tmp_path / "res" / "selection_seed1.csv", index=False)
+    run_script("bnn_curves.py", "--results", str(tmp_path / "res"), "--combine")
+    seeds = pd.read_csv(tmp_path / "res" / "selection_seeds.csv")
+    assert len(seeds) == 6 and seeds["seeds"].eq(2).all()
+    merged = seeds.merge(selection, on=["rho_init", "rule"])
+    assert ((merged["test_mean"] - merged["test_single"] - 0.5).abs() < 1e-9).all()
+    assert ((merged["test_sd"] - 0.5**0.5).abs() < 1e-9).all()  # sd of (a, a + 1)
+
+
+def test_attack_budget_quick():
+    """Two budgets of the authors' attack on FC-10: set summaries, Table 2 cells of every
+    model at each budget, and the figure."""
+    out = run_script("attack_budget.py")
+    folder = Path(out.split("BNNs from ")[1].split(",")[0])
+    sets = pd.read_csv(folder / "sets_FC-10_n100.csv")
+    assert list(sets["steps"]) == [5, 20] and sets["n"].eq(100).all()
+    assert (sets["already_wrong"] <= sets["n_success"]).all()
+    cells = pd.read_csv(folder / "budget_FC-10_n100.csv")
+    assert len(cells) == 2 * (2 + 2 + 4)  # budgets x (2 BNNs, their posterior means, 4 plains)
+    assert set(cells["multiplier"]) == {1.5, 3.0} and cells["acc"].between(0, 100).all()
+    assert (folder / "budget_FC-10_n100.png").stat().st_size > 10_000 and "Table 2 cells" in out
