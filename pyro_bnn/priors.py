@@ -2,10 +2,12 @@
 one distribution over the flat weight vector of a :class:`~pyro_bnn.bnn.BayesianMLP`.
 
 A *prior spec* is any of:
+
 - a univariate Pyro/torch distribution, used i.i.d. for every weight and bias;
 - a mapping from parameter names or glob patterns (``"layers.0.*"``) to distributions,
   first match wins, so priors can differ per layer or per parameter;
 - a callable ``(name, shape) -> distribution``.
+
 A per-parameter distribution may be univariate (expanded to the parameter's shape) or have
 ``event_shape == shape``; its support must be the whole real line. Every key of a mapping
 must match some parameter.
@@ -60,7 +62,7 @@ class ScaleMixtureNormal(dist.TorchDistribution):
 
     Defaults are the paper's (Section 3.2). The parameters are Python floats, so the
     distribution lives on every device. ``log_prob`` is a logsumexp of the two component
-    log densities, exact from w = 0 to |w| = 1e3 and beyond.
+    log densities, exact from w = 0 to ``|w| = 1e3`` and beyond.
 
     :param pi: weight of the first component, in (0, 1); default 0.5.
     :param sigma1: standard deviation of the first component; default e^-1.

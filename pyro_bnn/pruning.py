@@ -1,6 +1,6 @@
 """Signal-to-noise pruning of a trained softplus mean-field guide (the paper's Section 6).
 
-SNR = |mu| / softplus(rho) per weight. The lowest ``rate`` fraction is removed, ranked
+SNR = ``|mu| / softplus(rho)`` per weight. The lowest ``rate`` fraction is removed, ranked
 
 - ``"global"``: over all weights and biases at once (what the paper's text says), or
 - ``"tensor"``: within each weight matrix and bias vector separately (the authors' code).
@@ -33,7 +33,7 @@ def _check(guide, rate: float, scope: str) -> None:
 
 @torch.no_grad()
 def snr(model: BNN, guide: AutoSoftplusNormal) -> torch.Tensor:
-    """The signal-to-noise ratio |mu| / sigma of every weight (Section 6): (P,).
+    """The signal-to-noise ratio ``|mu| / sigma`` of every weight (Section 6): (P,).
 
     :param model: the :class:`~pyro_bnn.bnn.BNN`.
     :param guide: its fitted :class:`~pyro_bnn.guides.AutoSoftplusNormal`.

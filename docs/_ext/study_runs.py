@@ -1,0 +1,135 @@
+"""Two directives that build the study page's tables at build time, so that the docs never
+copy a number by hand.
+
+``study-runs``: the study's committed runs, one row per ``runs/results*/run.json`` that
+``runs/reproduce.py`` wrote: the command, the device and machine, the date and commit, the
+wall time of that invocation (``total_seconds``: a rerun that reuses its artifacts spends
+little), and the compute time per seed summed over the artifacts it needed
+(``compute_seconds``: what a run from scratch spends; worker processes overlap, so it
+exceeds wall time).
+
+``study-profiles``: the settings of each profile, from ``runs.profiles.PROFILES``.
+
+``script-docstring``: the docstring of a script (a path from the repository root), as a
+literal block, for scripts that are not importable modules (``benchmarks/``).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.util.docutils import SphinxDirective
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_files(root: Path = ROOT) -> list[Path]:
+    """Every runs/results*/run.json, in folder order."""
+    return sorted((root / "runs").glob("results*/run.json"))
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f}"
+
+
+def run_rows(root: Path = ROOT) -> list[list[str]]:
+    """One list of cells (reST) per run.json."""
+    out = []
+    for path in run_files(root):
+        info = json.loads(path.read_text())
+        per_seed: dict[str, float] = {}
+        for by_seed in info.get("compute_seconds", {}).values():
+            for seed, seconds in by_seed.items():
+                per_seed[seed] = per_seed.get(seed, 0.0) + seconds
+        seeds = sorted(per_seed, key=int)
+        compute = "; ".join(f"seed {seed}: {_minutes(per_seed[seed])}" for seed in seeds)
+        out.append(
+            [
+                f"``{path.parent.relative_to(root).as_posix()}/``",
+                f"``{info['command']}``",
+                f"{info.get('device', 'cpu')}; {info['machine']}",
+                f"{info['date']}, {info['commit']}",
+                _minutes(info["total_seconds"]),
+                compute or "-",
+            ]
+        )
+    return out
+
+
+def _cell(value) -> str:
+    """A profile setting as table text."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
+
+def profile_rows() -> tuple[list[str], list[list[str]]]:
+    """(profile names, one list of cells per setting) from runs.profiles.PROFILES."""
+    from runs.profiles import PROFILES
+
+    names = list(PROFILES)
+    settings = {name: PROFILES[name].as_dict() for name in names}
+    keys = [key for key in settings[names[0]] if key != "name"]
+    body = [[f"``{key}``", *(_cell(settings[n][key]) for n in names)] for key in keys]
+    cuda = [_cell(PROFILES[n].cuda_paper_steps) for n in names]
+    body.append(["``cuda_paper_steps``", *cuda])
+    return names, body
+
+
+class _Table(SphinxDirective):
+    has_content = False
+
+    def table(self, header: list[str], body: list[list[str]], widths: str) -> list[nodes.Node]:
+        """A list-table of ``header`` and ``body`` cells, parsed as reST here."""
+        lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {widths}", ""]
+        for cells in [header, *body]:
+            lines.append(f"   * - {cells[0]}")
+            lines.extend(f"     - {cell}" for cell in cells[1:])
+        container = nodes.container()
+        self.state.nested_parse(StringList(lines, source=self.name), 0, container)
+        return container.children
+
+
+class StudyRuns(_Table):
+    """``.. study-runs::``: the table of :func:`run_rows`."""
+
+    def run(self) -> list[nodes.Node]:
+        for path in run_files():
+            self.env.note_dependency(str(path))
+        header = ["results", "command", "device; machine", "date, commit"]
+        header += ["this invocation (min)", "compute from scratch (min)"]
+        return self.table(header, run_rows(), "14 30 16 12 8 20")
+
+
+class StudyProfiles(_Table):
+    """``.. study-profiles::``: the table of :func:`profile_rows`."""
+
+    def run(self) -> list[nodes.Node]:
+        names, body = profile_rows()
+        header = ["setting", *(f"``{name}``" for name in names)]
+        return self.table(header, body, " ".join(["22"] + ["12"] * len(names)))
+
+
+class ScriptDocstring(SphinxDirective):
+    """``.. script-docstring:: benchmarks/svi_speed.py``: that file's docstring, verbatim."""
+
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        path = ROOT / self.arguments[0]
+        self.env.note_dependency(str(path))
+        doc = ast.get_docstring(ast.parse(path.read_text()))
+        if not doc:
+            raise self.error(f"{self.arguments[0]} has no docstring")
+        return [nodes.literal_block(doc, doc)]
+
+
+def setup(app):
+    app.add_directive("study-runs", StudyRuns)
+    app.add_directive("study-profiles", StudyProfiles)
+    app.add_directive("script-docstring", ScriptDocstring)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
