@@ -130,7 +130,7 @@ class MLP(nn.Module):
 def l2_penalty(model: MLP, lam: float) -> torch.Tensor:
     """The L2 term of the paper's eq. 6 (Section 3.3): ``lam * sum_l (1/|l|) * sum_{w in l} w**2``.
 
-    |l| is the number of units of layer l (its output width, ``out_features``) and w runs
+    ``|l|`` is the number of units of layer l (its output width, ``out_features``) and w runs
     over that layer's weight matrix only; biases are not penalised (Szegedy et al.'s
     "weight decay lambda * sum w^2 / k, k the number of units in the layer").
 
