@@ -30,22 +30,22 @@ from tqdm.auto import tqdm
 from .artifacts import load_checkpoint, save_checkpoint
 from .bnn import BayesianMLP, init_guide
 from .data import Split, training_data
+from .fitting import (
+    Callback,
+    FitResult,
+    OptimizerFactory,
+    check_device,
+    check_loop,
+    check_positive,
+    check_split,
+    epoch_order,
+    make_optimizer,
+    optimizer_config,
+)
 from .guides import AutoSoftplusNormal
 from .likelihoods import Categorical
 from .predict import predictive
 from .priors import ScaleMixtureNormal
-from .train import (
-    Callback,
-    FitResult,
-    OptimizerFactory,
-    _check_loop,
-    _check_split,
-    _make_optimizer,
-    _optimizer_config,
-    check_device,
-    check_positive,
-    epoch_order,
-)
 
 __all__ = ["fit_stack", "fused_kl", "stack_loss", "stack_problem"]
 
@@ -315,7 +315,7 @@ def _stacked_optimizer(factory, params, members: list[_Member]) -> torch.optim.O
     """An optimiser over the stacked (K, P) params, its state rebuilt from each member's
     rows. A member with no state yet gets zeros, which is how SGD and Adam start; shared
     entries (Adam's step count) must agree."""
-    opt = _make_optimizer(factory, params)
+    opt = make_optimizer(factory, params)
     stateful = [m for m in members if m.opt_rows and m.opt_rows["mu"]]
     if not stateful:
         return opt
@@ -426,15 +426,15 @@ def fit_stack(
             raise ValueError(f"models must share one arch, got {first.arch} and {model.arch}")
         if repr(model.prior) != repr(first.prior):
             raise ValueError(f"models must share a prior, got {first.prior!r}, {model.prior!r}")
-    _check_loop(batch_size, max_epochs, patience, callbacks)
+    check_loop(batch_size, max_epochs, patience, callbacks)
     check_positive("val_samples", val_samples, integer=True)
     train, val = training_data(data, val)
     if not isinstance(train, Split):
         raise ValueError("data must be in memory (tensors, a Split or a Dataset) to be stacked")
     for model in models:
-        _check_split(model, train, "data")
+        check_split(model, train, "data")
         if val is not None:
-            _check_split(model, val, "val")
+            check_split(model, val, "val")
     device = check_device(device)
     if val is not None:
         val = val.to(device)
@@ -449,7 +449,7 @@ def fit_stack(
         init_guide(model, guide)
         model.to(device)
         guide.to(device)
-        probe = _make_optimizer(optimizer, [torch.zeros(1, requires_grad=True)])
+        probe = make_optimizer(optimizer, [torch.zeros(1, requires_grad=True)])
         config = {
             "engine": "stack",
             "model": repr(model.net),
@@ -457,7 +457,7 @@ def fit_stack(
             "likelihood": repr(model.likelihood),
             "guide": type(guide).__name__,
             "rho_init": guide.rho_init,
-            "optimizer": _optimizer_config(probe),
+            "optimizer": optimizer_config(probe),
             "batch_size": batch_size,
             "max_epochs": max_epochs,
             "patience": patience,

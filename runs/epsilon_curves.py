@@ -19,8 +19,8 @@ defence, the lambda 0 net adversarially trained on L2 PGD examples (ADVERSARY; M
 
 The ensemble, at every eps, on the first --n test images, each judged on fresh draws:
 - L2 (--eps, /126 scale): PGD (pyro_bnn.attacks.pgd_attack, margin loss, step 2.5 eps /
-  steps); APGD-CE and APGD-DLR (pyro_bnn.apgd, torchattacks' step schedule), and APGD-T on
-  the deterministic rules; the minimum-norm attack of runs/attack_sets.py (EOT for the
+  steps); APGD-CE and APGD-DLR (pyro_bnn.attacks.apgd, torchattacks' step schedule), and
+  APGD-T on the deterministic rules; the minimum-norm attack of runs/attack_sets.py (EOT for the
   stochastic rules, DDN for the others; the profile's white-box steps), read at eps: an
   example is robust when its r is longer than eps or the attack failed;
 - L-inf (--linf, on [0, 1] pixels): PGD (sign steps), APGD-CE, APGD-DLR, and APGD-T on the
@@ -68,9 +68,9 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from pyro_bnn.apgd import apgd_attack  # noqa: E402
 from pyro_bnn.artifacts import atomic_write, cached  # noqa: E402
 from pyro_bnn.attacks import ModelFn, PGDAdversary, SampleFn, eot_model, pgd_attack  # noqa: E402
+from pyro_bnn.attacks.apgd import apgd_attack  # noqa: E402
 from pyro_bnn.data import X_MAX  # noqa: E402
 from pyro_bnn.evaluate import accuracy, as_probs, run_probs  # noqa: E402
 from pyro_bnn.predict import posterior_mean, sampler  # noqa: E402
@@ -316,9 +316,9 @@ def apgd_losses(rule: Rule) -> tuple[str, ...]:
 def apgd_accuracy(
     rule: Rule, x, y, eps: float, norm: str, loss: str, attack: dict, root: Path, log=None
 ) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """Robust accuracy (%) under APGD (pyro_bnn.apgd) at ``eps`` in ``norm``, per example
-    the fraction of fresh draws still correct (n,), and the perturbations (n, D); cached
-    under <root>/epsilon-apgd/."""
+    """Robust accuracy (%) under APGD (pyro_bnn.attacks.apgd) at ``eps`` in ``norm``, per
+    example the fraction of fresh draws still correct (n,), and the perturbations (n, D);
+    cached under <root>/epsilon-apgd/."""
     config = {"model": rule.name, "fingerprint": rule.fingerprint, "split": "test"}
     config |= {"n": len(x), "eps": eps, "norm": norm, "loss": loss, "attack": attack}
 

@@ -1,13 +1,13 @@
-"""pyro_bnn.apgd: torchattacks' APGD on decision rules reaches the exact robust accuracy
-of a linear net in L2 and L-inf; the worst case over attacks is taken per example."""
+"""pyro_bnn.attacks.apgd: torchattacks' APGD on decision rules reaches the exact robust
+accuracy of a linear net in L2 and L-inf; the worst case over attacks is taken per example."""
 
 import math
 
 import pytest
 import torch
 
-from pyro_bnn.apgd import RuleModule, apgd_attack, worst_case
 from pyro_bnn.attacks import PGDResult, eot_model, pgd_attack
+from pyro_bnn.attacks.apgd import RuleModule, apgd_attack, worst_case
 from pyro_bnn.data import X_MAX
 
 

@@ -10,9 +10,6 @@ from torch import nn
 from pyro_bnn.artifacts import save_artifact
 from pyro_bnn.attacks import (
     PGDAdversary,
-    _into_box,
-    _pick,
-    _remember,
     distortion,
     eot_attack,
     eot_model,
@@ -24,6 +21,8 @@ from pyro_bnn.attacks import (
     pgd_attack,
     robust_accuracy,
 )
+from pyro_bnn.attacks.base import _into_box
+from pyro_bnn.attacks.min_norm import _pick, _remember
 from pyro_bnn.bnn import BayesianMLP
 from pyro_bnn.data import X_MAX
 from pyro_bnn.guides import make_guide

@@ -21,8 +21,9 @@ from collections.abc import Sequence
 import torch
 import torchattacks
 
-from .attacks import PGDResult, _budget, _calls, _check_inputs, _number, _positive_int, _verdict
-from .data import X_MAX
+from ..data import X_MAX
+from .base import _check_inputs, _number, _positive_int
+from .pgd import PGDResult, _budget, _calls, _verdict
 
 __all__ = ["APGD_LOSSES", "NORMS", "RuleModule", "apgd_attack", "worst_case"]
 
