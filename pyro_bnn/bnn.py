@@ -9,7 +9,7 @@ the paper: a prior p(w) on every weight and bias (eq. 2), a likelihood p(D | w),
 variational posterior q(w) (eq. 1, :mod:`pyro_bnn.guides`) fit by minimising
 log q(w) - log p(w) p(D | w), a one-sample negative ELBO (steps 1-4, eqs. 3-4).
 
-The forward pass takes leading sample dims: weights (*S, P) give outputs (*S, N, K), which
+The forward pass takes leading sample dims: weights ``(*S, P)`` give outputs ``(*S, N, K)``, which
 is what ``Predictive(parallel=True)`` and vectorised ELBO particles need. A general net
 runs its S samples through ``torch.func.vmap`` over ``functional_call``; the MLP runs them
 as batched matrix products.
@@ -61,7 +61,7 @@ def local_params(*modules: nn.Module) -> Iterator[None]:
 class BNN(PyroModule):
     """Pyro model of any torch net with a prior on every parameter (Section 2.1, eq. 2).
 
-    :param net: the torch net; its forward maps x (N, *input_shape) to outputs (N, K). Its
+    :param net: the torch net; its forward maps x ``(N, *input_shape)`` to outputs (N, K). Its
         own parameter values are not used (weights come from the prior or the guide); its
         buffers are.
     :param prior: a prior spec (see :mod:`pyro_bnn.priors`): one distribution for every
@@ -110,7 +110,7 @@ class BNN(PyroModule):
         self.dtype = next(iter(params.values())).dtype  # the inputs' dtype: the weights'
 
     def unflatten(self, weights: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(*S, P) flat weights -> {name: (*S, *shape)} views."""
+        """``(*S, P)`` flat weights -> ``{name: (*S, *shape)}`` views."""
         if weights.shape[-1] != self.num_params:
             raise ValueError(
                 f"weights must end in {self.num_params} (the net's parameter count), "
@@ -123,7 +123,7 @@ class BNN(PyroModule):
         }
 
     def flatten(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """{name: (*shape)} for every parameter of the net -> (P,) flat weights, the inverse
+        """``{name: (*shape)}`` for every parameter of the net -> (P,) flat weights, the inverse
         of :meth:`unflatten`; e.g. ``dict(net.named_parameters())`` of a trained twin net.
 
         >>> bnn.flatten(dict(net.named_parameters()))  # (P,)
@@ -142,7 +142,8 @@ class BNN(PyroModule):
         return torch.cat([params[name].detach().reshape(-1) for name in self.shapes])
 
     def apply(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """The net's output with the given weights: x (N, ...) and weights (*S, P) -> (*S, N, K)."""
+        """The net's output with the given weights: x (N, ...) and weights ``(*S, P)`` ->
+        ``(*S, N, K)``."""
         if weights.dim() == 1:
             return functional_call(self.net, self.unflatten(weights), (x,))
         lead = weights.shape[:-1]
@@ -173,7 +174,7 @@ class BNN(PyroModule):
         self.likelihood.check_targets(y, n, self.out_features or 0)
 
     def example_input(self, n: int = 1, device=None) -> torch.Tensor:
-        """Zeros of shape (n, *input_shape), for shape-only calls."""
+        """Zeros of shape ``(n, *input_shape)``, for shape-only calls."""
         if self.input_shape is None:
             raise ValueError("input_shape is unknown until the model has seen a batch")
         return torch.zeros(n, *self.input_shape, device=device)

@@ -1,6 +1,6 @@
 """Likelihoods: what a net's output means, as the ``"obs"`` site of a BNN and as predictions.
 
-A likelihood turns the net's raw output ``out`` (*S, N, K) into a distribution over the
+A likelihood turns the net's raw output ``out`` ``(*S, N, K)`` into a distribution over the
 targets. It owns three things (TyXe's design): the observation site (the BNN's data plate
 scales it by num_data / N), the check of the targets, and the predictive aggregation.
 
@@ -45,7 +45,7 @@ class Likelihood:
         """Raise ValueError if a net with ``k`` outputs cannot feed this likelihood."""
 
     def distribution(self, out: torch.Tensor, latents: dict) -> dist.Distribution:
-        """The observation distribution of out (*S, N, K); batch shape (*S, N)."""
+        """The observation distribution of out ``(*S, N, K)``; batch shape ``(*S, N)``."""
         raise NotImplementedError
 
     def check_targets(self, y: torch.Tensor, n: int, k: int) -> None:
@@ -57,7 +57,7 @@ class Likelihood:
         return torch.zeros(n, dtype=self.target_dtype)
 
     def predict(self, out: torch.Tensor, latents: dict):
-        """Per-sample predictions from out (*S, N, K)."""
+        """Per-sample predictions from out ``(*S, N, K)``."""
         raise NotImplementedError
 
     def observe(self, out: torch.Tensor, y: torch.Tensor | None, latents: dict) -> None:

@@ -1,7 +1,7 @@
 """The minimum-norm attack (Section 2.2, eq. 5) by DDN (Rony et al. 2019).
 
 DDN runs gradient descent on eq. 5 with c adapted per example. For a given c the minimiser
-of c|r| + l(f, x + r, y) lies on a sphere |r| = eps on which it minimises the loss, and a
+of ``c|r| + l(f, x + r, y)`` lies on a sphere ``|r| = eps`` on which it minimises the loss, and a
 larger c means a smaller eps; so instead of a binary search over c, DDN searches eps per
 example (the dual variable, multiplicatively): eps shrinks by (1 - gamma) while x + r is
 misclassified and grows by (1 + gamma) while it is not. Each step moves r along the
@@ -9,7 +9,7 @@ normalised gradient of the loss, rescales it to eps and projects x + r into the 
 [0, X_MAX]; r is signed. The loss is the margin log p_y - max_{j != y} log p_j, whose
 gradient does not vanish on a saturated softmax as cross-entropy's does. Until an example
 is first misclassified its radius may jump to the linearised distance to the boundary,
-|r| + margin/|grad| (as in FMN, Pintor et al. 2021), so no budget is spent growing eps.
+``|r| + margin/|grad|`` (as in FMN, Pintor et al. 2021), so no budget is spent growing eps.
 The smallest misclassified r seen is kept. There is no random start, and the step size and
 gamma decay with the step index alone, so the first T steps never depend on the budget:
 more steps never give a larger norm (hence also no early stop). Following the runner-up
@@ -230,7 +230,7 @@ def min_norm_attack(
         model off its fuzzy boundary, where a fresh judgement would be a coin flip; with one
         draw, or a deterministic model, it makes no difference.
     :param n_targets: also run DDN towards each of the n_targets classes j != y nearest to x
-        to first order, |log p_y - log p_j| / |grad (log p_y - log p_j)|, with the loss
+        to first order, ``|log p_y - log p_j| / |grad (log p_y - log p_j)|``, with the loss
         log p_y - log p_j, in one batch n_targets times as large; the smallest r of all
         passes that ``judge`` confirms is kept. Untargeted DDN can settle on a farther
         class's boundary (20-45 % above the minimum on a few % of MNIST images); 0 runs
