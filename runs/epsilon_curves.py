@@ -113,6 +113,7 @@ QUICK_RULES = {  # --quick attacks one rule of each kind, and what every claim n
 }  # fmt: skip
 APGD = ("ce", "dlr")  # APGD's losses on every rule; a deterministic rule adds APGD-T
 WORST = "worst"  # the per-example worst case over the ensemble, the committed figure
+TRANSFER = "transfer-mean"  # PGD on a stochastic rule's mean-weights net, judged on the rule
 QUICK_GRIDS = {"steps": (2, 5), "eot": (1, 2), "restarts": (1, 2)}
 
 
@@ -136,7 +137,9 @@ class Rule:
     'plain-matched', 'plain-ensemble' or 'plain-adv'; param: rho_init, lambda, the pool's
     size, or the adversarial training's eps; samples: weight samples per call (0:
     deterministic); draw: (x, k) -> (k, B, C) for a stochastic rule,
-    else None; fn: x (B, 784) -> (B, C) or (1, B, C), differentiable in x.
+    else None; fn: x (B, 784) -> (B, C) or (1, B, C), differentiable in x; mean: a
+    stochastic rule's net at its guide's mean weights, x -> (B, C) logits, the source of
+    its transfer attack (None for a deterministic rule).
     """
 
     name: str
@@ -147,6 +150,7 @@ class Rule:
     samples: int
     fingerprint: object
     draw: SampleFn | None = None
+    mean: ModelFn | None = None
 
     @property
     def model(self) -> str:
@@ -171,7 +175,9 @@ def stochastic(name, kind, param, bnn, guide, size, fingerprint) -> Rule:
     probability (by logsumexp, so no gradient underflows); its minimum-norm attack draws
     probabilities."""
     fn = eot_model(sampler(bnn, guide, size, log=True), 1)
-    return Rule(name, kind, param, fn, "logits", size, fingerprint, sampler(bnn, guide, size))
+    mean = functools.partial(bnn.apply, weights=posterior_mean(bnn, guide))  # (B, C) logits
+    draw = sampler(bnn, guide, size)
+    return Rule(name, kind, param, fn, "logits", size, fingerprint, draw, mean)
 
 
 def adversarial_net(profile, data, root: Path, seed: int, device, progress: bool):
@@ -338,7 +344,8 @@ def min_norm_rows(rule: Rule, data, n, eps_list, budget, profile, root, device, 
     otherwise) read as robust accuracy (%) at each eps on the first n test images: failed,
     or r longer than eps. The study's white-box sets (runs.pipeline.whitebox_sets) are
     reused: for those models the set covers max(n, eot_examples) images. Returns the rows and
-    eps -> ((n,) robust per example, 0 or 1; (n, D) r where it is within eps, else 0)."""
+    eps -> ((n,) robust per example, 0 or 1; (n, D) r where it is within eps, else 0), and
+    at eps = inf the (n,) examples the attack failed on."""
     if rule.draw is None:
         used = {"steps": profile.attack_steps, "eot": 1, "passes": 1}
         fn, attack = rule.fn, {"protocol": "rigorous", "output": rule.output}
@@ -354,7 +361,7 @@ def min_norm_rows(rule: Rule, data, n, eps_list, budget, profile, root, device, 
     )  # fmt: skip
     name = f"{attack['protocol'].replace('rigorous', 'ddn')}-min-norm"
     norms, success = tensors["r"][:n].norm(dim=1), tensors["success"][:n]  # (n,): test[:n]
-    rows, per_eps = [], {}
+    rows, per_eps = [], {math.inf: (~success).double()}  # unbounded: only failures survive
     for eps in eps_list:
         robust = ~success | (norms > eps)  # (n,)
         rows.append(row(rule, eps, name, 100 * float(robust.double().mean()), n, **used))
@@ -501,15 +508,18 @@ def main(argv: list[str] | None = None) -> int:
     frames, values_per_seed, transfers = [], [], []
     for seed in args.seeds:
         check = not args.no_convergence and seed == args.seeds[0]
-        curves, convergence, checks, robust, transfer = seed_curves(
+        curves, convergence, checks, masking, robust, transfer = seed_curves(
             args, seed, profile, data, root, budget, check
         )
         transfers.append(transfer.assign(seed=seed))
         markdown = report(curves, convergence, budget) + check_report(checks)
+        markdown += masking_report(masking)
         markdown += f"\nMade by `{command}` {setup}\n"
         write_seed(results, seed, curves, convergence, markdown, n)
         atomic_write(results / f"epsilon_check_seed{seed}.csv",
                      lambda tmp, checks=checks: checks.to_csv(tmp, index=False))  # fmt: skip
+        atomic_write(results / f"epsilon_masking_seed{seed}.csv",
+                     lambda tmp, masking=masking: masking.to_csv(tmp, index=False))  # fmt: skip
         frames.append(curves.assign(seed=seed))
         values = claims(robust["L2"], "L2") | claims(robust["Linf"], "Linf")
         values_per_seed.append(intervals.claim_rows(values, n))
@@ -542,6 +552,7 @@ def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, chec
         for value in values
     ]
     curves, convergence, checks, robust = [], [], [], {"L2": {}, "Linf": {}}
+    unbounded = {}  # (kind, param) -> accuracy (%) under the unbounded minimum-norm attack
     linf = [eps * X_MAX for eps in sorted(set(args.linf))]  # on the /126 scale
     checked_eps = {e if e in eps_list else e * X_MAX for e in args.check_eps or ()}
     total = len(models) * (len(eps_list) + len(linf) + 1) + len(points)
@@ -556,6 +567,7 @@ def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, chec
                 rule, data, n, eps_list, budget, profile, root, args.device, tqdm.write
             )
             curves += rows
+            unbounded[rule.key] = 100 * float(min_norm.pop(math.inf).mean())
             bar.update(1)
             for norm, grid in (("L2", eps_list), ("Linf", linf)):
                 robust[norm][rule.kind, rule.param] = {}
@@ -575,8 +587,59 @@ def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, chec
             point = row(rule, CONVERGENCE_EPS, "pgd", acc, n, **attack)
             convergence.append(point | {"varied": name, "value": value})
             bar.update(1)
-    frames = (pd.DataFrame(rows) for rows in (curves, convergence, checks))
-    return *frames, robust, transfer
+    curves, convergence, checks = (pd.DataFrame(r) for r in (curves, convergence, checks))
+    masking = masking_checks(curves, checks, unbounded)
+    return curves, convergence, checks, masking, robust, transfer
+
+
+def masking_checks(curves: pd.DataFrame, checks: pd.DataFrame, unbounded: dict) -> pd.DataFrame:
+    """The gradient-masking checks of Carlini et al. (2019, Section 5), per model and norm:
+    the unbounded attack reaches 0% accuracy; the worst case never rises with eps; the
+    attack on the model itself beats transfer from its mean-weights net; twice the budget
+    lowers the worst case by at most 0.5 points. ``passes``: all that apply hold (a
+    stochastic rule's verdicts are draws, so a rise up to 1 point counts as flat)."""
+    rows = []
+    for (model, kind, param, norm), part in curves.groupby(
+        ["model", "kind", "param", "norm"], sort=False
+    ):
+        worst = part[part["attack"] == WORST].sort_values("eps_126")
+        if worst.empty:
+            continue
+        noise = 0.0 if part["passes"].max() <= 1 else 1.0  # points a fresh verdict may move
+        rise = float(worst["acc"].diff().max()) if len(worst) > 1 else 0.0
+        transfer = part[part["attack"] == TRANSFER].set_index("eps_126")["acc"]
+        own = part[part["attack"].str.startswith(("pgd", "apgd"))].groupby("eps_126")["acc"]
+        gap = (own.min() - transfer).dropna()  # the best white-box attack minus transfer
+        done = checks.iloc[:0] if checks.empty else checks[checks["model"].eq(model)]
+        done = done[done["norm"] == norm] if len(done) else done
+        row = {
+            "model": model, "kind": kind, "param": param, "norm": norm,
+            "acc_unbounded": unbounded.get((kind, param), math.nan) if norm == "L2" else math.nan,
+            "max_rise_with_eps": rise,
+            "whitebox_minus_transfer": float(gap.max()) if len(gap) else math.nan,
+            "drop_2x": float(done["drop"].max()) if len(done) else math.nan,
+        }  # fmt: skip
+        tests = [row["max_rise_with_eps"] <= noise]
+        tests += [row["acc_unbounded"] == 0] if norm == "L2" else []
+        tests += [row["whitebox_minus_transfer"] <= noise] if len(gap) else []
+        tests += [row["drop_2x"] <= 0.5] if len(done) else []
+        rows.append(row | {"passes": all(tests)})
+    return pd.DataFrame(rows)
+
+
+def masking_report(masking: pd.DataFrame) -> str:
+    """The gradient-masking checks in one paragraph and a table of the models that fail."""
+    if masking.empty:
+        return ""
+    failed = masking[~masking["passes"]]
+    return (
+        f"\nGradient-masking checks (Carlini et al. 2019; epsilon_masking_seed<S>.csv): "
+        f"{int(masking['passes'].sum())} of {len(masking)} (model, norm) pairs pass all that "
+        "apply (the unbounded minimum-norm attack reaches 0%; the worst case never rises with "
+        "eps; the model's own attack beats transfer from its mean-weights net; twice the "
+        "budget lowers it by at most 0.5 points)."
+        + ("\n\n" + failed.to_markdown(index=False, floatfmt=".1f") + "\n" if len(failed) else "\n")
+    )
 
 
 def ensemble_point(
@@ -609,12 +672,17 @@ def ensemble_point(
             rule, x, y, eps, norm, loss, apgd, root, tqdm.write
         )
         rows.append(row(rule, eps, f"apgd-{loss}", acc, n, norm, **apgd))
+    if rule.mean is not None:
+        acc, *members[TRANSFER] = mean_transfer(rule, x, y, eps, attack, apgd, root)
+        rows.append(row(rule, eps, TRANSFER, acc, n, **(attack | {"norm": norm})))
     worst = _rejudged(rule, x, y, list(members.values()), apgd["passes"], apgd["seed"] + 1)
     acc = 100 * float(worst.mean())
     rows.append(row(rule, eps, WORST, acc, n, norm, members=len(members)))
     if not check:
         return rows, worst, None
-    fixed = {k: float(v[0].double().mean()) for k, v in members.items() if k != "min-norm"}
+    fixed = {  # the fixed-budget attacks on the rule itself
+        k: float(v[0].double().mean()) for k, v in members.items() if k.startswith(("pgd", "apgd"))
+    }
     strongest = min(fixed, key=fixed.get)
     if strongest == "pgd":
         double = attack | {
@@ -634,6 +702,20 @@ def ensemble_point(
     check |= {"acc_2x": 100 * float(again[0].double().mean()), "worst_with_2x": with_double,
               "drop": acc - with_double}  # fmt: skip
     return rows, worst, check
+
+
+def mean_transfer(rule: Rule, x, y, eps: float, attack: dict, apgd: dict, root: Path) -> tuple:
+    """PGD on the rule's mean-weights net (:attr:`Rule.mean`) with ``attack``'s steps and
+    restarts, its perturbations judged on the rule's own fresh draws: (acc %, (n,) robust,
+    (n, D) r)."""
+    source = Rule(
+        f"{rule.name}_mean", "bnn-mu", rule.param, rule.mean, "logits", 0,
+        {"rule": rule.fingerprint, "weights": "posterior mean"},
+    )  # fmt: skip
+    settings = attack | {"eot": 1, "passes": 1, "output": "logits"}
+    _, _, r = pgd_accuracy(source, x, y, eps, settings, root, tqdm.write, True)
+    robust = _rejudged(rule, x, y, [(torch.zeros(len(x)), r)], apgd["passes"], apgd["seed"] + 3)
+    return 100 * float(robust.mean()), robust, r
 
 
 def _pick(members: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -54,7 +54,16 @@ def test_quick_writes_every_model_at_every_eps(quick):
         ("L2", "apgd-dlr-targeted"): det * eps,
         **{("Linf", a): MODELS * linf for a in ("pgd", "apgd-ce", "apgd-dlr", ec.WORST)},
         ("Linf", "apgd-dlr-targeted"): det * linf,
+        ("L2", ec.TRANSFER): (MODELS - det) * eps,  # from a stochastic rule's mean weights
+        ("Linf", ec.TRANSFER): (MODELS - det) * linf,
     }
+    masking = pd.read_csv(folder / "res" / "epsilon_masking_seed0.csv")
+    assert len(masking) == 2 * MODELS and set(masking["norm"]) == {"L2", "Linf"}
+    l2 = masking[masking["norm"] == "L2"]
+    assert l2["acc_unbounded"].between(0, 100).all() and masking["passes"].dtype == bool
+    # the unbounded DDN attack flips every test image of a plain net (no masking there)
+    assert (l2.loc[l2["kind"].isin(["plain", "plain-matched"]), "acc_unbounded"] == 0).all()
+    assert "Gradient-masking checks" in (folder / "res" / "epsilon_curves_seed0.md").read_text()
     # the doubled-budget check (--quick: at CONVERGENCE_EPS): a worst case never raised by it
     checks = pd.read_csv(folder / "res" / "epsilon_check_seed0.csv")
     assert len(checks) == MODELS and checks["eps_126"].eq(ec.CONVERGENCE_EPS).all()
@@ -226,3 +235,37 @@ def test_untrained_models_are_not_trained_silently(tmp_path):
     with pytest.raises(SystemExit, match="runs/reproduce.py --profile quick --seeds 3"):
         ec.main(["--profile", "quick", "--seeds", "3", "--root", str(tmp_path)])
     assert not any(tmp_path.rglob("meta.json"))
+
+
+def test_masking_checks_fail_where_accuracy_rises_or_transfer_wins():
+    """Known answers: a model whose worst case rises with eps, or that transfer beats, or
+    that the unbounded attack leaves above 0, fails; a clean one passes."""
+
+    def curve(model, accs, transfer=None, passes=1):
+        rows = [
+            {
+                "model": model,
+                "kind": "plain",
+                "param": 0.0,
+                "norm": "L2",
+                "eps_126": e,
+                "attack": ec.WORST,
+                "acc": a,
+                "passes": passes,
+            }
+            for e, a in zip((1, 2), accs)
+        ]
+        rows += [dict(r, attack="pgd") for r in rows]
+        if transfer is not None:
+            rows += [dict(r, attack=ec.TRANSFER, acc=transfer) for r in rows[:2]]
+        return rows  # fmt: skip
+
+    curves = pd.DataFrame(
+        curve("ok", (50, 20), transfer=60) + curve("rises", (20, 50)) + curve("tr", (50, 40), 30)
+    ).assign(kind=lambda f: f["model"])
+    masking = ec.masking_checks(curves, pd.DataFrame(), {("ok", 0.0): 0.0, ("rises", 0.0): 0.0,
+                                                         ("tr", 0.0): 5.0})  # fmt: skip
+    got = masking.set_index("model")
+    assert got.loc["ok", "passes"] and not got.loc["rises", "passes"]
+    assert not got.loc["tr", "passes"] and got.loc["tr", "whitebox_minus_transfer"] == 20
+    assert got.loc["rises", "max_rise_with_eps"] == 30
