@@ -33,9 +33,9 @@ from pyro_bnn.artifacts import load_artifact
 from pyro_bnn.attacks import min_norm_attack
 from pyro_bnn.data import X_MAX
 from pyro_bnn.nets import MLP
-from runs.machine import describe
-from runs.naming import baseline_name
-from runs.paper import LAMBDAS, SOURCE_ARCHS
+from runs.study.machine import describe
+from runs.study.naming import baseline_name
+from runs.study.paper import LAMBDAS, SOURCE_ARCHS
 
 
 def exact_boxed_minimum(weight, bias, x, y, iters: int = 40) -> torch.Tensor:

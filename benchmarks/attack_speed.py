@@ -29,10 +29,10 @@ from refs import library_at
 
 from pyro_bnn.data import load_mnist
 from pyro_bnn.nets import MLP
-from runs.args import device
-from runs.attack_sets import get_protocol
-from runs.machine import describe
-from runs.paper import SOURCE_ARCHS
+from runs.study.args import device
+from runs.study.attack_sets import get_protocol
+from runs.study.machine import describe
+from runs.study.paper import SOURCE_ARCHS
 
 
 class TimedModel:

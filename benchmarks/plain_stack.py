@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from pyro_bnn import MLP
 from pyro_bnn.nets import parse_arch
-from runs.machine import describe
+from runs.study.machine import describe
 
 
 def main(argv=None) -> float:

@@ -34,8 +34,8 @@ from pyro_bnn import MLP, load_mnist
 from pyro_bnn.bnn import local_params
 from pyro_bnn.predict import predictive_probs, sample_weights
 from pyro_bnn.stack import stack_loss
-from runs.args import device as device_arg
-from runs.machine import describe
+from runs.study.args import device as device_arg
+from runs.study.machine import describe
 
 
 def timed(fn, n: int, device: torch.device = torch.device("cpu")) -> float:

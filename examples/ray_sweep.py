@@ -1,5 +1,5 @@
 """A sweep of BNN settings on Ray: one task per setting, on a Ray instance started on this
-machine or on a cluster, through the study's executor (``runs/executors.py``).
+machine or on a cluster, through the study's executor (``runs/study/executors.py``).
 
     python examples/ray_sweep.py                      # 50k images, 20 epochs, 8 settings
     python examples/ray_sweep.py --quick              # 2,000 images, 3 epochs, 4 settings
@@ -37,7 +37,7 @@ from pyro_bnn import (
     make_guide,
     make_prior,
 )
-from runs.executors import make_executor
+from runs.study.executors import make_executor
 
 PRIORS = {
     "scale-mixture": {},  # the paper's: 0.5 N(0, e^-2) + 0.5 N(0, e^-14)

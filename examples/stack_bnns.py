@@ -19,7 +19,7 @@ The stack here is six FC-100-100-10 BNNs with the paper's prior and guide:
 - rho_init -3 with sigma held and no KL term (``kl_weights=0``): a net trained with fixed
   weight noise by the likelihood alone.
 
-The last two are the study's training controls (``runs/zoo.py``): they take one part of
+The last two are the study's training controls (``runs/study/zoo.py``): they take one part of
 BNN training away at a time.
 
 The table gives each model's mean posterior sigma after training, its kept epoch and its

@@ -34,15 +34,16 @@ import torch  # noqa: E402
 
 from pyro_bnn import load_bnn, load_mnist  # noqa: E402
 from pyro_bnn.artifacts import atomic_write  # noqa: E402
-from runs import bnn_curves, paper, tables  # noqa: E402
-from runs.args import Parser, device, exit_timed, positive_int  # noqa: E402
-from runs.attack_sets import attack_set  # noqa: E402
-from runs.config import PLAIN  # noqa: E402
-from runs.machine import describe  # noqa: E402
-from runs.pipeline import on_device  # noqa: E402
-from runs.plots import save_png  # noqa: E402
-from runs.sources import train_sources  # noqa: E402
-from runs.zoo import train_baseline  # noqa: E402
+from runs import bnn_curves  # noqa: E402
+from runs.study import paper, tables  # noqa: E402
+from runs.study.args import Parser, device, exit_timed, positive_int  # noqa: E402
+from runs.study.attack_sets import attack_set  # noqa: E402
+from runs.study.config import PLAIN  # noqa: E402
+from runs.study.machine import describe  # noqa: E402
+from runs.study.pipeline import on_device  # noqa: E402
+from runs.study.plots import save_png  # noqa: E402
+from runs.study.sources import train_sources  # noqa: E402
+from runs.study.zoo import train_baseline  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BNN_MULT, PLAIN_MULT = 1.5, 3.0  # the authors' code (AUTHORS_CODE.md, Transfer evaluation)

@@ -21,7 +21,7 @@ Writes to --results (default runs/results/curves/):
   standard deviation and range of test accuracy over seeds).
 The fitted guides go to --root (best-validation and last epoch, via pyro_bnn.save_bnn).
 The best-validation BNNs are also saved as the study's BNN artifacts under --export
-(default runs/artifacts/full, runs/zoo.py): fit_stack with the same seeds and settings is
+(default runs/artifacts/full, runs/study/zoo.py): fit_stack with the same seeds and settings is
 what train_bnns runs, so `reproduce.py --profile full` loads them instead of training
 them again (tests/test_runs.py checks that the two give the same nets).
 A killed run resumes from its checkpoints and from the rows already written.
@@ -54,12 +54,12 @@ from pyro_bnn import (  # noqa: E402
 from pyro_bnn.artifacts import atomic_write, cached  # noqa: E402
 from pyro_bnn.predict import single_sample_fn  # noqa: E402
 from pyro_bnn.stack import fit_stack  # noqa: E402
-from runs import paper  # noqa: E402
-from runs.args import Parser, device, positive_int  # noqa: E402
-from runs.config import BNN  # noqa: E402
-from runs.machine import describe  # noqa: E402
-from runs.plots import save_png  # noqa: E402
-from runs.zoo import bnn_artifact  # noqa: E402
+from runs.study import paper  # noqa: E402
+from runs.study.args import Parser, device, positive_int  # noqa: E402
+from runs.study.config import BNN  # noqa: E402
+from runs.study.machine import describe  # noqa: E402
+from runs.study.plots import save_png  # noqa: E402
+from runs.study.zoo import bnn_artifact  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PATIENCE = 5  # the paper text's rule
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def export(guide, summary: dict, curve: pd.DataFrame, rho: float, data, train, args) -> None:
-    """Save a best-validation BNN as the study's artifact (runs/zoo.py's format and config)
+    """Save a best-validation BNN as the study's artifact (runs/study/zoo.py's format and config)
     under --export, with its history rebuilt from the curve (one row per epoch)."""
     history = curve.reset_index()[["epoch", "elbo", "nll", "kl", "val_acc"]]
     history = history.assign(val_acc=history["val_acc"] / 100).to_dict("records")

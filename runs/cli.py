@@ -5,8 +5,8 @@
     pyro-bnn train-sources
     pyro-bnn attack --protocol rigorous|paper [--steps N] [--examples N]
 
-Each subcommand is a thin layer over :mod:`runs.zoo`, :mod:`runs.sources` and
-:mod:`runs.attack_sets`; every net and attack set is an artifact under --root, reused on a
+Each subcommand is a thin layer over :mod:`runs.study.zoo`, :mod:`runs.study.sources` and
+:mod:`runs.study.attack_sets`; every net and attack set is an artifact under --root, reused on a
 rerun with the same settings (and the command says so).
 """
 
@@ -24,12 +24,12 @@ from pyro_bnn.evaluate import as_probs, evaluate
 from pyro_bnn.guides import DEFAULT_RHO_INIT
 from pyro_bnn.predict import single_sample_fn
 
-from . import paper
-from .args import Parser, device, positive_int
-from .attack_sets import attack_config
-from .config import BNN, PLAIN, TrainConfig
-from .sources import attack_sources, source_table, train_sources
-from .zoo import train_baseline, train_bnn
+from .study import paper
+from .study.args import Parser, device, positive_int
+from .study.attack_sets import attack_config
+from .study.config import BNN, PLAIN, TrainConfig
+from .study.sources import attack_sources, source_table, train_sources
+from .study.zoo import train_baseline, train_bnn
 
 __all__ = ["build_parser", "main"]
 

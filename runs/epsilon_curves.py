@@ -1,7 +1,7 @@
 """White-box robust accuracy against the budget eps, in L2 and in L-inf: every
 FC-100-100-10 model of each seed, each attacked as the decision rule it uses, scored as the
 per-example worst case over an ensemble of attacks, and the headline claims as paired
-differences with intervals over seeds and images (runs.intervals).
+differences with intervals over seeds and images (runs.study.intervals).
 
     python runs/epsilon_curves.py --profile full --seeds 0 1 2     # first 1000 test images
     python runs/epsilon_curves.py --profile full --n 300 --eps 0.5 1 1.5 2 3 --seeds 1
@@ -12,7 +12,7 @@ The rules: the single-sample BNN of every rho_init (one fresh weight draw per ca
 mean-probability ensembles of N = 10 and 100 samples of Table 3's BNN; Table 4's BNN pruned
 by 75% (both SNR rankings), as a 100-sample ensemble; the controls that isolate weight
 sampling (the posterior mean of each control rho_init's BNN, and its fixed-sigma and
-noise-only twins, runs.zoo.CONTROLS); the four plain nets, and the four trained as the
+noise-only twins, runs.study.zoo.CONTROLS); the four plain nets, and the four trained as the
 BNNs are; the plain-net ensemble control (the pool's mean probabilities); and the reference
 defence, the lambda 0 net adversarially trained on L2 PGD examples (ADVERSARY; Madry et al.
 2018), trained here on first use.
@@ -20,9 +20,10 @@ defence, the lambda 0 net adversarially trained on L2 PGD examples (ADVERSARY; M
 The ensemble, at every eps, on the first --n test images, each judged on fresh draws:
 - L2 (--eps, /126 scale): PGD (pyro_bnn.attacks.pgd_attack, margin loss, step 2.5 eps /
   steps); APGD-CE and APGD-DLR (pyro_bnn.attacks.apgd, torchattacks' step schedule), and
-  APGD-T on the deterministic rules; the minimum-norm attack of runs/attack_sets.py (EOT for the
-  stochastic rules, DDN for the others; the profile's white-box steps), read at eps: an
-  example is robust when its r is longer than eps or the attack failed;
+  APGD-T on the deterministic rules; the minimum-norm attack of runs/study/attack_sets.py
+  (EOT for the stochastic rules, DDN for the others; the profile's white-box steps), read
+  at eps: an example is robust when its r is longer than eps or the attack failed;
+  transfer: PGD on a stochastic rule's mean-weights net, judged on the rule;
 - L-inf (--linf, on [0, 1] pixels): PGD (sign steps), APGD-CE, APGD-DLR, and APGD-T on the
   deterministic rules.
 The committed figure ('worst') is, per example, the lowest fraction of fresh draws still
@@ -75,8 +76,8 @@ from pyro_bnn.data import X_MAX  # noqa: E402
 from pyro_bnn.evaluate import accuracy, as_probs, run_probs  # noqa: E402
 from pyro_bnn.predict import posterior_mean, sampler  # noqa: E402
 from pyro_bnn.pruning import SCOPES, prune  # noqa: E402
-from runs import intervals, paper, pipeline, tables  # noqa: E402
-from runs.args import (  # noqa: E402
+from runs.study import intervals, paper, pipeline, tables  # noqa: E402
+from runs.study.args import (  # noqa: E402
     Parser,
     add_attack_targets,
     device,
@@ -84,15 +85,15 @@ from runs.args import (  # noqa: E402
     positive_float,
     positive_int,
 )
-from runs.attack_sets import attack_set  # noqa: E402
-from runs.config import PLAIN  # noqa: E402
-from runs.machine import describe  # noqa: E402
-from runs.naming import artifact_path, baseline_name, bnn_name, without_seed  # noqa: E402
-from runs.pipeline import SeedResult, load_zoo  # noqa: E402
-from runs.plots import save_png  # noqa: E402
-from runs.profiles import PROFILES, get_profile  # noqa: E402
-from runs.training import job_label, load_data, run_job, training_jobs  # noqa: E402
-from runs.zoo import train_baseline  # noqa: E402
+from runs.study.attack_sets import attack_set  # noqa: E402
+from runs.study.config import PLAIN  # noqa: E402
+from runs.study.machine import describe  # noqa: E402
+from runs.study.naming import artifact_path, baseline_name, bnn_name, without_seed  # noqa: E402
+from runs.study.pipeline import SeedResult, load_zoo  # noqa: E402
+from runs.study.plots import save_png  # noqa: E402
+from runs.study.profiles import PROFILES, get_profile  # noqa: E402
+from runs.study.training import job_label, load_data, run_job, training_jobs  # noqa: E402
+from runs.study.zoo import train_baseline  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EPS_GRID = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)  # L2 budgets, /126 scale
@@ -133,7 +134,7 @@ class Rule:
     """One model as the decision rule it uses.
 
     name: artifact name; kind: 'bnn', 'bnn-mean<N>', 'bnn-pruned<rate>-<scope>', 'bnn-mu'
-    (the posterior mean), a training control of runs.zoo.CONTROLS, 'plain',
+    (the posterior mean), a training control of runs.study.zoo.CONTROLS, 'plain',
     'plain-matched', 'plain-ensemble' or 'plain-adv'; param: rho_init, lambda, the pool's
     size, or the adversarial training's eps; samples: weight samples per call (0:
     deterministic); draw: (x, k) -> (k, B, C) for a stochastic rule,
@@ -342,7 +343,7 @@ def apgd_accuracy(
 def min_norm_rows(rule: Rule, data, n, eps_list, budget, profile, root, device, log) -> tuple:
     """The minimum-norm attack of ``rule`` (an attack set: EOT for a stochastic rule, DDN
     otherwise) read as robust accuracy (%) at each eps on the first n test images: failed,
-    or r longer than eps. The study's white-box sets (runs.pipeline.whitebox_sets) are
+    or r longer than eps. The study's white-box sets (runs.study.pipeline.whitebox_sets) are
     reused: for those models the set covers max(n, eot_examples) images. Returns the rows and
     eps -> ((n,) robust per example, 0 or 1; (n, D) r where it is within eps, else 0), and
     at eps = inf the (n,) examples the attack failed on."""
@@ -378,7 +379,7 @@ def claims(robust: dict, norm: str = "L2") -> dict[str, list[tuple]]:
     :param robust: (kind, param) -> {eps: (n,) fraction of fresh draws still correct}.
     The best BNN (single sample) and the best plain net are picked at each eps by their
     robust accuracy there on the images of even index; the claims that pick are scored on
-    the odd ones (runs.intervals: no winner's curse), the others on all n.
+    the odd ones (runs.study.intervals: no winner's curse), the others on all n.
     """
     n = len(next(iter(next(iter(robust.values())).values())))
     picks, scores = torch.arange(0, n, 2), torch.arange(1, n, 2)
@@ -532,7 +533,7 @@ def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, chec
     """One seed's curves, (if check) convergence check and the doubled-budget check of
     :func:`ensemble_point` as DataFrames (CSV rows), its worst case per example, norm ->
     (kind, param) -> {eps: (n,)}, and the reference defence under transfer
-    (runs.tables.transfer_sweep on the rigorous sets of the 12 source nets)."""
+    (runs.study.tables.transfer_sweep on the rigorous sets of the 12 source nets)."""
     n, eps_list = args.n or profile.eot_examples, sorted(set(args.eps))
     zoo, prints = load_zoo(profile, data, root, seed, True, SeedResult(), args.device)
     adv = adversarial_net(profile, data, root, seed, args.device, not args.no_progress)

@@ -6,7 +6,7 @@
     python runs/reproduce.py --profile full --seeds 0 1 2
     python runs/reproduce.py --profile full --device cuda   # on a GPU, the authors' budget
 
-Stages (:mod:`runs.pipeline`): train the 4 baselines, the 12 source nets, the 7 BNNs (and,
+Stages (:mod:`runs.study.pipeline`): train the 4 baselines, the 12 source nets, the 7 BNNs (and,
 for the rigorous protocol, a pool of plain nets); build the 12 attack sets per protocol;
 score every model through the one harness; then write CSVs, plots and the report. Every
 trained net, attack set and table is an artifact under --root/<profile>/, so a rerun
@@ -26,15 +26,15 @@ import time
 from pathlib import Path
 
 from pyro_bnn.artifacts import atomic_write
-from runs import plots, report, results
-from runs.args import Parser, add_attack_targets, device, positive_int
-from runs.claims import claims_over_seeds
-from runs.executors import EXECUTORS, make_executor
-from runs.machine import describe
-from runs.pipeline import Stages, run_seed
-from runs.profiles import PROFILES, get_profile
-from runs.protocols import PROTOCOL_RULES
-from runs.training import load_data
+from runs.study import plots, report, results
+from runs.study.args import Parser, add_attack_targets, device, positive_int
+from runs.study.claims import claims_over_seeds
+from runs.study.executors import EXECUTORS, make_executor
+from runs.study.machine import describe
+from runs.study.pipeline import Stages, run_seed
+from runs.study.profiles import PROFILES, get_profile
+from runs.study.protocols import PROTOCOL_RULES
+from runs.study.training import load_data
 
 HERE = Path(__file__).resolve().parent
 

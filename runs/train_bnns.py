@@ -22,10 +22,10 @@ import pyro
 from pyro_bnn.data import load_mnist
 from pyro_bnn.evaluate import evaluate
 from pyro_bnn.predict import single_sample_fn
-from runs import paper
-from runs.args import Parser, device, positive_int
-from runs.config import BNN
-from runs.zoo import train_bnns
+from runs.study import paper
+from runs.study.args import Parser, device, positive_int
+from runs.study.config import BNN
+from runs.study.zoo import train_bnns
 
 
 def main(argv: list[str] | None = None) -> int:

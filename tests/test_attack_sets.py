@@ -4,8 +4,8 @@ import torch
 from pyro_bnn.attacks import distortion, min_norm_attack
 from pyro_bnn.nets import MLP
 from pyro_bnn.train import fit_torch, sgd
-from runs.attack_sets import attack_config, attack_set, get_protocol
-from runs.naming import config_hash
+from runs.study.attack_sets import attack_config, attack_set, get_protocol
+from runs.study.naming import config_hash
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from runs import epsilon_curves as ec
-from runs import intervals
-from runs.pipeline import SeedResult, load_zoo
-from runs.profiles import get_profile
-from runs.training import load_data
+from runs.study import intervals
+from runs.study.pipeline import SeedResult, load_zoo
+from runs.study.profiles import get_profile
+from runs.study.training import load_data
 from tests.test_runs import run_script
 
 MODELS = len(ec.QUICK_RULES)  # --quick attacks one rule of each kind, and what claims need

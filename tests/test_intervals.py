@@ -1,11 +1,11 @@
-"""runs/intervals.py: the per-image linearisation, the interval over seeds and images, and
+"""runs/study/intervals.py: the per-image linearisation, the interval over seeds and images, and
 its coverage of a known true difference, by simulation."""
 
 import pandas as pd
 import pytest
 import torch
 
-from runs import intervals
+from runs.study import intervals
 
 
 def test_one_full_set_linearises_to_the_standard_error_of_the_mean():

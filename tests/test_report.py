@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from runs import report
+from runs.study import report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,11 +60,11 @@ def test_no_intervals_no_verdict_section(tmp_path):
 
 
 def test_the_readme_verdict_is_its_csvs():
-    """README.md's verdict block is what runs.report makes from the committed CSVs, so a
+    """README.md's verdict block is what runs.study.report makes from the committed CSVs, so a
     number typed into it, or a CSV changed without it, fails here."""
     readme = (ROOT / "README.md").read_text()
-    found = re.search(r"python -m runs\.report --results ([\w./-]+)", readme)
-    assert found, "README.md names no `python -m runs.report --results <folder>` command"
+    found = re.search(r"python -m runs\.study\.report --results ([\w./-]+)", readme)
+    assert found, "README.md names no `python -m runs.study.report --results <folder>` command"
     start, end = report.README_MARKS
     block = readme.split(start, 1)[1].split(end, 1)[0]
     assert block == "\n" + report.readme_verdict(ROOT / found.group(1), found.group(1)) + "\n"

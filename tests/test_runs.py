@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from pyro_bnn import load_mnist
-from runs import paper
-from runs.config import BNN
-from runs.pipeline import table_config
-from runs.profiles import PROFILES, get_profile
 from runs.reproduce import main as reproduce
-from runs.results import combine
-from runs.tables import TRANSFER_MULTIPLIERS, WHITEBOX_MULTIPLES
-from runs.zoo import CONTROLS, train_bnns
+from runs.study import paper
+from runs.study.config import BNN
+from runs.study.pipeline import table_config
+from runs.study.profiles import PROFILES, get_profile
+from runs.study.results import combine
+from runs.study.tables import TRANSFER_MULTIPLIERS, WHITEBOX_MULTIPLES
+from runs.study.zoo import CONTROLS, train_bnns
 from tests.conftest import SUBPROCESS_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]

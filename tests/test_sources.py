@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from runs.cli import main
-from runs.config import PLAIN
-from runs.sources import attack_sources, source_table, train_sources
+from runs.study.config import PLAIN
+from runs.study.sources import attack_sources, source_table, train_sources
 from tests.conftest import toy_mnist
 
 

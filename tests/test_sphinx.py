@@ -36,7 +36,7 @@ def test_docs_build_with_warnings_as_errors(tmp_path):
     html = tmp_path / "html"
     for page in ("index", "getting_started", "study", "api/index", "tutorials/index"):
         assert (html / f"{page}.html").stat().st_size > 1000, page
-    # the study page's tables are read from run.json and runs.profiles at build time
+    # the study page's tables are read from run.json and runs.study.profiles at build time
     study = (html / "study.html").read_text()
     assert "runs/results/" in study and "cuda_paper_steps" in study
 

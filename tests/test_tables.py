@@ -1,4 +1,4 @@
-"""runs/tables.py: the noise control's norms, the white-box accuracy curve, and the
+"""runs/study/tables.py: the noise control's norms, the white-box accuracy curve, and the
 sigma and fixed-noise controls."""
 
 import math
@@ -13,7 +13,7 @@ from pyro_bnn.data import X_MAX
 from pyro_bnn.evaluate import as_probs
 from pyro_bnn.guides import make_guide
 from pyro_bnn.nets import MLP
-from runs import tables
+from runs.study import tables
 
 
 def test_noise_at_norm_leaves_the_intended_norm_inside_the_box(small):

@@ -1,17 +1,18 @@
-"""runs.training through the executors of runs.executors: local processes and Ray tasks."""
+"""runs.study.training through the executors of runs.study.executors: local processes and
+Ray tasks."""
 
 import importlib.util
 
 import pytest
 import torch
 
-from runs import paper
-from runs.executors import LocalExecutor, job_device, make_executor
-from runs.profiles import get_profile
-from runs.protocols import source_attack_set
-from runs.sources import as_source
-from runs.training import load_data, run_job, train_all, training_jobs
-from runs.zoo import CONTROLS
+from runs.study import paper
+from runs.study.executors import LocalExecutor, job_device, make_executor
+from runs.study.profiles import get_profile
+from runs.study.protocols import source_attack_set
+from runs.study.sources import as_source
+from runs.study.training import load_data, run_job, train_all, training_jobs
+from runs.study.zoo import CONTROLS
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 
@@ -115,7 +116,7 @@ class _Recorder(LocalExecutor):
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_the_device_travels_in_every_job(tmp_path, monkeypatch, device):
-    import runs.training as training
+    import runs.study.training as training
 
     profile = get_profile("quick")
     jobs = training_jobs(profile, 0, True, device)

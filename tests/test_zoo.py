@@ -5,8 +5,8 @@ import torch
 
 from pyro_bnn.artifacts import matching_meta
 from pyro_bnn.predict import posterior_mean
-from runs.config import BNN, PLAIN
-from runs.zoo import baseline_artifact, bnn_artifact, train_baseline, train_bnn
+from runs.study.config import BNN, PLAIN
+from runs.study.zoo import baseline_artifact, bnn_artifact, train_baseline, train_bnn
 from tests.conftest import toy_mnist
 
 

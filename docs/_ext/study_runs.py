@@ -8,7 +8,7 @@ little), and the compute time per seed summed over the artifacts it needed
 (``compute_seconds``: what a run from scratch spends; worker processes overlap, so it
 exceeds wall time).
 
-``study-profiles``: the settings of each profile, from ``runs.profiles.PROFILES``.
+``study-profiles``: the settings of each profile, from ``runs.study.profiles.PROFILES``.
 
 ``script-docstring``: the docstring of a script (a path from the repository root), as a
 literal block, for scripts that are not importable modules (``benchmarks/``).
@@ -68,8 +68,8 @@ def _cell(value) -> str:
 
 
 def profile_rows() -> tuple[list[str], list[list[str]]]:
-    """(profile names, one list of cells per setting) from runs.profiles.PROFILES."""
-    from runs.profiles import PROFILES
+    """(profile names, one list of cells per setting) from runs.study.profiles.PROFILES."""
+    from runs.study.profiles import PROFILES
 
     names = list(PROFILES)
     settings = {name: PROFILES[name].as_dict() for name in names}

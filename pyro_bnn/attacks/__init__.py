@@ -15,7 +15,7 @@ default half) of the K draws get it wrong.
   ``import pyro_bnn`` does not load torchattacks;
 - :mod:`~pyro_bnn.attacks.base`: model functions, results and shared checks.
 
-``runs/attack_sets.py`` stores results as artifacts.
+``runs/study/attack_sets.py`` stores results as artifacts.
 
 >>> result = min_norm_attack(net, data.test.x, data.test.y, steps=100)
 >>> result.distortion()["distortion"]

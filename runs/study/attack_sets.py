@@ -1,6 +1,6 @@
 """Attack sets as artifacts: the perturbations one protocol finds against one model.
 
-An attack set's folder, ``<root>/attack-<protocol>/<name>_<hash>/`` (:mod:`runs.naming`),
+An attack set's folder, ``<root>/attack-<protocol>/<name>_<hash>/`` (:mod:`runs.study.naming`),
 holds tensors.pt (r, success, miss_rate, y, index) and meta.json (the full config and a
 distortion summary). A rerun with the same config reuses it, and any multiplier of r can
 be evaluated later without attacking again (:func:`pyro_bnn.attacks.perturb`).

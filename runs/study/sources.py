@@ -2,7 +2,7 @@
 
 FC-10, FC-200-200-10 and FC-1200-1200-10, each trained with the eq. 6 penalty
 lambda in {0, 1e-4, 1e-2, 1}, by the same trainer and artifacts as the plain baselines
-(:func:`runs.zoo.train_baseline` with ``kind="source"``).
+(:func:`runs.study.zoo.train_baseline` with ``kind="source"``).
 
 >>> sources = train_sources(data, root="runs/artifacts")
 >>> source_table(sources, data)
@@ -88,7 +88,7 @@ def train_sources(
 
 
 def as_source(arch: str, lam: float, seed: int, net: MLP, meta: dict) -> Source:
-    """A trained source net (:func:`runs.zoo.train_baseline`'s net and meta), frozen."""
+    """A trained source net (:func:`runs.study.zoo.train_baseline`'s net and meta), frozen."""
     net.eval().requires_grad_(False)
     return Source(baseline_name(arch, lam, seed), arch, lam, net, meta)
 
@@ -134,7 +134,7 @@ def attack_sources(
 ) -> pd.DataFrame:
     """Build (or reuse) the attack set of every source; one summary row per source.
 
-    Each set is :func:`runs.attack_sets.attack_set` under ``<root>/attack-<protocol>/``;
+    Each set is :func:`runs.study.attack_sets.attack_set` under ``<root>/attack-<protocol>/``;
     ``settings`` go to the attack.
     """
     steps = attack_config(protocol, **settings)["steps"]  # fails fast on bad settings

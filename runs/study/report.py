@@ -1,6 +1,6 @@
 """REPORT.md: the verdict per claim and threat model, every table beside the paper's
 numbers, the controls, the headline claims, the wall time and the plots, from the tables
-that :mod:`runs.results` combined (and runs/epsilon_curves.py's, when present)."""
+that :mod:`runs.study.results` combined (and runs/epsilon_curves.py's, when present)."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def _md(frame: pd.DataFrame, index: bool = True, floatfmt: str = ".2f") -> str:
 
 def load_frames(results: Path) -> dict[str, pd.DataFrame]:
     """Every CSV under ``results`` as {path relative to it, without .csv: table}, the
-    names :func:`runs.results.write_tables` wrote them under."""
+    names :func:`runs.study.results.write_tables` wrote them under."""
     return {
         csv.relative_to(results).with_suffix("").as_posix(): pd.read_csv(csv)
         for csv in sorted(Path(results).rglob("*.csv"))
@@ -306,7 +306,8 @@ def _protocol_section(frames: dict, protocol: str, prof: dict, claim_table) -> l
         lines += [
             f"**The claims as paired differences, with {100 * intervals.LEVEL:g}% intervals** "
             "(points of accuracy, per example on the same attacked images, averaged over the "
-            f"sets; {intervals.METHOD}, see runs/intervals.py; BNN single samples averaged over "
+            f"sets; {intervals.METHOD}, see runs/study/intervals.py; BNN single samples averaged "
+            "over "
             "10 draws, so the estimates differ a little from the 100-draw tables). Verdict: "
             "'holds' when the interval is above 0, 'fails' when below, else 'inconclusive':",
             "",
@@ -340,7 +341,7 @@ SIZE = re.compile(r"(?:both at|at) (x [\d.]+|(?:L2 |Linf )?eps [\d.]+)$")  # a c
 def _claim_rows(table: pd.DataFrame, threat: str, rules: dict | None) -> list[dict]:
     """An intervals table as rows (claim, threat, size, cell, verdict): each row's claim
     found by CLAIMS, its size read off its name, else the protocol's multipliers (rules:
-    runs.protocols.PROTOCOL_RULES[protocol])."""
+    runs.study.protocols.PROTOCOL_RULES[protocol])."""
     rows = []
     for r in table.itertuples():
         found = SIZE.search(r.claim)
@@ -434,10 +435,10 @@ def _verdict_section(results: Path, protocols: list[str], link: Path | str) -> l
     ]
 
 
-HERE = Path(__file__).resolve().parent
-COVERAGE = HERE / "results" / "interval_coverage.csv"  # python -m runs.intervals
+RUNS = Path(__file__).resolve().parents[1]
+COVERAGE = RUNS / "results" / "interval_coverage.csv"  # python -m runs.study.intervals
 COVERAGE_LINK = "runs/results/interval_coverage.csv"  # as README.md links it
-README_MARKS = ("<!-- verdict: made by python -m runs.report -->", "<!-- /verdict -->")
+README_MARKS = ("<!-- verdict: made by python -m runs.study.report -->", "<!-- /verdict -->")
 
 
 def readme_verdict(results: Path, link: str) -> str:
@@ -455,7 +456,7 @@ def readme_verdict(results: Path, link: str) -> str:
     coverage = (
         f"by simulation it covers a known difference in {sim['coverage'].min():.3f}-"
         f"{sim['coverage'].max():.3f} of trials at {len(seeds)} seed"
-        f"{'s' * (len(seeds) > 1)}, across the scenarios of `python -m runs.intervals`"
+        f"{'s' * (len(seeds) > 1)}, across the scenarios of `python -m runs.study.intervals`"
         if len(sim)
         else f"its coverage at {len(seeds)} seeds has not been simulated"
     )

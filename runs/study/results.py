@@ -33,7 +33,7 @@ KEYS = [  # the columns that say which cell a row is; every other numeric column
 
 def combine(per_seed: list[dict[str, pd.DataFrame]], seeds: list[int]) -> dict[str, pd.DataFrame]:
     """Mean over seeds of every numeric column; acc_seed_std is the spread across seeds.
-    The claims' per-image values instead become intervals (:func:`runs.intervals.summarise`).
+    The claims' per-image values instead become intervals (:func:`runs.study.intervals.summarise`).
 
     :param per_seed: one {table name: long-format table} per seed, in the order of seeds.
     :returns: {table name: one table}, with columns seeds, acc_seed_std and, where the

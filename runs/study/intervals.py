@@ -56,7 +56,7 @@ __all__ = [
 LEVEL = 0.95
 METHOD = "t over seeds x images"  # the interval's name in every intervals table
 SWEEP = (1.0, 1.5, 2.0, 3.0)  # multiples of r at which BNNs and baselines meet (both)
-# The parts of a BNN, each as model A minus model B (kinds of runs.tables.Zoo.prob_fns):
+# The parts of a BNN, each as model A minus model B (kinds of runs.study.tables.Zoo.prob_fns):
 CONTROL_CLAIMS = {
     "one draw against the mean weights: BNN (one sample) minus its posterior mean": (
         "bnn",
@@ -244,7 +244,7 @@ def claim_values(
     a BNN (:data:`CONTROL_CLAIMS`), at the BNNs' multiplier.
 
     :param runs: single-sample predictions averaged per example.
-    :param rules: the protocol's rules (runs.protocols.PROTOCOL_RULES): multipliers, whether
+    :param rules: the protocol's rules (runs.study.protocols.PROTOCOL_RULES): multipliers, whether
         failures count, whether x + m r is clipped to the pixel box.
     :param ensemble: weight samples in the ensemble of the second claim (Table 3's largest).
     """

@@ -57,7 +57,7 @@ def non_negative_int(text: str) -> int:
 
 
 def add_attack_targets(p: argparse.ArgumentParser) -> None:
-    """The --attack-targets option, for :func:`runs.profiles.get_profile`."""
+    """The --attack-targets option, for :func:`runs.study.profiles.get_profile`."""
     p.add_argument(
         "--attack-targets",
         type=non_negative_int,

@@ -96,7 +96,7 @@ def fingerprint(meta: dict) -> str:
 def load_zoo(
     profile: Profile, data: MNIST, root: Path, seed: int, need_pool: bool, out, device="cpu"
 ):
-    """The trained nets of one seed (trained before by :func:`runs.training.train_all`) on
+    """The trained nets of one seed (trained before by :func:`runs.study.training.train_all`) on
     ``device``, and their fingerprints."""
     plain = replace(PLAIN, max_epochs=profile.plain_epochs)
     arch = paper.TABLE1_ARCH
@@ -209,7 +209,7 @@ def whitebox_sets(profile: Profile, zoo, prints: dict, data, root, progress, dev
             else ensemble_fn(bnn, guide, ens, runs=max(1, profile.runs // ens))
         )
         kind = "bnn" if ens == 1 else f"bnn-mean{ens}"
-        # in tables the seed ends the name, so that seeds pool (runs.naming.without_seed)
+        # in tables the seed ends the name, so that seeds pool (runs.study.naming.without_seed)
         label = name if ens == 1 else f"{paper.TABLE1_ARCH}_rho{rho:g}_mean{ens}_seed{zoo.seed}"
         attacked = tables.AttackSet(
             SimpleNamespace(name=label), on_device(tensors, device), meta, "test"
@@ -240,7 +240,8 @@ def whitebox_sets(profile: Profile, zoo, prints: dict, data, root, progress, dev
 
 def whitebox_rows(wb_sets: list, data, n: int) -> pd.DataFrame:
     """Each white-box set's model scored at every multiple of its own r on the examples its
-    attack succeeded on (:func:`runs.tables.whitebox_curve`), on the first ``n`` test images."""
+    attack succeeded on (:func:`runs.study.tables.whitebox_curve`), on the first ``n`` test
+    images."""
     x = data.test.x[:n]
     rows = []
     for kind, attack, param, attacked, fn in wb_sets:

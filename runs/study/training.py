@@ -7,8 +7,8 @@ and the device it trains on ('cpu' or 'cuda'; on a GPU every worker shares it), 
 source the protocols whose attack sets it builds once trained. The device is not part of
 any artifact's config, so a net trained on a GPU is reused by a run on the CPU and the
 other way round. :func:`train_all` trains what is not done yet, longest first, through an
-executor of :mod:`runs.executors` (local worker processes or Ray tasks, one torch thread
-each); :func:`run_job` trains (or loads) one job through :mod:`runs.zoo`, and
+executor of :mod:`runs.study.executors` (local worker processes or Ray tasks, one torch thread
+each); :func:`run_job` trains (or loads) one job through :mod:`runs.study.zoo`, and
 :func:`train_job` adds a source's attack sets, so that in a worker they overlap the BNN
 stack's training.
 """
@@ -130,7 +130,7 @@ def run_job(
     device, or load it; with check_only, say whether it is done.
 
     :param compile: fuse the BNN stack's weight draw with ``torch.compile``.
-    :returns: what :func:`runs.zoo.train_bnns` or :func:`runs.zoo.train_baseline`
+    :returns: what :func:`runs.study.zoo.train_bnns` or :func:`runs.study.zoo.train_baseline`
         returns, or with check_only a bool.
     """
     device = job.get("device", "cpu")
@@ -196,7 +196,7 @@ def train_all(
     """Train what is not done yet, in the order given: through ``executor``'s workers, or
     in-process when there is one job or the executor asks for it (one local worker).
 
-    :param executor: from :func:`runs.executors.make_executor`.
+    :param executor: from :func:`runs.study.executors.make_executor`.
     """
     todo = [job for job in jobs if not run_job(job, data, root, False, check_only=True)]
     nets = sum(len(job.get("rhos", [0])) for job in jobs)  # a BNN job trains a stack

@@ -40,7 +40,7 @@ def source_attack_set(
     log: Callable[[str], None] | None = None,
 ) -> tuple[dict, dict]:
     """The attack set of one source net under ``protocol`` with ``profile``'s budget, on
-    ``device`` (:func:`runs.attack_sets.attack_set`: built, or reused)."""
+    ``device`` (:func:`runs.study.attack_sets.attack_set`: built, or reused)."""
     paper = protocol == "paper"
     return attack_set(
         src.name,

@@ -32,8 +32,8 @@ from . import paper
 @dataclass
 class Zoo:
     """Everything trained for one seed. bnns: rho -> (model, guide); plains: lam -> MLP;
-    controls: (control, rho) -> (model, guide) (runs.zoo.CONTROLS); matched: lam -> MLP
-    trained as the BNNs are (runs.training.matched)."""
+    controls: (control, rho) -> (model, guide) (runs.study.zoo.CONTROLS); matched: lam -> MLP
+    trained as the BNNs are (runs.study.training.matched)."""
 
     seed: int
     bnns: dict

@@ -15,7 +15,7 @@ class Profile:
     """Everything that sets the size of a reproduction run.
 
     n_train / n_eval: train examples and val/test examples used (None: all of MNIST).
-    *_epochs: the max-epoch caps (early stopping still applies, see runs.config).
+    *_epochs: the max-epoch caps (early stopping still applies, see runs.study.config).
     runs: single-sample runs per BNN accuracy (the paper's 100).
     attack_* / paper_* / eot_*: steps and examples of the rigorous, paper-variant and
     white-box EOT attacks; None examples means the whole split. attack_targets: the
@@ -23,8 +23,8 @@ class Profile:
     its tail of perturbations above the minimum; the quick profile runs them so that CI
     covers them.
     pool: plain FC-100-100-10 nets (seeds 1..pool) for the ensemble control of Table 3.
-    control_rhos: the rho_init of the training controls (runs.zoo.CONTROLS), each trained
-    for bnn_epochs as the BNNs are; the plain nets are also trained so (runs.training).
+    control_rhos: the rho_init of the training controls (runs.study.zoo.CONTROLS), each trained
+    for bnn_epochs as the BNNs are; the plain nets are also trained so (runs.study.training).
     compile: fuse the BNN stack's weight draw with torch.compile (pays off in long runs).
     cuda_paper_steps: the paper-variant attack's steps per target when the run is on a CUDA
     GPU (None: paper_steps on every device); :meth:`on_device` applies it.

@@ -1,7 +1,7 @@
 """The model zoo: every trained net of the study as a named artifact, trained on first use
 and loaded afterwards.
 
-An artifact's folder (:mod:`runs.naming`) holds the state dict and meta.json; training
+An artifact's folder (:mod:`runs.study.naming`) holds the state dict and meta.json; training
 checkpoints there every epoch, so a killed run resumes. A rerun with the same config loads
 the net and, given ``log=print``, says so; a changed setting trains into a folder of its
 own. :func:`baseline_artifact` and :func:`bnn_artifact` give (path, config) without
@@ -207,7 +207,7 @@ def train_bnns(
     :param rho_inits: the guides' initial rho; the paper sweeps -30 ... -1.5.
     :param prior: a prior name (:func:`pyro_bnn.priors.make_prior`) and its kwargs.
     :param guide: a guide name (:func:`pyro_bnn.guides.make_guide`).
-    :param train: the training settings (default: the study's, :data:`runs.config.BNN`).
+    :param train: the training settings (default: the study's, :data:`runs.study.config.BNN`).
     :param compile: fuse the stack's weight draw with ``torch.compile``.
     :param log: gets one line per BNN saying whether it was reused or trained, and where.
     :param control: a key of :data:`CONTROLS`: train each as that control instead (stacked
