@@ -8,10 +8,20 @@ drop in through :func:`make_guide` or any ``builder(model) -> guide``::
 
     guide = make_guide("softplus-normal", bnn, rho_init=-3.0)
     guide = make_guide(functools.partial(AutoNormal, init_scale=0.05), bnn)
+
+Where mu starts (:func:`default_init`): with the paper's prior, a :class:`ScaleMixtureNormal`
+on every weight, at the authors' truncated normal from that prior
+(:func:`init_to_truncated_normal`), so the study trains the paper's nets; with any other
+prior at a fresh draw of the net's own torch initialisation (:func:`init_to_net_init`),
+which does not depend on how wide the prior is. From a N(0, 1) prior a layer with 50
+inputs would start 12 times wider than torch starts it, and a 10-50-2 regression net's
+first-epoch NLL would be ~10^6 per datapoint. A likelihood's own latents, such as a
+learned noise scale, start at their prior's mean.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import math
@@ -36,6 +46,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from .bnn import BNN
+from .priors import ScaleMixtureNormal
 
 __all__ = [
     "DEFAULT_RHO_INIT",
@@ -43,7 +54,9 @@ __all__ = [
     "AutoSoftplusNormal",
     "SoftplusNormal",
     "check_rho_init",
+    "default_init",
     "init_to_net",
+    "init_to_net_init",
     "init_to_truncated_normal",
     "make_guide",
 ]
@@ -70,7 +83,9 @@ def check_rho_init(rho_init: float) -> float:
 def init_to_truncated_normal(site: dict) -> torch.Tensor:
     """Initial value mean + std * z, z ~ N(0, 1) truncated to [-2, 2], from the site's prior.
 
-    This is Keras' ``TruncatedNormal(mean, stddev)``, which the authors used for mu.
+    This is Keras' ``TruncatedNormal(mean, stddev)``, which the authors used for mu with
+    the paper's scale-mixture prior, and the default for that prior (:func:`default_init`).
+    Its spread is the prior's: a wide prior starts the guide wide.
 
     :param site: a Pyro sample site (its ``"fn"`` is the prior).
 
@@ -91,6 +106,94 @@ def init_to_truncated_normal(site: dict) -> torch.Tensor:
         )
     z = nn.init.trunc_normal_(torch.empty(fn.shape()), 0.0, 1.0, -2.0, 2.0)
     return (mean + std * z.to(mean.device)).detach()
+
+
+def _init_to_prior_mean(site: dict) -> torch.Tensor:
+    """The prior's mean where it is finite (a learned noise scale starts at its prior's
+    median), else the truncated normal."""
+    fn = site["fn"]
+    mean = fn.mean
+    if _is_real(fn.support) and bool(torch.isfinite(mean).all()):
+        return mean.expand(fn.shape()).detach().clone()
+    return init_to_truncated_normal(site)
+
+
+def _reset(module: nn.Module) -> None:
+    """Re-initialise ``module`` as torch built it: the outermost modules with a
+    ``reset_parameters`` method run it (a module's own init, e.g. :class:`~pyro_bnn.nets.MLP`'s
+    Glorot weights and zero biases, wins over its layers'); parameters no such method
+    covers keep their values."""
+    reset = getattr(module, "reset_parameters", None)
+    if callable(reset):
+        reset()
+        return
+    for child in module.children():
+        _reset(child)
+
+
+def init_to_net_init(model: BNN) -> Callable[[dict], torch.Tensor]:
+    """An ``init_loc_fn`` that starts the guide's means where torch starts the net: a fresh
+    draw of the net's own initialisation (each module's ``reset_parameters``, e.g. Kaiming
+    uniform for ``nn.Linear``), from torch's RNG, so the fit's seed picks it. It does not
+    depend on the prior: N(0, 1) and N(0, 0.1) priors start at the same means. Other
+    latent sites (a likelihood's learned noise scale) start at their prior's mean. The
+    default for every prior but the paper's (:func:`default_init`).
+
+    :param model: the :class:`~pyro_bnn.bnn.BNN` whose guide is being made.
+
+    >>> guide = make_guide("softplus-normal", bnn, init_loc_fn=init_to_net_init(bnn))
+    """
+    if not isinstance(model, BNN):
+        raise ValueError(f"model must be a BNN, got {type(model).__name__}")
+
+    def init(site: dict) -> torch.Tensor:
+        if site["name"] != "weights":
+            return _init_to_prior_mean(site)
+        net = copy.deepcopy(model.net).to("cpu")  # drawn on the CPU: the same on every device
+        with torch.no_grad():
+            _reset(net)
+        return model.flatten(dict(net.named_parameters())).to(site["fn"].mean.device)
+
+    return init
+
+
+def _paper_prior(model) -> bool:
+    """Whether ``model`` is a BNN with one i.i.d. ScaleMixtureNormal (the paper's prior,
+    any pi and sigmas) on every weight."""
+    prior = getattr(model, "prior", None)
+    while isinstance(prior, torch.distributions.Independent):
+        prior = prior.base_dist
+    return isinstance(model, BNN) and isinstance(prior, ScaleMixtureNormal)
+
+
+def default_init(model) -> Callable[[dict], torch.Tensor]:
+    """The ``init_loc_fn`` every guide of :func:`make_guide` gets unless one is passed.
+
+    - a :class:`~pyro_bnn.bnn.BNN` with the paper's prior, one
+      :class:`~pyro_bnn.priors.ScaleMixtureNormal` on every weight (``BayesianMLP()``'s
+      default, the study's nets): the weights start at the authors' truncated normal from
+      that prior (:func:`init_to_truncated_normal`), as the paper's results were made;
+    - a BNN with any other prior: the net's own torch initialisation
+      (:func:`init_to_net_init`), whatever the prior's width;
+    - any other Pyro model: the truncated normal from each site's prior.
+
+    A BNN's other latent sites (a learned noise scale) start at their prior's mean.
+
+    :param model: the model the guide is for.
+
+    >>> default_init(BNN(net, prior=dist.Normal(0.0, 1.0)))  # the net's own init
+    """
+    if not isinstance(model, BNN):
+        return init_to_truncated_normal
+    if not _paper_prior(model):
+        return init_to_net_init(model)
+
+    def init(site: dict) -> torch.Tensor:
+        if site["name"] == "weights":
+            return init_to_truncated_normal(site)
+        return _init_to_prior_mean(site)
+
+    return init
 
 
 def init_to_net(model: BNN, net: nn.Module) -> Callable[[dict], torch.Tensor]:
@@ -239,7 +342,8 @@ class AutoSoftplusNormal(AutoGuide):
 
     :param model: a Pyro model whose latent sites have real support (e.g. a BNN).
     :param rho_init: the constant initial rho; the paper sweeps -30 ... -1.5.
-    :param init_loc_fn: initialiser for mu; default: truncated normal from the prior.
+    :param init_loc_fn: initialiser for mu; default :func:`default_init` (the authors'
+        truncated normal with the paper's prior, the net's own init with any other).
     :param create_plates: as for Pyro's autoguides (not needed for a BNN).
 
     >>> guide = AutoSoftplusNormal(bnn, rho_init=-3.0)
@@ -251,11 +355,12 @@ class AutoSoftplusNormal(AutoGuide):
         model,
         *,
         rho_init: float = DEFAULT_RHO_INIT,
-        init_loc_fn: Callable = init_to_truncated_normal,
+        init_loc_fn: Callable | None = None,
         create_plates=None,
     ):
         self.rho_init = check_rho_init(rho_init)
         self._bnn = isinstance(model, BNN)
+        init_loc_fn = default_init(model) if init_loc_fn is None else init_loc_fn
         super().__init__(InitMessenger(init_loc_fn)(model), create_plates=create_plates)
 
     def _setup_prototype(self, *args, **kwargs) -> None:
@@ -318,17 +423,18 @@ def _softplus(x: float) -> float:
 
 
 def softplus_normal(
-    model, *, rho_init: float = DEFAULT_RHO_INIT, init_loc_fn: Callable = init_to_truncated_normal
+    model, *, rho_init: float = DEFAULT_RHO_INIT, init_loc_fn: Callable | None = None
 ) -> AutoGuide:
     """The paper's guide, :class:`AutoSoftplusNormal`."""
     return AutoSoftplusNormal(model, rho_init=rho_init, init_loc_fn=init_loc_fn)
 
 
 def normal(
-    model, *, rho_init: float = DEFAULT_RHO_INIT, init_loc_fn: Callable = init_to_truncated_normal
+    model, *, rho_init: float = DEFAULT_RHO_INIT, init_loc_fn: Callable | None = None
 ) -> AutoGuide:
     """Pyro's AutoNormal with init_scale = softplus(rho_init)."""
     scale = _softplus(check_rho_init(rho_init))
+    init_loc_fn = default_init(model) if init_loc_fn is None else init_loc_fn
     return AutoNormal(model, init_loc_fn=init_loc_fn, init_scale=scale)
 
 
@@ -337,17 +443,19 @@ def lowrank(
     *,
     rho_init: float = DEFAULT_RHO_INIT,
     rank: int = 10,
-    init_loc_fn: Callable = init_to_truncated_normal,
+    init_loc_fn: Callable | None = None,
 ) -> AutoGuide:
     """Pyro's AutoLowRankMultivariateNormal with init_scale = softplus(rho_init)."""
     scale = _softplus(check_rho_init(rho_init))
+    init_loc_fn = default_init(model) if init_loc_fn is None else init_loc_fn
     return AutoLowRankMultivariateNormal(
         model, init_loc_fn=init_loc_fn, rank=rank, init_scale=scale
     )
 
 
-def delta(model, *, init_loc_fn: Callable = init_to_truncated_normal) -> AutoGuide:
+def delta(model, *, init_loc_fn: Callable | None = None) -> AutoGuide:
     """Pyro's AutoDelta: a point estimate (MAP)."""
+    init_loc_fn = default_init(model) if init_loc_fn is None else init_loc_fn
     return AutoDelta(model, init_loc_fn=init_loc_fn)
 
 
@@ -375,11 +483,13 @@ def make_guide(spec: str | Callable[..., AutoGuide], model, **kwargs) -> AutoGui
 
     Names: 'softplus-normal' (the paper's, default), 'normal' (Pyro's AutoNormal with
     init_scale = softplus(rho_init)), 'lowrank' (AutoLowRankMultivariateNormal), 'delta'
-    (AutoDelta, i.e. MAP). All start mu from the truncated-normal initialiser.
+    (AutoDelta, i.e. MAP). All start mu from :func:`default_init` unless ``init_loc_fn``
+    is passed: the authors' truncated normal with the paper's scale-mixture prior, the
+    net's own torch initialisation with any other prior.
 
     A builder ``builder(model, **kwargs) -> guide`` (e.g. a Pyro autoguide class or a
     ``functools.partial`` of one) gets the same initialisation as the names where it takes
-    the arguments and does not bind them itself: ``init_loc_fn`` (the truncated normal)
+    the arguments and does not bind them itself: ``init_loc_fn`` (:func:`default_init`)
     and ``init_scale`` = softplus(``rho_init``, default -3). Every guide creates its
     parameters on first use; :func:`~pyro_bnn.bnn.init_guide` does it from the model's
     latent sites alone, without data.
@@ -407,7 +517,7 @@ def make_guide(spec: str | Callable[..., AutoGuide], model, **kwargs) -> AutoGui
     elif callable(spec):
         rho_init = kwargs.pop("rho_init", DEFAULT_RHO_INIT)
         if _accepts(spec, "init_loc_fn") and "init_loc_fn" not in kwargs:
-            kwargs["init_loc_fn"] = init_to_truncated_normal
+            kwargs["init_loc_fn"] = default_init(model)
         if _accepts(spec, "init_scale") and "init_scale" not in kwargs:
             kwargs["init_scale"] = _softplus(check_rho_init(rho_init))
         guide = spec(model, **kwargs)

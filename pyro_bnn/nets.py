@@ -115,6 +115,11 @@ class MLP(nn.Module):
         self.in_features = in_features
         dims = (in_features, *self.widths)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Glorot-uniform weights and zero biases (the Keras init), drawn from torch's RNG;
+        a Bayesian MLP's guide starts from a fresh draw of it unless the prior is the paper's."""
         for layer in self.layers:
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)

@@ -13,6 +13,7 @@ from pyro_bnn.guides import (
     AutoSoftplusNormal,
     SoftplusNormal,
     init_to_net,
+    init_to_truncated_normal,
     make_guide,
 )
 from pyro_bnn.nets import MLP
@@ -117,8 +118,11 @@ def test_guide_factory_errors_and_builders():
     init_guide(model, guide)
     assert isinstance(guide, AutoNormal)
     cauchy = BayesianMLP((5,), in_features=4, prior=dist.Cauchy(0.0, 1.0))
+    init_guide(cauchy, make_guide("softplus-normal", cauchy))  # mu from the net's own init
     with pytest.raises(ValueError, match="finite mean"):
-        init_guide(cauchy, make_guide("softplus-normal", cauchy))
+        init_guide(
+            cauchy, make_guide("softplus-normal", cauchy, init_loc_fn=init_to_truncated_normal)
+        )
 
 
 def test_two_guides_keep_separate_parameters():
