@@ -53,6 +53,8 @@ __all__ = [
     "summarise",
 ]
 
+COVERAGE = "runs/results/interval_coverage.csv"  # the simulation's table, from the root
+
 LEVEL = 0.95
 METHOD = "t over seeds x images"  # the interval's name in every intervals table
 SWEEP = (1.0, 1.5, 2.0, 3.0)  # multiples of r at which BNNs and baselines meet (both)
@@ -355,7 +357,7 @@ def main(argv=None) -> pd.DataFrame:
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--trials", type=int, default=2000)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 3, 5, 10])
-    p.add_argument("--out", default="runs/results/interval_coverage.csv")
+    p.add_argument("--out", default=COVERAGE)
     args = p.parse_args(argv)
     rows = [
         {"scenario": name, "seeds": n, "trials": args.trials, "level": LEVEL,

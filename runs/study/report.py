@@ -435,9 +435,8 @@ def _verdict_section(results: Path, protocols: list[str], link: Path | str) -> l
     ]
 
 
-RUNS = Path(__file__).resolve().parents[1]
-COVERAGE = RUNS / "results" / "interval_coverage.csv"  # python -m runs.study.intervals
-COVERAGE_LINK = "runs/results/interval_coverage.csv"  # as README.md links it
+COVERAGE_LINK = intervals.COVERAGE  # python -m runs.study.intervals; README.md links it so
+COVERAGE = Path(__file__).resolve().parents[2] / COVERAGE_LINK
 README_MARKS = ("<!-- verdict: made by python -m runs.study.report -->", "<!-- /verdict -->")
 
 
