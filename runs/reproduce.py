@@ -84,6 +84,12 @@ def build_parser() -> Parser:
         "profile's paper attack then takes the authors' 4000 steps per target)",
     )
     add_attack_targets(p)
+    p.add_argument(
+        "--only-these-seeds",
+        action="store_true",
+        help="combine only the seeds run now, not those an earlier run saved under "
+        "<results>/seeds/ with the same profile and protocols",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -121,35 +127,53 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             for seed in args.seeds
         ]
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
+    ).stdout.strip()
+    date = time.strftime("%Y-%m-%d %H:%M %Z")
     with stage("write results"):
-        frames = results.combine([r.frames for r in per_seed], args.seeds)
+        # every seed's own tables go under <results>/seeds/; seeds saved there by earlier
+        # runs of the same profile and protocols join the ones run now
+        match = json.loads(json.dumps({"profile": profile.as_dict(), "protocols": args.protocols}))
+        for seed, r in zip(args.seeds, per_seed):
+            results.save_seed(r.frames, out, seed, match | {
+                "command": "python runs/reproduce.py " + " ".join(argv), "commit": commit,
+                "date": date, "device": args.device, "machine": describe(args.device),
+                "compute_seconds": {k: round(v, 1) for k, v in r.seconds.items()},
+            })  # fmt: skip
+        saved = {} if args.only_these_seeds else results.load_seeds(out, match)
+        runs = {seed: (r.frames, None) for seed, r in zip(args.seeds, per_seed)}
+        extra = sorted(set(saved) - set(runs))
+        if extra:
+            print(f"combined with the seeds saved in {out / 'seeds'}: {extra}")
+        seeds = sorted(set(runs) | set(extra))
+        per_seed_frames = [(runs[s] if s in runs else saved[s])[0] for s in seeds]
+        seconds = {s: saved[s][1]["compute_seconds"] for s in extra} | {
+            s: r.seconds for s, r in zip(args.seeds, per_seed)
+        }
+        frames = results.combine(per_seed_frames, seeds)
         for protocol in args.protocols:  # the paper's headline claims, per seed
-            frames[f"{protocol}/claims"] = claims_over_seeds(
-                [r.frames for r in per_seed], args.seeds, protocol
-            )
+            frames[f"{protocol}/claims"] = claims_over_seeds(per_seed_frames, seeds, protocol)
         results.write_tables(frames, out, args.protocols)
         plots.plots(frames, per_seed[0].digits, out, args.protocols)
         run_info = {
             "command": "python runs/reproduce.py " + " ".join(argv),
             "profile": profile.as_dict(),
-            "seeds": args.seeds,
+            "seeds": seeds,
             "protocols": args.protocols,
             "device": args.device,
             "machine": describe(args.device),
-            "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-            "commit": subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
-            ).stdout.strip(),
+            "date": date,
+            "commit": commit,
+            "seed_commits": {
+                str(s): (saved[s][1]["commit"] if s in extra else commit) for s in seeds
+            },
             "stage_seconds": {k: round(v, 1) for k, v in stage.times.items()},
             "total_seconds": round(time.perf_counter() - start, 1),
             "compute_seconds": {
-                label: {
-                    str(s): round(r.seconds[label], 1)
-                    for s, r in zip(args.seeds, per_seed)
-                    if label in r.seconds
-                }
-                for label in sorted({label for r in per_seed for label in r.seconds})
-            },  # fmt: skip
+                label: {str(s): round(seconds[s][label], 1) for s in seeds if label in seconds[s]}
+                for label in sorted({label for sec in seconds.values() for label in sec})
+            },
         }
         text = json.dumps(run_info, indent=2)
         atomic_write(out / "run.json", lambda tmp: tmp.write_text(text + "\n"))

@@ -1,6 +1,5 @@
 """The runs/ entry points, each through its real command line in quick mode."""
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -172,6 +171,7 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
     # 3. a rerun reuses everything, says so, and writes the same tables
     metas = {p: p.stat().st_mtime_ns for p in (tmp_path / "artifacts").rglob("meta.json")}
     tables = {p: p.read_bytes() for p in results.rglob("*.csv")}
+    saved = {p: p.read_bytes() for p in results.rglob("seeds/**/*.csv.gz")}
     second = run(*args)
     assert second.returncode == 0, second.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in metas} == metas  # nothing was recomputed
@@ -185,22 +185,27 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
     assert len(reused) == 24 + 18
     assert not any(line.startswith("saved ") for line in second.stdout.splitlines())
     assert {p: p.read_bytes() for p in results.rglob("*.csv")} == tables
+    assert saved and {p: p.read_bytes() for p in results.rglob("seeds/**/*.csv.gz")} == saved
     assert json.loads((results / "run.json").read_text())["total_seconds"] < 60
 
-    # 4. the same sweep with Ray's local instance as the executor writes the same tables
-    if importlib.util.find_spec("ray") is not None:
-        on_ray = [a if a != str(tmp_path / "artifacts") else str(tmp_path / "ray") for a in args]
-        on_ray = [a if a != str(results) else str(tmp_path / "ray-results") for a in on_ray]
-        ray_run = run(*on_ray, "--executor", "ray", "--report", str(tmp_path / "RAY.md"))
-        assert ray_run.returncode == 0, ray_run.stderr[-3000:]
-        assert (
-            f"{NETS} of {NETS} nets already trained" not in ray_run.stdout
-        )  # it trained them itself
-        for csv in results.rglob("*.csv"):
-            theirs = tmp_path / "ray-results" / csv.relative_to(results)
-            ours, ray = pd.read_csv(csv), pd.read_csv(theirs)
-            wall = [c for c in ours.columns if c.endswith("_s")]  # wall times differ
-            pd.testing.assert_frame_equal(ours.drop(columns=wall), ray.drop(columns=wall))
+    # 4. seeds saved by an earlier run join the seeds run now: a copy of seed 0 saved as
+    # seed 7 gives the same means, no spread over seeds, and intervals over 2 seeds
+    assert json.loads((results / "seeds" / "0" / "seed.json").read_text())["seed"] == 0
+    one_seed = shutil.copytree(results, tmp_path / "one-seed")
+    shutil.copytree(results / "seeds" / "0", results / "seeds" / "7")
+    info7 = json.loads((results / "seeds" / "7" / "seed.json").read_text()) | {"seed": 7}
+    (results / "seeds" / "7" / "seed.json").write_text(json.dumps(info7))
+    both = run(*args)
+    assert both.returncode == 0, both.stderr[-3000:]
+    assert f"combined with the seeds saved in {results / 'seeds'}: [7]" in both.stdout
+    info = json.loads((results / "run.json").read_text())
+    assert info["seeds"] == [0, 7] and set(info["seed_commits"]) == {"0", "7"}
+    for name in ("rigorous/table2", "paper/table3", "rigorous/whitebox", "table1"):
+        one, two = (pd.read_csv(tables_dir / f"{name}.csv") for tables_dir in (one_seed, results))
+        pd.testing.assert_series_equal(one["acc"], two["acc"], rtol=1e-6)
+        assert (two["seeds"] == 2).all() and (two["acc_seed_std"].abs() < 1e-6).all()
+    claims = pd.read_csv(results / "rigorous" / "intervals.csv")
+    assert (claims["seeds"] == 2).all() and (claims["method"] == "t over seeds x images").all()
 
 
 def test_train_bnns_quick():

@@ -1,17 +1,23 @@
-"""The results files: every table combined over seeds, written as CSV and markdown."""
+"""The results files: every table combined over seeds, written as CSV and markdown, and
+each seed's own tables kept under ``<results>/seeds/<seed>/`` so that seeds run in
+different sessions (or on different machines) combine later."""
 
 from __future__ import annotations
 
+import functools
+import gzip
+import json
 from pathlib import Path
 
 import pandas as pd
 
+from pyro_bnn.artifacts import atomic_write
 from pyro_bnn.evaluate import write_table
 
 from . import intervals
 from .naming import without_seed
 
-__all__ = ["KEYS", "combine", "whole_numbers", "write_tables"]
+__all__ = ["KEYS", "combine", "load_seeds", "save_seed", "whole_numbers", "write_tables"]
 
 KEYS = [  # the columns that say which cell a row is; every other numeric column is averaged
     "kind",
@@ -84,3 +90,43 @@ def write_tables(frames: dict[str, pd.DataFrame], results: Path, protocols: list
             stems += [results / protocol / name for protocol in protocols]
         for stem in stems:
             write_table(whole_numbers(frame), stem, floatfmt=".4g")
+
+
+def save_seed(frames: dict[str, pd.DataFrame], results: Path, seed: int, info: dict) -> None:
+    """One seed's own tables as ``<results>/seeds/<seed>/<name>.csv.gz``, with ``seed.json``
+    (``info``: the profile, protocols, commit, date, machine and compute seconds), written
+    last so that a killed save leaves no seed that looks complete.
+
+    :param frames: {table name: that seed's table}, as :func:`runs.study.pipeline.run_seed`
+        gives them (names like 'rigorous/table2').
+    """
+    folder = Path(results) / "seeds" / str(seed)
+    (folder / "seed.json").unlink(missing_ok=True)
+    for name, frame in frames.items():
+        atomic_write(folder / f"{name}.csv.gz", functools.partial(_gzip_csv, frame))
+    text = json.dumps(info | {"seed": seed, "tables": list(frames)}, indent=2) + "\n"
+    atomic_write(folder / "seed.json", lambda tmp: tmp.write_text(text))
+
+
+def _gzip_csv(frame: pd.DataFrame, path: Path) -> None:
+    """``frame`` as gzipped CSV, byte for byte the same for the same table (no name or time
+    in the gzip header), so that a rerun leaves git nothing to see."""
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as f:
+        f.write(frame.to_csv(index=False).encode())
+
+
+def load_seeds(results: Path, match: dict) -> dict[int, tuple[dict[str, pd.DataFrame], dict]]:
+    """The seeds saved by :func:`save_seed` whose ``seed.json`` agrees with ``match`` on
+    every key of ``match`` (the profile and protocols): {seed: (frames, info)}.
+    A folder without ``seed.json`` (a killed save) is skipped."""
+    found = {}
+    for meta in sorted(Path(results).glob("seeds/*/seed.json")):
+        info = json.loads(meta.read_text())
+        if any(info.get(key) != value for key, value in match.items()):
+            continue
+        frames = {
+            name: pd.read_csv(meta.parent / f"{name}.csv.gz", compression="gzip")
+            for name in info["tables"]
+        }
+        found[int(info["seed"])] = (frames, info)
+    return found
