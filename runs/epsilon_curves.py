@@ -39,7 +39,9 @@ on its first --n images.
 
 Every (model, eps, settings) result is an artifact under --root/<profile>/epsilon-pgd/ and
 epsilon-apgd/, so a killed run resumes, and a run over several seeds reuses the
-single-seed runs. Writes, to --results (default runs/results/rigorous/; another profile's
+single-seed runs. Each seed's curves, claim values and transfer rows are also kept under
+--results/epsilon/seeds/<seed>/, and a later run with the same settings combines its seeds
+with them (--only-these-seeds opts out), so seeds run in different sittings add up. Writes, to --results (default runs/results/rigorous/; another profile's
 go to runs/results-<profile>/rigorous/):
 - per seed, epsilon_curves_seed<S>.csv/.md/.png and (with the check)
   epsilon_convergence_seed<S>.csv;
@@ -54,10 +56,11 @@ Accuracies are in percent; eps_126 is the budget on the /126 pixel scale, eps_25
 from __future__ import annotations
 
 import functools
+import json
 import math
 import sys
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -92,6 +95,7 @@ from runs.study.naming import artifact_path, baseline_name, bnn_name, without_se
 from runs.study.pipeline import SeedResult, load_zoo  # noqa: E402
 from runs.study.plots import save_png  # noqa: E402
 from runs.study.profiles import PROFILES, get_profile  # noqa: E402
+from runs.study.results import load_seeds, save_seed  # noqa: E402
 from runs.study.training import job_label, load_data, run_job, training_jobs  # noqa: E402
 from runs.study.zoo import train_baseline  # noqa: E402
 
@@ -461,6 +465,11 @@ def parse(argv: list[str] | None):
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda")
     p.add_argument("--no-convergence", action="store_true", help="skip the convergence check")
+    p.add_argument(
+        "--only-these-seeds", action="store_true",
+        help="combine only the seeds run now, not those an earlier run with the same settings "
+        "saved under <results>/epsilon/seeds/",
+    )  # fmt: skip
     add_attack_targets(p)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quick", action="store_true", help="quick profile, tiny budgets, temp dirs")
@@ -506,13 +515,23 @@ def main(argv: list[str] | None = None) -> int:
         f"and its verdict counts {budget.passes} fresh ones (ceil(samples / N) calls of an "
         "N-sample ensemble)."
     )
-    frames, values_per_seed, transfers = [], [], []
+    frames, values_per_seed, transfers = {}, {}, {}
+    match = {
+        "profile": profile.name,
+        "n": n,
+        "eps": sorted(set(args.eps)),
+        "linf": sorted(set(args.linf)),
+        "budget": asdict(budget),
+        "attack_targets": profile.attack_targets,
+        "only": args.only and sorted(args.only),
+    }
+    match = json.loads(json.dumps(match))  # as seed.json reads back
     for seed in args.seeds:
         check = not args.no_convergence and seed == args.seeds[0]
         curves, convergence, checks, masking, robust, transfer = seed_curves(
             args, seed, profile, data, root, budget, check
         )
-        transfers.append(transfer.assign(seed=seed))
+        transfers[seed] = transfer.assign(seed=seed)
         markdown = report(curves, convergence, budget) + check_report(checks)
         markdown += masking_report(masking)
         markdown += f"\nMade by `{command}` {setup}\n"
@@ -521,11 +540,27 @@ def main(argv: list[str] | None = None) -> int:
                      lambda tmp, checks=checks: checks.to_csv(tmp, index=False))  # fmt: skip
         atomic_write(results / f"epsilon_masking_seed{seed}.csv",
                      lambda tmp, masking=masking: masking.to_csv(tmp, index=False))  # fmt: skip
-        frames.append(curves.assign(seed=seed))
+        frames[seed] = curves.assign(seed=seed)
         values = claims(robust["L2"], "L2") | claims(robust["Linf"], "Linf")
-        values_per_seed.append(intervals.claim_rows(values, n))
+        values_per_seed[seed] = intervals.claim_rows(values, n)
+        saved = {"curves": frames[seed], "values": values_per_seed[seed],
+                 "transfer": transfers[seed]}  # fmt: skip
+        save_seed(saved, results / "epsilon", seed, match | {"command": command})
+    if not args.only_these_seeds:  # seeds an earlier run saved with the same settings
+        earlier = load_seeds(results / "epsilon", match)
+        extra = sorted(set(earlier) - set(frames))
+        if extra:
+            print(f"combined with the seeds saved in {results / 'epsilon' / 'seeds'}: {extra}")
+        for seed in extra:
+            saved = earlier[seed][0]
+            frames[seed], values_per_seed[seed] = saved["curves"], saved["values"]
+            transfers[seed] = saved["transfer"]
+    seeds = sorted(frames)
     made_by = f"Made by `{command}` {setup}"
-    combine(pd.concat(frames), values_per_seed, pd.concat(transfers), results, made_by, n)
+    combine(
+        pd.concat([frames[s] for s in seeds]), [values_per_seed[s] for s in seeds],
+        pd.concat([transfers[s] for s in seeds]), results, made_by, n,
+    )  # fmt: skip
     return 0
 
 

@@ -10,7 +10,10 @@ Stages (:mod:`runs.study.pipeline`): train the 4 baselines, the 12 source nets, 
 for the rigorous protocol, a pool of plain nets); build the 12 attack sets per protocol;
 score every model through the one harness; then write CSVs, plots and the report. Every
 trained net, attack set and table is an artifact under --root/<profile>/, so a rerun
-reuses them and a killed run resumes where it stopped. With --device cuda everything
+reuses them and a killed run resumes where it stopped. Each seed's own tables are also kept
+under <results>/seeds/<seed>/ (runs.study.results.save_seed), and a later run of the same
+profile and protocols combines the seeds it runs with the seeds saved there, so seeds run
+in different sittings or on different machines add up. With --device cuda everything
 (training in every worker, attacks, tables) runs on the GPU, and the full profile's
 paper-variant attack takes the authors' 4000 steps per target (Profile.on_device);
 artifacts do not depend on the device, so a CPU run reuses GPU-trained nets.

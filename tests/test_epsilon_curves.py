@@ -1,6 +1,7 @@
 """runs/epsilon_curves.py: robust accuracy against eps, through its real command line in quick
 mode (one run per module), and its pieces on the nets that run trained."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -200,7 +201,12 @@ def test_rerun_reuses_the_cache_and_redoes_only_what_is_missing(quick):
     pgd = folder / "art" / "quick" / "epsilon-pgd"
     lost = next(p for p in pgd.iterdir() if "_rho-3_seed0_ens10_eps3_" in p.name)
     shutil.rmtree(lost)  # as if the first run had been killed before that point
+    seeds = folder / "res" / "epsilon" / "seeds"  # and seed 0 saved again as seed 7
+    shutil.copytree(seeds / "0", seeds / "7")
+    meta = json.loads((seeds / "7" / "seed.json").read_text())
+    (seeds / "7" / "seed.json").write_text(json.dumps(meta | {"seed": 7}))
     out = run_quick(folder)
+    assert f"combined with the seeds saved in {seeds}: [7]" in out
     lines = out.splitlines()
     (saved,) = [line for line in lines if line.startswith("saved")]
     assert saved.startswith(f"saved {lost} ")
@@ -211,6 +217,12 @@ def test_rerun_reuses_the_cache_and_redoes_only_what_is_missing(quick):
     pd.testing.assert_frame_equal(
         pd.read_csv(folder / "res" / "epsilon_convergence_seed0.csv"), conv
     )
+    # the saved seed joins: the same means, intervals over two seeds
+    mean = pd.read_csv(folder / "res" / "epsilon_curves.csv")
+    assert mean["seeds"].eq(2).all() and (mean["sd"].abs() < 1e-9).all()
+    pd.testing.assert_series_equal(mean["acc"], curves["acc"], check_names=False, rtol=1e-9)
+    table = pd.read_csv(folder / "res" / "epsilon_intervals.csv")
+    assert table["seeds"].eq(2).all() and table["method"].eq(intervals.METHOD).all()
 
 
 @pytest.mark.parametrize(
