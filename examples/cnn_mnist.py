@@ -12,8 +12,8 @@ per-datapoint ELBO (no KL down-weighting). The guide's means start at the torch 
 (Kaiming-uniform) initialisation instead of a draw from the prior: the prior's sd (0.26)
 is too wide for the 400- and 120-unit fan-ins, and training from it is slow.
 
-The script prints, and for the full run writes to runs/results/examples/cnn_mnist.md and
-.csv, the test accuracy and NLL of two decision rules: one weight sample (mean over 10
+The script prints, and for the full run writes to examples/results/cnn_mnist.md and .csv,
+the test accuracy and NLL of two decision rules: one weight sample (mean over 10
 samples) and the mean probabilities of 10 weight samples (mean over 10 such ensembles).
 The fitted guide's state dict is an artifact under --root (default
 runs/artifacts/examples/cnn/, beside the study's artifacts); a killed run resumes from its
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -238,7 +239,7 @@ def main(argv=None) -> pd.DataFrame:
     p.add_argument(
         "--results",
         default=None,
-        help="results folder (default runs/results/examples; quick: runs/results-quick/examples)",
+        help="results folder (default examples/results; quick: a temporary folder)",
     )
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -251,7 +252,8 @@ def main(argv=None) -> pd.DataFrame:
     if args.epochs:
         cfg.epochs = args.epochs
     if args.results is None:
-        results = RUNS / ("results-quick" if args.quick else "results") / "examples"
+        quick = Path(tempfile.gettempdir()) / "pyro-bnn-cnn-quick"
+        results = quick if args.quick else HERE / "results"
     else:
         results = Path(args.results)
     start = time.perf_counter()

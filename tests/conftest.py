@@ -1,5 +1,7 @@
 """Shared fixtures: MNIST loaded once per session, small real slices, a clean Pyro state."""
 
+import os
+
 import pyro
 import pytest
 import torch
@@ -8,6 +10,10 @@ from pyro_bnn.data import MNIST, Split, load_mnist
 
 # A subprocess test fails only on a hang: a busy machine may run it many times slower
 SUBPROCESS_TIMEOUT = 1800
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: one core per worker, for its
+    os.environ["OMP_NUM_THREADS"] = "1"  # subprocesses too, so workers do not oversubscribe
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
