@@ -41,11 +41,13 @@ Every (model, eps, settings) result is an artifact under --root/<profile>/epsilo
 epsilon-apgd/, so a killed run resumes, and a run over several seeds reuses the
 single-seed runs. Each seed's curves, claim values and transfer rows are also kept under
 --results/epsilon/seeds/<seed>/, and a later run with the same settings combines its seeds
-with them (--only-these-seeds opts out), so seeds run in different sittings add up. Writes, to --results (default runs/results/rigorous/; another profile's
-go to runs/results-<profile>/rigorous/):
+with them (--only-these-seeds opts out), so seeds run in different sittings add up.
+
+Writes, to --results (default runs/results/rigorous/; another profile's go to
+runs/results-<profile>/rigorous/):
 - per seed, epsilon_curves_seed<S>.csv/.md/.png and (with the check)
   epsilon_convergence_seed<S>.csv;
-- over the seeds run, epsilon_curves.csv/.md/.png (mean and sd), epsilon_intervals.csv:
+- over the seeds run and saved, epsilon_curves.csv/.md/.png (mean and sd), epsilon_intervals.csv:
   the claims of :func:`claims` at every eps of both norms, with intervals over seeds and
   images, and transfer_adv.csv: the reference defence on the rigorous attack sets of the
   source nets at every multiplier, as the study scores its models.

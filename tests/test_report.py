@@ -77,7 +77,8 @@ def test_update_readme_rewrites_only_its_block_and_names_a_missing_one(tmp_path)
     ).assign(method="t").to_csv(tmp_path / "res" / "rigorous" / "intervals.csv", index=False)
     info = {"command": "cmd", "commit": "abc", "date": "d", "machine": "m", "seeds": [0, 1],
             "protocols": ["rigorous"], "profile": {"name": "hour"},
-            "compute_seconds": {"bnn": {"0": 1800, "1": 1800}}}  # fmt: skip
+            "compute_seconds": {"bnn": {"0": 1800, "1": 1800}}, "total_seconds": 5400,
+            "seed_commits": {"0": "abc", "1": "def"}}  # fmt: skip
     (tmp_path / "res" / "run.json").write_text(json.dumps(info))
     start, end = report.README_MARKS
     readme = tmp_path / "README.md"
@@ -86,7 +87,8 @@ def test_update_readme_rewrites_only_its_block_and_names_a_missing_one(tmp_path)
     text = readme.read_text()
     assert text.startswith("top\n") and text.endswith(f"{end}\nbottom\n")
     assert "stale" not in text and "+2.0 [+1.0, +3.0]" in text and "1.0 h of compute" in text
-    assert "(res/claims.png)" in text and "2 seeds (0, 1)" in text
+    assert "(res/claims.png)" in text and "m; 1.5 h wall)" in text
+    assert "2 seeds (0, 1) (run at commits 0: abc, 1: def)" in text
     readme.write_text("no block")
     with pytest.raises(ValueError, match="README.md has no"):
         report.update_readme(readme, tmp_path / "res")

@@ -459,10 +459,17 @@ def readme_verdict(results: Path, link: str) -> str:
         if len(sim)
         else f"its coverage at {len(seeds)} seeds has not been simulated"
     )
+    commits = info.get("seed_commits", {})
+    by_commit = (
+        " (run at commits " + ", ".join(f"{s}: {c}" for s, c in commits.items()) + ")"
+        if len(set(commits.values())) > 1
+        else ""
+    )
     return "\n".join([
         f"Made by `{info['command']}` (commit {info['commit']}, {info['date']}; "
-        f"{info['machine']}): profile **{info['profile']['name']}**, "
-        f"{len(seeds)} seed{'s' * (len(seeds) > 1)} ({', '.join(map(str, seeds))}), "
+        f"{info['machine']}; {info['total_seconds'] / 3600:.1f} h wall): profile "
+        f"**{info['profile']['name']}**, {len(seeds)} seed{'s' * (len(seeds) > 1)} "
+        f"({', '.join(map(str, seeds))}){by_commit}, "
         f"{train / 3600:.1f} h of compute summed over workers; intervals: "
         f"{'; '.join(methods)} ({coverage}, [{COVERAGE.name}]({COVERAGE_LINK})). Verdicts: "
         "'holds' when the 95% interval lies above 0, 'fails' below, 'inconclusive' when "
