@@ -31,9 +31,14 @@ correct over the ensemble. A stochastic rule's step averages the gradients of at
 --eot weight samples and its verdict counts at least --passes: ceil(eot / N) and
 ceil(passes / N) calls of an N-sample rule. A deterministic rule gets one call of each.
 
-Checks: at CONVERGENCE_EPS, on the first seed of --seeds (unless --no-convergence), the
-rho_init -3 BNN and the lambda 0 net against PGD's steps, EOT samples (the BNN only) and
-restarts, one at a time. A model with a white-box set in the study's tables (the
+The convergence sweep, on the first seed of --seeds (unless --no-convergence) and the first
+--check-n test images: every model at every eps of both norms (--sweep-eps, --sweep-linf
+narrow it), under PGD and APGD-CE (two step rules, so that a flat curve is not one step
+rule's fixed path), one setting at a time: steps, EOT samples (stochastic rules) and
+restarts (GRIDS), the others at the budget. A curve is flat when no setting above the
+budget lowers accuracy by more than FLAT points (epsilon_flatness_seed<S>.csv). Checks:
+the doubled budget of the strongest attack, and the gradient-masking checks of Carlini et
+al. (2019) (:func:`masking_checks`). A model with a white-box set in the study's tables (the
 single-sample BNNs and the plain nets, on the first eot_examples images) reuses it, read
 on its first --n images.
 
@@ -45,8 +50,9 @@ with them (--only-these-seeds opts out), so seeds run in different sittings add 
 
 Writes, to --results (default runs/results/rigorous/; another profile's go to
 runs/results-<profile>/rigorous/):
-- per seed, epsilon_curves_seed<S>.csv/.md/.png and (with the check)
-  epsilon_convergence_seed<S>.csv;
+- per seed, epsilon_curves_seed<S>.csv/.md/.png, epsilon_check_seed<S>.csv,
+  epsilon_masking_seed<S>.csv and (with the sweep) epsilon_convergence_seed<S>.csv and
+  epsilon_flatness_seed<S>.csv;
 - over the seeds run and saved, epsilon_curves.csv/.md/.png (mean and sd), epsilon_intervals.csv:
   the claims of :func:`claims` at every eps of both norms, with intervals over seeds and
   images, and transfer_adv.csv: the reference defence on the rigorous attack sets of the
@@ -103,8 +109,11 @@ from runs.study.zoo import train_baseline  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EPS_GRID = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)  # L2 budgets, /126 scale
-CONVERGENCE_EPS = 1.5  # mid-grid budget of the convergence check
-GRIDS = {"steps": (10, 25, 50, 100, 200), "eot": (1, 3, 10, 30), "restarts": (1, 3, 10)}
+CONVERGENCE_EPS = 1.5  # mid-grid budget, the quick run's convergence check
+GRIDS = {"steps": (10, 25, 50, 100, 200, 500), "eot": (1, 3, 10, 30, 100), "restarts": (1, 3, 10)}
+FAMILIES = ("pgd", "apgd-ce")  # two step rules: PGD's fixed 2.5 eps / steps, APGD's adaptive
+CHECK_N = 1000  # test images of the convergence sweep
+FLAT = 1.0  # points: a curve is flat when no larger setting lowers it by more than this
 ENSEMBLES = (10, 100)  # Table 3's N attacked
 PRUNE_RATE = 0.75  # Table 4's rate of the third headline claim
 ADVERSARY = PGDAdversary(eps=2.0, steps=10)  # the reference defence's training attack
@@ -122,6 +131,7 @@ APGD = ("ce", "dlr")  # APGD's losses on every rule; a deterministic rule adds A
 WORST = "worst"  # the per-example worst case over the ensemble, the committed figure
 TRANSFER = "transfer-mean"  # PGD on a stochastic rule's mean-weights net, judged on the rule
 QUICK_GRIDS = {"steps": (2, 5), "eot": (1, 2), "restarts": (1, 2)}
+QUICK_CHECKED = {("bnn", -3.0), ("plain", 0.0)}  # --quick sweeps these two models alone
 
 
 @dataclass(frozen=True)
@@ -466,7 +476,16 @@ def parse(argv: list[str] | None):
     p.add_argument("--passes", type=positive_int, default=None, help="per verdict (eot_passes)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda")
-    p.add_argument("--no-convergence", action="store_true", help="skip the convergence check")
+    p.add_argument("--no-convergence", action="store_true", help="skip the convergence sweep")
+    p.add_argument("--check-n", type=positive_int, default=CHECK_N, help="test images of the sweep")
+    p.add_argument(
+        "--sweep-eps", type=positive_float, nargs="+", default=None,
+        help="L2 eps (/126) of the convergence sweep (default: every --eps)",
+    )  # fmt: skip
+    p.add_argument(
+        "--sweep-linf", type=positive_float, nargs="*", default=None,
+        help="L-inf eps ([0, 1]) of the convergence sweep (default: every --linf)",
+    )  # fmt: skip
     p.add_argument(
         "--only-these-seeds", action="store_true",
         help="combine only the seeds run now, not those an earlier run with the same settings "
@@ -476,11 +495,12 @@ def parse(argv: list[str] | None):
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quick", action="store_true", help="quick profile, tiny budgets, temp dirs")
     args = p.parse_args(argv)
-    args.grids, args.only = GRIDS, None
+    args.grids, args.only, args.checked = GRIDS, None, None
     if args.quick:  # and, unless given, temporary folders
         temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
         args.profile, args.n, args.eps, args.grids = "quick", QUICK_N, list(QUICK_EPS), QUICK_GRIDS
         args.linf, args.check_eps, args.only = list(QUICK_LINF), [CONVERGENCE_EPS], QUICK_RULES
+        args.check_n, args.sweep_eps, args.checked = QUICK_N, [CONVERGENCE_EPS], QUICK_CHECKED
         args.steps, args.restarts, args.eot, args.passes = 5, 1, 2, 4
         args.root, args.results = args.root or temp, args.results or temp
     return p, args
@@ -538,6 +558,10 @@ def main(argv: list[str] | None = None) -> int:
         markdown += masking_report(masking)
         markdown += f"\nMade by `{command}` {setup}\n"
         write_seed(results, seed, curves, convergence, markdown, n)
+        if not convergence.empty:
+            flat = flatness(convergence, budget)
+            atomic_write(results / f"epsilon_flatness_seed{seed}.csv",
+                         lambda tmp, flat=flat: flat.to_csv(tmp, index=False))  # fmt: skip
         atomic_write(results / f"epsilon_check_seed{seed}.csv",
                      lambda tmp, checks=checks: checks.to_csv(tmp, index=False))  # fmt: skip
         atomic_write(results / f"epsilon_masking_seed{seed}.csv",
@@ -580,18 +604,23 @@ def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, chec
         "rigorous", profile, zoo, data, root, False, SeedResult(), args.device
     )  # the 12 source nets' sets, as the study's transfer tables use them
     transfer = tables.transfer_sweep({("plain-adv", ADVERSARY.eps): as_probs(adv[0])}, sets, data)
-    by_model = {(r.kind, r.param): r for r in models}
-    checked = [by_model["bnn", paper.TABLE3_RHO_INIT], by_model["plain", 0.0]]
+    linf = [eps * X_MAX for eps in sorted(set(args.linf))]  # on the /126 scale
+    sweep = [("L2", e) for e in sorted(set(args.sweep_eps or eps_list))]
+    sweep += [("Linf", e * X_MAX) for e in sorted(set(args.linf if args.sweep_linf is None
+                                                       else args.sweep_linf))]  # fmt: skip
     points = [
-        (rule, name, value)
-        for rule in checked
-        for name, values in (args.grids if check else {}).items()
+        (rule, norm, eps, family, name, value)
+        for rule in models
+        if check and (args.checked is None or rule.key in args.checked)
+        for norm, eps in sweep
+        for family in FAMILIES
+        for name, values in args.grids.items()
         if not (name == "eot" and rule.samples == 0)  # a deterministic rule ignores eot
         for value in values
     ]
+    xc, yc = data.test.x[: args.check_n], data.test.y[: args.check_n]
     curves, convergence, checks, robust = [], [], [], {"L2": {}, "Linf": {}}
     unbounded = {}  # (kind, param) -> accuracy (%) under the unbounded minimum-norm attack
-    linf = [eps * X_MAX for eps in sorted(set(args.linf))]  # on the /126 scale
     checked_eps = {e if e in eps_list else e * X_MAX for e in args.check_eps or ()}
     total = len(models) * (len(eps_list) + len(linf) + 1) + len(points)
     desc = f"eps curves, seed {seed}"
@@ -610,31 +639,73 @@ def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, chec
             for norm, grid in (("L2", eps_list), ("Linf", linf)):
                 robust[norm][rule.kind, rule.param] = {}
                 for eps in grid:
-                    rows, worst, check = ensemble_point(
+                    rows, worst, doubled = ensemble_point(
                         rule, x, y, eps, norm, (attack, apgd), min_norm.get(eps), root,
                         check=args.check_eps is None or eps in checked_eps,
                     )  # fmt: skip
                     curves += rows
-                    checks += [check] if check else []
+                    checks += [doubled] if doubled else []
                     robust[norm][rule.kind, rule.param][eps] = worst
                     bar.update(1)
-        for rule, name, value in points:
-            bar.set_postfix_str(f"{rule.model}, {name} {value}")
-            attack = settings(rule, replace(budget, **{name: value}), seed)
-            acc, _ = pgd_accuracy(rule, x, y, CONVERGENCE_EPS, attack, root, tqdm.write)
-            point = row(rule, CONVERGENCE_EPS, "pgd", acc, n, **attack)
-            convergence.append(point | {"varied": name, "value": value})
+        for rule, norm, eps, family, name, value in points:
+            bar.set_postfix_str(f"{rule.model}, {norm} {eps:g}, {family}, {name} {value}")
+            acc = sweep_point(rule, xc, yc, norm, eps, family, replace(budget, **{name: value}),
+                              seed, root)  # fmt: skip
+            convergence.append(acc | {"varied": name, "value": value})
             bar.update(1)
     curves, convergence, checks = (pd.DataFrame(r) for r in (curves, convergence, checks))
-    masking = masking_checks(curves, checks, unbounded)
+    flat = flatness(convergence, budget) if len(convergence) else None
+    masking = masking_checks(curves, checks, unbounded, flat)
     return curves, convergence, checks, masking, robust, transfer
 
 
-def masking_checks(curves: pd.DataFrame, checks: pd.DataFrame, unbounded: dict) -> pd.DataFrame:
+def sweep_point(
+    rule: Rule, x, y, norm: str, eps: float, family: str, budget: Budget, seed: int, root: Path
+) -> dict:
+    """One point of the convergence sweep: ``family``'s accuracy (%) on ``rule`` at ``eps``
+    under ``budget``, as a CSV row. At the curves' own budget and images it is the curves'
+    cached result."""
+    if family == "pgd":
+        attack = settings(rule, budget, seed) | ({} if norm == "L2" else {"norm": norm})
+        acc, _ = pgd_accuracy(rule, x, y, eps, attack, root, tqdm.write)
+    else:
+        attack = apgd_settings(rule, budget, seed)
+        acc, _, _ = apgd_accuracy(rule, x, y, eps, norm, family.removeprefix("apgd-"), attack,
+                                  root, tqdm.write)  # fmt: skip
+    return row(rule, eps, family, acc, len(x), **(attack | {"norm": norm}))
+
+
+def flatness(convergence: pd.DataFrame, budget: Budget) -> pd.DataFrame:
+    """Per model, norm, eps, attack family and varied setting: accuracy at the budget used,
+    the lowest at any larger setting, the drop between them, and whether the curve is flat
+    there (drop <= FLAT points); ``max_rise``, the largest rise from one setting to the
+    next larger one (more effort should never help the model, Carlini et al. 2019)."""
+    keys = ["model", "kind", "param", "norm", "eps_126", "eps_255", "attack", "varied"]
+    rows = []
+    for key, curve in convergence.groupby(keys, sort=False):
+        curve = curve.sort_values("value")
+        used = getattr(budget, key[-1])
+        at = curve.loc[curve["value"] == used, "acc"]
+        beyond = curve.loc[curve["value"] >= used, "acc"]
+        if at.empty:  # the grid skips the budget: nothing to judge
+            continue
+        drop = float(at.iloc[0] - beyond.min())
+        rows.append(dict(zip(keys, key)) | {
+            "budget": used, "largest": curve["value"].max(), "acc_budget": float(at.iloc[0]),
+            "acc_lowest_beyond": float(beyond.min()), "drop": drop, "flat": drop <= FLAT,
+            "max_rise": float(curve["acc"].diff().max()) if len(curve) > 1 else 0.0,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def masking_checks(
+    curves: pd.DataFrame, checks: pd.DataFrame, unbounded: dict, flat: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The gradient-masking checks of Carlini et al. (2019, Section 5), per model and norm:
     the unbounded attack reaches 0% accuracy; the worst case never rises with eps; the
     attack on the model itself beats transfer from its mean-weights net; twice the budget
-    lowers the worst case by at most 0.5 points. ``passes``: all that apply hold (a
+    lowers the worst case by at most 0.5 points; and, where the sweep ran (``flat``, from
+    :func:`flatness`), more steps never raise accuracy. ``passes``: all that apply hold (a
     stochastic rule's verdicts are draws, so a rise up to 1 point counts as flat)."""
     rows = []
     for (model, kind, param, norm), part in curves.groupby(
@@ -650,17 +721,22 @@ def masking_checks(curves: pd.DataFrame, checks: pd.DataFrame, unbounded: dict) 
         gap = (own.min() - transfer).dropna()  # the best white-box attack minus transfer
         done = checks.iloc[:0] if checks.empty else checks[checks["model"].eq(model)]
         done = done[done["norm"] == norm] if len(done) else done
+        swept = pd.DataFrame() if flat is None or flat.empty else flat[
+            (flat["model"] == model) & (flat["norm"] == norm) & (flat["varied"] == "steps")
+        ]  # fmt: skip
         row = {
             "model": model, "kind": kind, "param": param, "norm": norm,
             "acc_unbounded": unbounded.get((kind, param), math.nan) if norm == "L2" else math.nan,
             "max_rise_with_eps": rise,
             "whitebox_minus_transfer": float(gap.max()) if len(gap) else math.nan,
             "drop_2x": float(done["drop"].max()) if len(done) else math.nan,
+            "max_rise_with_steps": float(swept["max_rise"].max()) if len(swept) else math.nan,
         }  # fmt: skip
         tests = [row["max_rise_with_eps"] <= noise]
         tests += [row["acc_unbounded"] == 0] if norm == "L2" else []
         tests += [row["whitebox_minus_transfer"] <= noise] if len(gap) else []
         tests += [row["drop_2x"] <= 0.5] if len(done) else []
+        tests += [row["max_rise_with_steps"] <= noise] if len(swept) else []
         rows.append(row | {"passes": all(tests)})
     return pd.DataFrame(rows)
 
@@ -675,7 +751,8 @@ def masking_report(masking: pd.DataFrame) -> str:
         f"{int(masking['passes'].sum())} of {len(masking)} (model, norm) pairs pass all that "
         "apply (the unbounded minimum-norm attack reaches 0%; the worst case never rises with "
         "eps; the model's own attack beats transfer from its mean-weights net; twice the "
-        "budget lowers it by at most 0.5 points)."
+        "budget lowers it by at most 0.5 points; where the sweep ran, more steps never "
+        "raise it)."
         + ("\n\n" + failed.to_markdown(index=False, floatfmt=".1f") + "\n" if len(failed) else "\n")
     )
 
@@ -868,17 +945,24 @@ def report(curves: pd.DataFrame, convergence: pd.DataFrame, budget: Budget | Non
     out = "\n".join(out)
     if convergence.empty:
         return out
-    conv = convergence.pivot(index=["varied", "value"], columns="model", values="acc")
-    conv.index = [
-        f"{name} {value}" + (" (budget)" if getattr(budget, name) == value else "")
-        for name, value in conv.index  # sorted by setting, then numerically
-    ]
-    eps = convergence["eps_126"].iloc[0]
-    return out + (
-        f"\nConvergence at eps {eps:g} ({to_255(eps):.2f} on [0, 1]): PGD accuracy (%) "
-        "with one setting varied, the others at the budget above (a deterministic rule has "
-        "no eot):\n\n" + conv.to_markdown(floatfmt=".1f") + "\n"
+    flat = flatness(convergence, budget)
+    grids = ", ".join(
+        f"{name} {', '.join(map(str, sorted(part['value'].unique())))}"
+        for name, part in convergence.groupby("varied")
     )
+    steep = flat[~flat["flat"]].drop(columns=["kind", "param", "flat"])
+    return out + (
+        f"\nConvergence on the first {convergence['n'].iloc[0]} test images "
+        f"(epsilon_convergence_seed<S>.csv): accuracy with one setting varied ({grids}), the "
+        f"others at the budget above, for {convergence['model'].nunique()} models at "
+        f"{len(convergence.groupby(['norm', 'eps_126']))} (norm, eps) pairs, under PGD and "
+        f"APGD-CE (two step rules). {int(flat['flat'].sum())} of {len(flat)} curves are flat "
+        f"at the budget used: no larger setting lowers accuracy by more than {FLAT:g} point "
+        "(epsilon_flatness_seed<S>.csv)."
+        + ("" if steep.empty else " Those that are not:\n\n"
+           + steep.to_markdown(index=False, floatfmt=".1f"))
+        + "\n"
+    )  # fmt: skip
 
 
 def plot(curves: pd.DataFrame, path: Path, title: str) -> None:

@@ -1,6 +1,7 @@
 """runs/epsilon_curves.py: robust accuracy against eps, through its real command line in quick
 mode (one run per module), and its pieces on the nets that run trained."""
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -153,20 +154,42 @@ def test_claims_pick_the_best_model_on_even_images_and_score_it_on_odd_ones():
     assert "best BNN minus best plain net, at Linf eps 0.1" in linf
 
 
-def test_convergence_points_match_the_curve(quick):
-    _, _, curves, conv = quick
-    assert conv["eps_126"].eq(ec.CONVERGENCE_EPS).all() and conv["acc"].between(0, 100).all()
+def test_convergence_sweeps_both_step_rules_and_both_norms_and_meets_the_curve(quick):
+    folder, out, curves, conv = quick
+    assert conv["acc"].between(0, 100).all() and conv["n"].eq(ec.QUICK_N).all()
+    linf = ec.QUICK_LINF[0] * ec.X_MAX
+    assert set(zip(conv["norm"], conv["eps_126"])) == {("L2", ec.CONVERGENCE_EPS), ("Linf", linf)}
+    assert set(conv["attack"]) == set(ec.FAMILIES) == {"pgd", "apgd-ce"}
     bnn, plain = conv[conv["kind"] == "bnn"], conv[conv["kind"] == "plain"]
+    assert set(zip(conv["kind"], conv["param"])) == ec.QUICK_CHECKED
     assert sorted(bnn["varied"].unique()) == ["eot", "restarts", "steps"]
     assert sorted(plain["varied"].unique()) == ["restarts", "steps"]  # no eot: deterministic
-    assert len(bnn) == 6 and len(plain) == 4
+    assert len(bnn) == 6 * 2 * 2 and len(plain) == 4 * 2 * 2  # settings x norms x families
     # at the budget (5 steps, 2 samples, 1 restart) a point is the curve's own result
-    at = curves[(curves["attack"] == "pgd") & (curves["eps_126"] == ec.CONVERGENCE_EPS)]
-    at = at[at["norm"] == "L2"]
-    for kind, param in (("bnn", -3.0), ("plain", 0.0)):
-        want = at.loc[(at["kind"] == kind) & (at["param"] == param), "acc"].item()
-        mine = conv[(conv["kind"] == kind) & (conv["varied"] == "steps") & (conv["value"] == 5)]
-        assert mine["acc"].item() == want
+    for (kind, param), (norm, eps), attack in itertools.product(
+        ec.QUICK_CHECKED, [("L2", ec.CONVERGENCE_EPS), ("Linf", linf)], ec.FAMILIES
+    ):
+        cell = (curves["kind"] == kind) & (curves["param"] == param) & (curves["norm"] == norm)
+        cell &= (curves["attack"] == attack) & (curves["eps_126"] == eps)
+        mine = conv[(conv["kind"] == kind) & (conv["norm"] == norm) & (conv["attack"] == attack)]
+        mine = mine[(mine["varied"] == "steps") & (mine["value"] == 5)]
+        assert mine["acc"].item() == curves.loc[cell, "acc"].item()
+    flat = pd.read_csv(folder / "res" / "epsilon_flatness_seed0.csv")
+    assert len(flat) == (3 + 2) * 2 * 2  # per model, norm, family and setting
+    assert (flat["drop"] == flat["acc_budget"] - flat["acc_lowest_beyond"]).all()
+    assert flat["flat"].eq(flat["drop"] <= ec.FLAT).all()
+    assert "curves are flat at the budget used" in out
+
+
+def test_flatness_reads_the_drop_beyond_the_budget():
+    conv = pd.DataFrame({"model": "m", "kind": "bnn", "param": -3.0, "norm": "L2",
+                         "eps_126": 1.5, "eps_255": 0.3, "attack": "pgd", "varied": "steps",
+                         "value": [10, 50, 100, 500], "acc": [60.0, 50.0, 50.5, 48.5]})  # fmt: skip
+    (row,) = ec.flatness(conv, ec.Budget(eot=10, passes=32, steps=50)).to_dict("records")
+    assert row["acc_budget"] == 50.0 and row["acc_lowest_beyond"] == 48.5
+    assert row["drop"] == 1.5 and not row["flat"] and row["max_rise"] == 0.5
+    conv.loc[3, "acc"] = 49.5
+    assert ec.flatness(conv, ec.Budget(eot=10, passes=32, steps=50))["flat"].item()
 
 
 def test_deterministic_accuracy_does_not_rise_with_eps(quick):
@@ -281,3 +304,11 @@ def test_masking_checks_fail_where_accuracy_rises_or_transfer_wins():
     assert got.loc["ok", "passes"] and not got.loc["rises", "passes"]
     assert not got.loc["tr", "passes"] and got.loc["tr", "whitebox_minus_transfer"] == 20
     assert got.loc["rises", "max_rise_with_eps"] == 30
+    # a model whose accuracy rises with more steps fails once the sweep has run on it
+    flat = pd.DataFrame({"model": ["ok", "ok"], "norm": "L2", "varied": ["steps", "eot"],
+                         "max_rise": [0.0, 5.0]})  # fmt: skip
+    swept = ec.masking_checks(curves, pd.DataFrame(), {("ok", 0.0): 0.0}, flat).set_index("model")
+    assert swept.loc["ok", "passes"] and swept.loc["ok", "max_rise_with_steps"] == 0.0
+    flat.loc[0, "max_rise"] = 2.0
+    swept = ec.masking_checks(curves, pd.DataFrame(), {("ok", 0.0): 0.0}, flat).set_index("model")
+    assert not swept.loc["ok", "passes"]
