@@ -2,7 +2,7 @@
 
     python runs/reproduce.py --profile full     # the committed runs/results and REPORT.md
     python runs/reproduce.py --profile quick    # a small slice in about a minute (CI runs it)
-    python runs/reproduce.py --profile hour     # sizes cut to fit an hour per seed on 2 cores
+    python runs/reproduce.py --profile hour     # the protocol at cut sizes (wall time: run.json)
     python runs/reproduce.py --profile full --seeds 0 1 2
     python runs/reproduce.py --profile full --device cuda   # on a GPU, the authors' budget
 
