@@ -68,6 +68,8 @@ def test_the_readme_verdict_is_its_csvs():
     start, end = report.README_MARKS
     block = readme.split(start, 1)[1].split(end, 1)[0]
     assert block == "\n" + report.readme_verdict(ROOT / found.group(1), found.group(1)) + "\n"
+    start, end = report.TIMES_MARKS
+    assert readme.split(start, 1)[1].split(end, 1)[0] == f"\n{report.readme_times(ROOT)}\n"
 
 
 def test_update_readme_rewrites_only_its_block_and_names_a_missing_one(tmp_path):
@@ -82,16 +84,30 @@ def test_update_readme_rewrites_only_its_block_and_names_a_missing_one(tmp_path)
     (tmp_path / "res" / "run.json").write_text(json.dumps(info))
     start, end = report.README_MARKS
     readme = tmp_path / "README.md"
-    readme.write_text(f"top\n{start}\nstale +9.9\n{end}\nbottom\n")
-    report.update_readme(readme, tmp_path / "res")
+    times = "\n".join(report.TIMES_MARKS)
+    readme.write_text(f"top\n{start}\nstale +9.9\n{end}\nbottom\n{times}\n")
+    report.update_readme(readme, tmp_path / "res", root=tmp_path)
     text = readme.read_text()
-    assert text.startswith("top\n") and text.endswith(f"{end}\nbottom\n")
+    assert text.startswith("top\n") and f"{end}\nbottom\n" in text
     assert "stale" not in text and "+2.0 [+1.0, +3.0]" in text and "1.0 h of compute" in text
     assert "(res/claims.png)" in text and "m; 1.5 h wall)" in text
     assert "2 seeds (0, 1) (run at commits 0: abc, 1: def)" in text
     readme.write_text("no block")
     with pytest.raises(ValueError, match="README.md has no"):
         report.update_readme(readme, tmp_path / "res")
+
+
+def test_wall_times_add_each_seeds_compute_and_name_the_command(tmp_path):
+    info = {"command": "python runs/reproduce.py --profile hour", "machine": "m", "date": "d",
+            "commit": "abc", "total_seconds": 7200, "device": "cpu",
+            "compute_seconds": {"bnn": {"0": 1800, "1": 900}, "pool": {"0": 1800}}}  # fmt: skip
+    (tmp_path / "runs" / "results-x").mkdir(parents=True)
+    (tmp_path / "runs" / "results-x" / "run.json").write_text(json.dumps(info))
+    (row,) = report.wall_times(tmp_path).to_dict("records")
+    assert row["results"] == "runs/results-x/" and row["this command (h)"] == 2.0
+    assert row["compute per seed (h)"] == "seed 0: 1.00; seed 1: 0.25"
+    assert "| `python runs/reproduce.py --profile hour` |" in report.readme_times(tmp_path)
+    assert report.readme_times(tmp_path / "none") == "No results folder has a run.json yet."
 
 
 def test_each_committed_report_is_rebuilt_from_its_csvs(tmp_path):

@@ -2,11 +2,8 @@
 copy a number by hand.
 
 ``study-runs``: the study's committed runs, one row per ``runs/results*/run.json`` that
-``runs/reproduce.py`` wrote: the command, the device and machine, the date and commit, the
-wall time of that invocation (``total_seconds``: a rerun that reuses its artifacts spends
-little), and the compute time per seed summed over the artifacts it needed
-(``compute_seconds``: what a run from scratch spends; worker processes overlap, so it
-exceeds wall time).
+``runs/reproduce.py`` wrote (``runs.study.report.wall_times``, the table README.md shows
+too).
 
 ``study-profiles``: the settings of each profile, from ``runs.study.profiles.PROFILES``.
 
@@ -17,7 +14,6 @@ literal block, for scripts that are not importable modules (``benchmarks/``).
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 
 from docutils import nodes
@@ -25,39 +21,6 @@ from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_files(root: Path = ROOT) -> list[Path]:
-    """Every runs/results*/run.json, in folder order."""
-    return sorted((root / "runs").glob("results*/run.json"))
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f}"
-
-
-def run_rows(root: Path = ROOT) -> list[list[str]]:
-    """One list of cells (reST) per run.json."""
-    out = []
-    for path in run_files(root):
-        info = json.loads(path.read_text())
-        per_seed: dict[str, float] = {}
-        for by_seed in info.get("compute_seconds", {}).values():
-            for seed, seconds in by_seed.items():
-                per_seed[seed] = per_seed.get(seed, 0.0) + seconds
-        seeds = sorted(per_seed, key=int)
-        compute = "; ".join(f"seed {seed}: {_minutes(per_seed[seed])}" for seed in seeds)
-        out.append(
-            [
-                f"``{path.parent.relative_to(root).as_posix()}/``",
-                f"``{info['command']}``",
-                f"{info.get('device', 'cpu')}; {info['machine']}",
-                f"{info['date']}, {info['commit']}",
-                _minutes(info["total_seconds"]),
-                compute or "-",
-            ]
-        )
-    return out
 
 
 def _cell(value) -> str:
@@ -95,14 +58,19 @@ class _Table(SphinxDirective):
 
 
 class StudyRuns(_Table):
-    """``.. study-runs::``: the table of :func:`run_rows`."""
+    """``.. study-runs::``: runs.study.report.wall_times, the table README.md also shows."""
 
     def run(self) -> list[nodes.Node]:
-        for path in run_files():
+        from runs.study.report import wall_times
+
+        for path in sorted(ROOT.glob("runs/results*/run.json")):
             self.env.note_dependency(str(path))
-        header = ["results", "command", "device; machine", "date, commit"]
-        header += ["this invocation (min)", "compute from scratch (min)"]
-        return self.table(header, run_rows(), "14 30 16 12 8 20")
+        frame = wall_times(ROOT)
+        frame["results"] = "``" + frame["results"] + "``"
+        frame["command"] = "``" + frame["command"] + "``"
+        frame["this command (h)"] = frame["this command (h)"].map("{:.2f}".format)
+        body = frame.astype(str).values.tolist()
+        return self.table(list(frame.columns), body, "14 30 16 12 8 20")
 
 
 class StudyProfiles(_Table):

@@ -21,10 +21,12 @@ from .results import whole_numbers
 
 __all__ = [
     "load_frames",
+    "readme_times",
     "readme_verdict",
     "update_readme",
     "verdict_frame",
     "verdict_table",
+    "wall_times",
     "write_report",
 ]
 
@@ -438,6 +440,7 @@ def _verdict_section(results: Path, protocols: list[str], link: Path | str) -> l
 COVERAGE_LINK = intervals.COVERAGE  # python -m runs.study.intervals; README.md links it so
 COVERAGE = Path(__file__).resolve().parents[2] / COVERAGE_LINK
 README_MARKS = ("<!-- verdict: made by python -m runs.study.report -->", "<!-- /verdict -->")
+TIMES_MARKS = ("<!-- wall times: made by python -m runs.study.report -->", "<!-- /wall times -->")
 
 
 def readme_verdict(results: Path, link: str) -> str:
@@ -481,17 +484,59 @@ def readme_verdict(results: Path, link: str) -> str:
     ])  # fmt: skip
 
 
-def update_readme(readme: Path, results: Path) -> None:
-    """Rewrite the text between README_MARKS in ``readme`` with :func:`readme_verdict`."""
-    text = Path(readme).read_text()
-    start, end = README_MARKS
+def wall_times(root: Path) -> pd.DataFrame:
+    """One row per ``runs/results*/run.json`` under ``root``: the command, device, machine,
+    date and commit, the wall time of that invocation (hours; short where it reused
+    artifacts of earlier ones) and, per seed, the compute its artifacts recorded (hours
+    summed over worker processes: what a run from scratch spends)."""
+    rows = []
+    for path in sorted(Path(root).glob("runs/results*/run.json")):
+        info = json.loads(path.read_text())
+        per_seed: dict[str, float] = {}
+        for by_seed in info.get("compute_seconds", {}).values():
+            for seed, seconds in by_seed.items():
+                per_seed[seed] = per_seed.get(seed, 0.0) + seconds
+        rows.append({
+            "results": f"{path.parent.relative_to(root).as_posix()}/",
+            "command": info["command"],
+            "device, machine": f"{info.get('device', 'cpu')}; {info['machine']}",
+            "date, commit": f"{info['date']}, {info['commit']}",
+            "this command (h)": round(info["total_seconds"] / 3600, 2),
+            "compute per seed (h)": "; ".join(
+                f"seed {seed}: {per_seed[seed] / 3600:.2f}" for seed in sorted(per_seed, key=int)
+            ) or "-",
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def readme_times(root: Path) -> str:
+    """The README's wall-time table: :func:`wall_times` with each command in code marks."""
+    frame = wall_times(root)
+    if frame.empty:
+        return "No results folder has a run.json yet."
+    frame["command"] = "`" + frame["command"] + "`"
+    return frame.to_markdown(index=False, floatfmt=".2f")
+
+
+def _rewrite(text: str, marks: tuple[str, str], block: str, readme: Path) -> str:
+    """``text`` with the lines between ``marks`` replaced by ``block``."""
+    start, end = marks
     if start not in text or end not in text:
         raise ValueError(f"{readme} has no {start} ... {end} block to rewrite")
-    link = Path(os.path.relpath(Path(results).resolve(), Path(readme).resolve().parent))
     head, rest = text.split(start, 1)
-    block = readme_verdict(results, link.as_posix())
-    new = f"{head}{start}\n{block}\n{end}{rest.split(end, 1)[1]}"
-    atomic_write(Path(readme), lambda tmp: tmp.write_text(new))
+    return f"{head}{start}\n{block}\n{end}{rest.split(end, 1)[1]}"
+
+
+def update_readme(readme: Path, results: Path, root: Path | None = None) -> None:
+    """Rewrite the blocks between README_MARKS (:func:`readme_verdict` of ``results``) and
+    TIMES_MARKS (:func:`readme_times` of ``root``, default the README's folder) in
+    ``readme``."""
+    readme = Path(readme)
+    link = Path(os.path.relpath(Path(results).resolve(), readme.resolve().parent))
+    text = _rewrite(readme.read_text(), README_MARKS, readme_verdict(results, link.as_posix()),
+                    readme)  # fmt: skip
+    text = _rewrite(text, TIMES_MARKS, readme_times(root or readme.parent), readme)
+    atomic_write(readme, lambda tmp: tmp.write_text(text))
 
 
 def _sigma_section(sigma: pd.DataFrame) -> list[str]:
