@@ -190,3 +190,31 @@ def test_logit_gaps_flag_the_nets_whose_probabilities_underflow(small):
     assert gaps.loc["plain", "pct_over_underflow"] == 0
     assert gaps.loc["plain-matched", "pct_over_underflow"] > 50
     assert tables.UNDERFLOW_GAP == pytest.approx(87.34, abs=0.01)
+
+
+def test_attack_summary_sets_the_source_and_the_authors_beside_the_set(small):
+    """A linear source with known weights: its accuracy and loss (cross-entropy plus the
+    eq. 6 penalty) on the split, and the authors' notebook row for its arch and lambda on
+    the paper protocol's sets alone."""
+    torch.manual_seed(0)
+    net = MLP((10,)).requires_grad_(False)  # frozen, as as_source leaves a source
+    n = 50
+    r = torch.zeros(n, 784)
+    success = torch.arange(n) < 10
+    r[success, 0] = 0.5
+    tensors = {"r": r, "success": success, "y": small.val.y[:n], "index": torch.arange(n)}
+    source = SimpleNamespace(name="FC-10_lam0.01_seed0", arch="FC-10", lam=1e-2, net=net)
+    meta = {"summary": distortion(r, success), "wall_time_s": 1.0}
+    attack = tables.AttackSet(source=source, tensors=tensors, meta=meta, split="val")
+    theirs = tables.attack_summary([attack], small, authors=True).iloc[0]
+    logits = net(small.val.x)
+    weight = net.layers[0].weight  # eq. 6: lambda * sum w^2 / (units of the layer, 10)
+    want_loss = torch.nn.functional.cross_entropy(logits, small.val.y)
+    want_loss = want_loss + 1e-2 * weight.square().sum() / 10
+    assert theirs["source_loss"] == pytest.approx(float(want_loss), rel=1e-5)
+    want_acc = 100 * float((logits.argmax(-1) == small.val.y).double().mean())
+    assert theirs["source_acc"] == pytest.approx(want_acc)
+    assert theirs["n_success"] == 10 and theirs["authors_success_rate"] == 772 / 10_000
+    assert theirs["authors_distortion"] == 0.0013 and theirs["authors_val_acc"] == 92.67
+    ours = tables.attack_summary([attack], small).iloc[0]  # the rigorous protocol: no authors
+    assert ours[["authors_success_rate", "authors_val_acc"]].isna().all()

@@ -100,3 +100,23 @@ TABLE4 = [  # columns = PRUNE_RATES, the rho_init = -2 BNN with 100-sample ensem
 # average in Table 2 (83.22 - 67.78); Table 3's N=100 minus N=1 average (88.28 - 83.21);
 # Table 4's 75 %-pruned average minus the best baseline average (76.59 - 67.78).
 CLAIMS = {"bnn_beats_baselines": 15.4, "ensemble_gain": 5.0, "pruned75_beats_baselines": 8.8}
+
+# The authors' attack notebook, per source net (AUTHORS_CODE.md, "What the attack
+# produced"): survivors of the 10,000 validation images, their mean distortion (/126
+# scale), the source's validation accuracy (%) and its Keras validation loss (cross-entropy
+# plus the L2 penalty).
+AUTHORS_SETS = {  # (arch, lambda): (survivors, distortion, val_acc, val_loss)
+    ("FC-10", 0.0): (8351, 0.0594, 93.10, 0.2585),
+    ("FC-10", 1e-4): (7710, 0.0621, 92.98, 0.2607),
+    ("FC-10", 1e-2): (772, 0.0013, 92.67, 0.3084),
+    ("FC-10", 1.0): (1117, 0.00038, 88.91, 0.8538),
+    ("FC-200-200-10", 0.0): (7315, 0.0557, 97.91, 0.0925),
+    ("FC-200-200-10", 1e-4): (7601, 0.0561, 97.85, 0.0859),
+    ("FC-200-200-10", 1e-2): (8721, 0.0742, 98.10, 0.1136),
+    ("FC-200-200-10", 1.0): (669, 0.00065, 93.37, 0.6752),
+    ("FC-1200-1200-10", 0.0): (8248, 0.0694, 98.11, 0.0738),
+    ("FC-1200-1200-10", 1e-4): (8248, 0.0708, 98.09, 0.0753),
+    ("FC-1200-1200-10", 1e-2): (7867, 0.0835, 98.20, 0.0992),
+    ("FC-1200-1200-10", 1.0): (339, 0.00085, 96.71, 0.3891),
+}
+AUTHORS_VAL_IMAGES = 10_000  # the authors attacked every validation image

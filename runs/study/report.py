@@ -227,15 +227,28 @@ def _protocol_section(frames: dict, protocol: str, prof: dict, claim_table) -> l
         "distortion_01",
         "median_l2",
         "already_wrong",
+        "source_acc",
+        "source_loss",
+        *AUTHORS_COLUMNS,
     ]
+    cols = [c for c in cols if c in att.columns and att[c].notna().any()]  # older tables lack some
+    authors = (
+        "; authors_*: the authors' notebook on their 10,000 validation images, the source's "
+        "validation accuracy and loss"
+        if AUTHORS_COLUMNS[0] in cols
+        else ""
+    )
     lines += [
         "**Attack sets** (distortion = mean sqrt(||r||^2/784) over successes, /126 scale; "
         "_01: on [0, 1] pixels; already_wrong: successes the source net misclassifies even "
-        "without a perturbation)",
+        "without a perturbation"
+        + ("; source_acc, source_loss: the source on the attacked split (loss: "
+           "cross-entropy plus its eq. 6 penalty)" if "source_acc" in cols else "")
+        + f"{authors})",
         "",
         _md(att[cols], index=False, floatfmt=".4f"),
         "",
-    ]
+    ]  # fmt: skip
     t2 = frames[f"{protocol}/table2"]
     for kind, label in (("bnn", "rho_init"), ("plain", "lambda")):
         cells = _cells(t2[t2.kind == kind], "source", "param")
@@ -440,6 +453,8 @@ def _verdict_section(results: Path, protocols: list[str], link: Path | str) -> l
 COVERAGE_LINK = intervals.COVERAGE  # python -m runs.study.intervals; README.md links it so
 COVERAGE = Path(__file__).resolve().parents[2] / COVERAGE_LINK
 README_MARKS = ("<!-- verdict: made by python -m runs.study.report -->", "<!-- /verdict -->")
+AUTHORS_COLUMNS = ("authors_success_rate", "authors_distortion", "authors_val_acc",
+                   "authors_val_loss")  # fmt: skip
 TIMES_MARKS = ("<!-- wall times: made by python -m runs.study.report -->", "<!-- /wall times -->")
 
 

@@ -17,6 +17,7 @@ from pyro_bnn.bnn import init_guide
 from pyro_bnn.data import MNIST, X_MAX
 from pyro_bnn.evaluate import as_probs, evaluate
 from pyro_bnn.guides import init_to_net, make_guide
+from pyro_bnn.nets import l2_penalty
 from pyro_bnn.predict import (
     ensemble_fn,
     mean_fn,
@@ -140,9 +141,13 @@ def table1(zoo: Zoo, data: MNIST, runs: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def attack_summary(sets: list[AttackSet], data: MNIST) -> pd.DataFrame:
+def attack_summary(sets: list[AttackSet], data: MNIST, authors: bool = False) -> pd.DataFrame:
     """Per source: examples attacked, success rate, distortion (/126 and [0,1]), median L2,
-    and how many successes the source net already misclassified without any perturbation."""
+    how many successes the source net already misclassified without any perturbation, and
+    the source's accuracy (%) and loss (cross-entropy plus its eq. 6 penalty) on the split;
+    with ``authors`` (the paper protocol's sets), beside them the authors' notebook's
+    survivors (as a rate of their 10,000 images), distortion, validation accuracy and loss
+    (paper.AUTHORS_SETS)."""
     keys = (
         "n",
         "n_success",
@@ -157,6 +162,12 @@ def attack_summary(sets: list[AttackSet], data: MNIST) -> pd.DataFrame:
         ok = s.tensors["success"]
         x = data.split(s.split).x[s.tensors["index"][ok]]
         wrong = as_probs(s.source.net)(x).argmax(-1) != s.tensors["y"][ok]
+        split = data.split(s.split)
+        with torch.no_grad():
+            logits = s.source.net(split.x)
+            loss = F.cross_entropy(logits, split.y) + l2_penalty(s.source.net, s.source.lam)
+        theirs = paper.AUTHORS_SETS.get((s.source.arch, s.source.lam)) if authors else None
+        theirs = theirs or (None,) * 4
         rows.append(
             {
                 "source": s.source.name,
@@ -165,9 +176,16 @@ def attack_summary(sets: list[AttackSet], data: MNIST) -> pd.DataFrame:
                 "split": s.split,
                 **{k: s.meta["summary"][k] for k in keys},
                 "already_wrong": int(wrong.sum()),
+                "source_acc": 100 * float((logits.argmax(-1) == split.y).double().mean()),
+                "source_loss": float(loss),
+                "authors_success_rate": None if theirs[0] is None
+                else theirs[0] / paper.AUTHORS_VAL_IMAGES,
+                "authors_distortion": theirs[1],
+                "authors_val_acc": theirs[2],
+                "authors_val_loss": theirs[3],
                 "attack_s": s.meta.get("wall_time_s"),
             }
-        )
+        )  # fmt: skip
     return pd.DataFrame(rows)
 
 
