@@ -89,6 +89,7 @@ def run_epochs(
     progress: bool,
     desc: str,
     config: dict,
+    keep: str = "best",
 ) -> FitResult:
     """The shared loop. ``step(x, y)`` trains on one minibatch and returns metric tensors;
     ``batches(epoch)`` yields the minibatches; ``validate()`` returns validation metrics,
@@ -109,6 +110,7 @@ def run_epochs(
     :param progress: show a tqdm bar.
     :param desc: the bar's label.
     :param config: what identifies the run (JSON-able); stored in the checkpoint.
+    :param keep: 'best' restores the epoch of best ``monitor``; 'last' keeps the last epoch.
 
     >>> run_epochs(net, opt, step, minibatches(train, 128, 0, "cpu"), None, max_epochs=5,
     ...            patience=None, checkpoint=None, progress=False, desc="fit", config={})
@@ -159,7 +161,12 @@ def run_epochs(
         if not all(math.isfinite(v) for v in record.values()):
             raise FloatingPointError(f"training diverged at epoch {epoch + 1}: {record}")
         state["history"].append(record)
-        if validate is None or state["best_val"] is None or sign * record[key] > state["best_val"]:
+        if (
+            validate is None
+            or keep == "last"
+            or state["best_val"] is None
+            or sign * record[key] > state["best_val"]
+        ):
             state.update(
                 best_val=None if validate is None else sign * record[key],
                 best_epoch=epoch + 1,
@@ -249,6 +256,7 @@ def fit_torch(
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
     adversary: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    keep: str = "best",
 ) -> FitResult:
     """Train a plain classifier with mean cross-entropy + the L2 penalty of eq. 6 (Section 3.3).
 
@@ -273,6 +281,8 @@ def fit_torch(
         :class:`~pyro_bnn.attacks.PGDAdversary` is one. Its description goes into the
         checkpoint's config without a memory address, so for a run that resumes pass an
         object with a stable repr, a named function or a ``functools.partial`` of one.
+    :param keep: the weights returned: 'best', those of the epoch of best validation
+        accuracy; 'last', the final epoch's (as Keras' ``fit`` leaves them).
 
     >>> result = fit_torch(MLP((100, 100, 10)), load_mnist(), lam=1e-4)
     >>> result = fit_torch(net, (x, y), val=(x_val, y_val), patience=None, max_epochs=10)
@@ -280,6 +290,8 @@ def fit_torch(
     check_loop(batch_size, max_epochs, patience, callbacks)
     if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
     if adversary is not None and not callable(adversary):
         raise ValueError(f"adversary must be callable (model, x, y) -> x_adv, got {adversary!r}")
     device = check_device(device)
@@ -313,6 +325,8 @@ def fit_torch(
     }
     if adversary is not None:  # absent otherwise: older checkpoints keep their config
         config["adversary"] = _describe_callable(adversary)
+    if keep != "best":  # likewise
+        config["keep"] = keep
     return run_epochs(
         model,
         opt,
@@ -327,6 +341,7 @@ def fit_torch(
         progress=progress,
         desc=f"{getattr(model, 'arch', type(model).__name__)} lam={lam:g}",
         config=config,
+        keep=keep,
     )
 
 

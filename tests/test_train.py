@@ -91,6 +91,25 @@ def test_fit_torch_learns_and_restores_best(small):
     assert result.history[result.best_epoch - 1]["val_acc"] == result.best_val
 
 
+def test_keep_last_returns_the_final_epoch_as_a_run_without_validation_does(small):
+    """Validation draws no randomness, so with keep='last' the weights are exactly those of
+    the same run with no validation at all (which can only keep its last epoch)."""
+    train, val = (small.train.x, small.train.y), (small.val.x, small.val.y)
+    nets, results = {}, {}
+    for name, kw in (("last", {"val": val, "keep": "last"}), ("none", {"val": None}),
+                     ("best", {"val": val})):  # fmt: skip
+        torch.manual_seed(0)
+        nets[name] = MLP((10,))
+        results[name] = fit_torch(nets[name], train, max_epochs=6, patience=None,
+                                  optimizer=sgd(lr=0.05), progress=False, **kw)  # fmt: skip
+    for a, b in zip(nets["last"].parameters(), nets["none"].parameters()):
+        assert torch.equal(a, b)
+    assert results["last"].best_epoch == 6
+    assert results["last"].best_val == results["last"].history[-1]["val_acc"]
+    best = results["best"]
+    assert best.best_val == max(r["val_acc"] for r in best.history)
+
+
 def test_l2_penalty_shrinks_weights():
     data = toy_mnist()
     norms = {}
@@ -112,6 +131,7 @@ def test_l2_penalty_shrinks_weights():
         {"patience": -1},
         {"lam": float("nan")},
         {"adversary": 0.5},
+        {"keep": "first"},
     ],
 )
 def test_bad_settings_raise_naming_the_argument(bad):

@@ -5,7 +5,7 @@ import torch
 
 from pyro_bnn.artifacts import matching_meta
 from pyro_bnn.predict import posterior_mean
-from runs.study.config import BNN, PLAIN
+from runs.study.config import BNN, PAPER_SOURCE, PLAIN
 from runs.study.zoo import baseline_artifact, bnn_artifact, train_baseline, train_bnn
 from tests.conftest import toy_mnist
 
@@ -67,3 +67,11 @@ def test_artifact_specs_say_what_is_done(tmp_path):
 def test_bad_names_are_value_errors(tmp_path):
     with pytest.raises(ValueError, match="known guides"):
         train_bnn(-3.0, toy_mnist(), arch="FC-8-10", guide="laplace", root=tmp_path)
+
+
+def test_paper_sources_keep_their_last_epoch_and_every_older_config_its_hash():
+    assert "keep" not in PLAIN.settings() and "keep" not in BNN.settings(svi=True)
+    assert PAPER_SOURCE.settings() == PLAIN.settings() | {"max_epochs": 200, "patience": None,
+                                                          "keep": "last"}  # fmt: skip
+    with pytest.raises(ValueError, match="keep='last' is for plain nets"):
+        PAPER_SOURCE.settings(svi=True)
