@@ -31,6 +31,7 @@ from .guides import (
     make_guide,
 )
 from .likelihoods import Bernoulli, Categorical, Gaussian, Likelihood, make_likelihood
+from .mcmc import MCMCResult, PosteriorSamples, fit_mcmc
 from .nets import MLP, l2_penalty, mlp_forward, param_shapes, parse_arch
 from .predict import (
     ensemble_fn,
@@ -70,9 +71,11 @@ __all__ = [
     "FitResult",
     "Gaussian",
     "Likelihood",
+    "MCMCResult",
     "MLP",
     "MNIST",
     "PGDAdversary",
+    "PosteriorSamples",
     "ScaleMixtureNormal",
     "Split",
     "as_probs",
@@ -85,6 +88,7 @@ __all__ = [
     "evaluate",
     "evaluate_many",
     "expected_entropy",
+    "fit_mcmc",
     "fit_stack",
     "fit_svi",
     "fit_torch",

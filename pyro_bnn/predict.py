@@ -16,6 +16,7 @@ white-box (EOT) attacks.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -23,6 +24,7 @@ import torch
 from pyro.infer import Predictive
 
 from .bnn import BNN, BayesianMLP, init_guide, local_params
+from .mcmc import PosteriorSamples
 
 __all__ = [
     "ensemble_fn",
@@ -41,7 +43,8 @@ MAX_ELEMENTS = 2**24  # per chunk: S * N_chunk * widest layer (64 MB of float32)
 
 
 def _device(guide) -> torch.device:
-    return next(iter(guide.parameters()), torch.empty(0)).device
+    """Where the guide keeps its parameters (or, for posterior samples, its buffers)."""
+    return next(itertools.chain(guide.parameters(), guide.buffers()), torch.empty(0)).device
 
 
 def sample_posterior(model: BNN, guide, num_samples: int) -> dict[str, torch.Tensor]:
@@ -62,7 +65,10 @@ def sample_posterior(model: BNN, guide, num_samples: int) -> dict[str, torch.Ten
     # draws (and the RNG stream, which also feeds the dummy "obs" site) then match fit_svi's
     # and the study's earlier results exactly.
     args = () if model.input_shape is None else (model.example_input(1, device),)
-    names = [name for name, site in guide.prototype_trace.iter_stochastic_nodes()]
+    if isinstance(guide, PosteriorSamples):
+        names = guide.site_names
+    else:
+        names = [name for name, site in guide.prototype_trace.iter_stochastic_nodes()]
     predictive = Predictive(
         model, guide=guide, num_samples=num_samples, parallel=True, return_sites=names
     )

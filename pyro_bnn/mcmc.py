@@ -1,0 +1,190 @@
+"""The exact posterior by Hamiltonian Monte Carlo: Pyro's NUTS (or HMC) over every latent
+site of a BNN on the full data, chain by chain, and a guide made of the chains' draws.
+
+:class:`PosteriorSamples` is a guide like any other, so every decision rule, evaluation
+and attack of the library takes it in place of a fitted variational guide.
+
+>>> guide, result = fit_mcmc(bnn, (x, y), num_samples=200, warmup=200, num_chains=4)
+>>> result.summary()  # R-hat, effective sample size, divergences, wall time
+>>> rule = ensemble_fn(bnn, guide, size=100)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.infer import HMC, MCMC, NUTS
+from pyro.infer.autoguide.initialization import init_to_sample
+from pyro.ops.stats import effective_sample_size, split_gelman_rubin
+from torch import nn
+
+from .bnn import BNN
+from .data import training_data
+from .fitting import check_device, check_positive
+
+__all__ = ["MCMCResult", "PosteriorSamples", "fit_mcmc"]
+
+KERNELS = ("nuts", "hmc")
+
+
+class PosteriorSamples(nn.Module):
+    """A guide that draws, on every call, one of the stored posterior samples uniformly.
+
+    :param samples: {site: (S, *shape)}, e.g. every chain's draws of :func:`fit_mcmc`.
+
+    >>> guide = PosteriorSamples({"weights": draws})  # draws (S, P)
+    >>> probs = ensemble_fn(bnn, guide, size=50)(x)
+    """
+
+    def __init__(self, samples: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        if not samples:
+            raise ValueError("samples must name at least one site")
+        sizes = {name: len(value) for name, value in samples.items()}
+        if len(set(sizes.values())) != 1 or 0 in sizes.values():
+            raise ValueError(f"every site needs the same number (> 0) of samples, got {sizes}")
+        self.site_names = list(samples)
+        for i, value in enumerate(samples.values()):
+            self.register_buffer(f"site{i}", value.detach())
+
+    def _values(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, f"site{i}") for i, name in enumerate(self.site_names)}
+
+    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        values = self._values()
+        first = next(iter(values.values()))
+        index = pyro.sample(  # under Predictive's vectorised plate: one index per draw
+            "_posterior_index",
+            dist.Categorical(logits=first.new_zeros(len(first))),
+            infer={"is_auxiliary": True},
+        )
+        return {
+            name: pyro.sample(name, dist.Delta(value[index], event_dim=value.dim() - 1))
+            for name, value in values.items()
+        }
+
+    def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        """The posterior mean of every site (what :func:`~pyro_bnn.predict.mean_fn` uses)."""
+        return {name: value.mean(0) for name, value in self._values().items()}
+
+
+@dataclass
+class MCMCResult:
+    """What :func:`fit_mcmc` ran and found.
+
+    :param samples: {site: (chains, draws, *shape)}.
+    :param r_hat: {site: the largest split R-hat over the site's elements}.
+    :param ess: {site: the smallest effective sample size over its elements, all chains}.
+    :param divergences: divergent transitions after warmup, per chain.
+    :param wall_time_s: seconds, warmup included, all chains.
+    :param settings: the kernel and its budget, and the number of training examples.
+
+    >>> guide, result = fit_mcmc(bnn, (x, y))
+    >>> result.r_hat["weights"], result.ess["weights"], result.summary()["divergences"]
+    """
+
+    samples: dict[str, torch.Tensor]
+    r_hat: dict[str, float]
+    ess: dict[str, float]
+    divergences: list[int]
+    wall_time_s: float
+    settings: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """Worst R-hat and ESS over every site, divergences, wall time and the settings."""
+        return {
+            "r_hat_max": max(self.r_hat.values()),
+            "ess_min": min(self.ess.values()),
+            "divergences": sum(self.divergences),
+            "wall_time_s": self.wall_time_s,
+            **self.settings,
+        }
+
+
+def fit_mcmc(
+    model: BNN,
+    data,
+    *,
+    num_samples: int = 200,
+    warmup: int = 200,
+    num_chains: int = 4,
+    kernel: str = "nuts",
+    max_tree_depth: int = 10,
+    num_steps: int = 10,
+    target_accept: float = 0.8,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[PosteriorSamples, MCMCResult]:
+    """Sample the posterior p(w | D) of every latent site with Pyro's MCMC on the full data
+    (no minibatches: the likelihood of every example in every step).
+
+    The chains run one after another, chain c from Pyro's RNG seeded ``seed + c`` and from
+    its own draw of the prior (Pyro's ``init_to_sample``), so that R-hat compares chains
+    that started apart.
+
+    :param model: the :class:`~pyro_bnn.bnn.BNN`.
+    :param data: (x, y) tensors, a Split, or the MNIST splits (their train split); held in
+        memory.
+    :param num_samples: draws kept per chain.
+    :param warmup: adaptation steps per chain (step size and a diagonal mass matrix).
+    :param num_chains: chains, >= 1 (R-hat compares them; with one, the halves of it).
+    :param kernel: 'nuts' (the No-U-Turn sampler) or 'hmc' (``num_steps`` leapfrog steps).
+    :param max_tree_depth: NUTS's cap: at most 2**depth - 1 leapfrog steps per draw.
+    :param num_steps: HMC's leapfrog steps per draw.
+    :param target_accept: the acceptance rate the step size adapts to.
+    :param seed: seeds chain 0; chain c uses seed + c.
+    :param device: where the chains run.
+    :param progress: show Pyro's progress bar.
+    :returns: (guide of every kept draw, :class:`MCMCResult`).
+
+    >>> guide, result = fit_mcmc(BNN(nn.Linear(784, 10)), load_mnist(), num_chains=2)
+    """
+    if not isinstance(model, BNN):
+        raise ValueError(f"model must be a pyro_bnn BNN, got {type(model).__name__}")
+    for name, value in (("num_samples", num_samples), ("warmup", warmup),
+                        ("num_chains", num_chains), ("max_tree_depth", max_tree_depth),
+                        ("num_steps", num_steps)):  # fmt: skip
+        check_positive(name, value, integer=True)
+    if not 0 < target_accept < 1:
+        raise ValueError(f"target_accept must be in (0, 1), got {target_accept!r}")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    device = check_device(device)
+    train, _ = training_data(data, None)
+    if not hasattr(train, "x"):
+        raise ValueError("data must be in memory (tensors or a Split), not a DataLoader: "
+                         "every MCMC step uses the whole training set")  # fmt: skip
+    x, y = train.x.to(device), train.y.to(device)
+    model.to(device)
+    common = {"target_accept_prob": target_accept, "init_strategy": init_to_sample,
+              "max_plate_nesting": 1}  # fmt: skip
+    draws, divergences = [], []
+    start = time.perf_counter()
+    for chain in range(num_chains):
+        pyro.set_rng_seed(seed + chain)
+        if kernel == "nuts":
+            step = NUTS(model, max_tree_depth=max_tree_depth, **common)
+        else:
+            step = HMC(model, num_steps=num_steps, **common)
+        mcmc = MCMC(step, num_samples=num_samples, warmup_steps=warmup,
+                    disable_progbar=not progress)  # fmt: skip
+        mcmc.run(x, y)
+        draws.append({k: v.detach() for k, v in mcmc.get_samples().items()})
+        divergences.append(len(mcmc.diagnostics()["divergences"]["chain 0"]))
+    wall = time.perf_counter() - start
+    samples = {name: torch.stack([d[name] for d in draws]) for name in draws[0]}  # (C, S, ...)
+    r_hat, ess = {}, {}
+    for name, value in samples.items():
+        flat = value.reshape(num_chains, num_samples, -1).double()  # (C, S, elements)
+        ess[name] = float(effective_sample_size(flat).min())
+        r_hat[name] = float(split_gelman_rubin(flat).max())  # split: one chain gives two
+    settings = {"kernel": kernel, "num_chains": num_chains, "num_samples": num_samples,
+                "warmup": warmup, "n_data": len(x)}  # fmt: skip
+    settings |= {"max_tree_depth": max_tree_depth} if kernel == "nuts" else {"num_steps": num_steps}
+    guide = PosteriorSamples({name: v.reshape(-1, *v.shape[2:]) for name, v in samples.items()})
+    return guide, MCMCResult(samples, r_hat, ess, divergences, round(wall, 2), settings)

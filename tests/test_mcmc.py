@@ -1,0 +1,71 @@
+"""fit_mcmc against the closed-form posterior of Bayesian linear regression, and its
+posterior samples as a guide through the library's decision rules."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from torch import nn
+
+from pyro_bnn import BNN, Gaussian, ensemble_fn, evaluate, single_sample_fn
+from pyro_bnn.mcmc import PosteriorSamples, fit_mcmc
+from pyro_bnn.predict import mean_fn, posterior_mean, sample_posterior
+from tests.test_likelihoods import linear_data
+
+
+def test_nuts_draws_the_closed_form_posterior_of_bayesian_linear_regression():
+    """nn.Linear with N(0, 1) priors and known noise: the exact posterior is Gaussian with
+    known mean and covariance; 2 chains of 300 NUTS draws recover both, to within the
+    draws' Monte Carlo error, and their R-hat is near 1."""
+    x, y = linear_data()
+    sigma = 0.3
+    bnn = BNN(nn.Linear(3, 1), prior=dist.Normal(0.0, 1.0), likelihood=Gaussian(sigma))
+    guide, result = fit_mcmc(bnn, (x, y), num_samples=300, warmup=200, num_chains=2,
+                             progress=False)  # fmt: skip
+    design = torch.cat([x, torch.ones(len(x), 1)], 1).double()  # weights then bias
+    cov = torch.linalg.inv(torch.eye(4, dtype=torch.float64) + design.T @ design / sigma**2)
+    mean = cov @ design.T @ y.double() / sigma**2
+    draws = result.samples["weights"].reshape(-1, 4).double()  # (chains * draws, P)
+    assert result.samples["weights"].shape == (2, 300, 4)
+    sd = cov.diagonal().sqrt()
+    ess = result.ess["weights"]
+    assert ess > 100 and result.r_hat["weights"] < 1.05 and sum(result.divergences) == 0
+    # the sample mean within 4 Monte Carlo standard errors (sd / sqrt(ess)) of the truth
+    assert ((draws.mean(0) - mean).abs() < 4 * sd / ess**0.5).all()
+    torch.testing.assert_close(draws.std(0), sd, rtol=0.2, atol=0)
+    summary = result.summary()
+    assert summary["kernel"] == "nuts" and summary["num_chains"] == 2 and summary["n_data"] == 200
+    # the guide: its mean is the draws' mean, and Predictive draws among its samples
+    torch.testing.assert_close(posterior_mean(bnn, guide).double(), draws.mean(0))
+    pyro.set_rng_seed(0)
+    drawn = sample_posterior(bnn, guide, 50)["weights"]  # (50, 4)
+    assert drawn.shape == (50, 4)
+    assert all((row == draws.float()).all(-1).any() for row in drawn)
+
+
+def test_posterior_samples_serve_every_decision_rule_of_a_classifier():
+    """Two stored weight vectors of a 2-class linear net, one always right and one always
+    wrong on x > 0: one sample per run is right half the time, their ensemble is 50/50."""
+    bnn = BNN(nn.Linear(1, 2), prior=dist.Normal(0.0, 1.0))
+    right = torch.tensor([-5.0, 5.0, 0.0, 0.0])  # weight (2, 1), then bias (2,)
+    guide = PosteriorSamples({"weights": torch.stack([right, -right])})
+    x, y = torch.ones(40, 1), torch.ones(40, dtype=torch.long)
+    pyro.set_rng_seed(0)
+    single = evaluate(single_sample_fn(bnn, guide, runs=400), x, y)["acc"]
+    assert 0.42 < single < 0.58  # each run draws one of the two at random
+    probs = ensemble_fn(bnn, guide, size=400, runs=1)(x)  # (1, 40, 2)
+    assert probs.shape == (1, 40, 2) and (probs[0, :, 1] - 0.5).abs().max() < 0.1
+    torch.testing.assert_close(mean_fn(bnn, guide)(x), torch.full((40, 2), 0.5))
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [({"num_chains": 0}, "num_chains"), ({"kernel": "gibbs"}, "kernel"),
+     ({"target_accept": 1.0}, "target_accept")],
+)  # fmt: skip
+def test_bad_settings_name_the_argument(bad, match):
+    bnn = BNN(nn.Linear(1, 2), prior=dist.Normal(0.0, 1.0))
+    with pytest.raises(ValueError, match=match):
+        fit_mcmc(bnn, (torch.ones(4, 1), torch.ones(4, dtype=torch.long)), **bad)
+    with pytest.raises(ValueError, match="same number"):
+        PosteriorSamples({"weights": torch.zeros(3, 4), "log_scale": torch.zeros(2)})
