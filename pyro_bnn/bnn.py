@@ -165,7 +165,9 @@ class BNN(PyroModule):
             raise ValueError(f"x must have shape {want}, got {tuple(x.shape)}")
         if x.dtype != self.dtype:
             name = str(self.dtype).removeprefix("torch.")
-            raise ValueError(f"x must be {name} like the weights, got {x.dtype}; use x.{name}()")
+            raise ValueError(
+                f"x must be {name} like the weights, got {x.dtype}; use x.to(torch.{name})"
+            )
         if finite and not bool(torch.isfinite(x).all()):
             raise ValueError("x contains NaN or infinite values")
 

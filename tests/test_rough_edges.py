@@ -200,3 +200,13 @@ def test_a_net_class_from_main_warns_at_save(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # an importable class: no warning
         save_bnn(tmp_path / "module", bnn, make_guide("softplus-normal", bnn))
+
+
+def test_a_float64_input_names_a_fix_that_runs():
+    bnn = BNN(nn.Linear(3, 2), prior=dist.Normal(0.0, 1.0))
+    x = torch.ones(4, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="float32") as err:
+        bnn.check_x(x)
+    fix = str(err.value).rsplit("use ", 1)[1]
+    assert fix == "x.to(torch.float32)"
+    bnn.check_x(eval(fix, {"x": x, "torch": torch}))  # the suggested call works
