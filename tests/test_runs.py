@@ -24,8 +24,10 @@ from tests.conftest import SUBPROCESS_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = get_profile("quick")
-# sources, BNNs, baselines, the pool, the training controls, the plain nets trained as the BNNs
-NETS = 12 + len(paper.RHO_INITS) + 4 + QUICK.pool + len(CONTROLS) * len(QUICK.control_rhos) + 4
+# sources, the paper protocol's own sources, BNNs, baselines, the pool, the training controls,
+# the plain nets trained as the BNNs
+NETS = 12 + 12 * (QUICK.paper_source_epochs is not None) + len(paper.RHO_INITS) + 4
+NETS += QUICK.pool + len(CONTROLS) * len(QUICK.control_rhos) + 4
 # beside the BNNs and baselines, every model scores: the BNNs' posterior means, the training
 # controls and the plain nets trained as the BNNs
 SCORED_CONTROLS = len(paper.RHO_INITS) + len(CONTROLS) * len(QUICK.control_rhos) + 4

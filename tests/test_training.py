@@ -2,6 +2,7 @@
 Ray tasks."""
 
 import importlib.util
+from dataclasses import replace
 
 import pytest
 import torch
@@ -43,7 +44,7 @@ def _attack_sets(profile, data, root, protocol) -> tuple[list[dict], list[str]]:
 
 
 def test_a_source_job_leaves_its_attack_sets_for_the_pipeline(tmp_path, capsys):
-    profile = get_profile("quick")
+    profile = replace(get_profile("quick"), paper_source_epochs=None)  # sources shared
     data = load_data(profile)
     _train(LocalExecutor(2), profile, data, tmp_path, protocols=["paper", "rigorous"])
     assert "source FC-10 lam 0 seed 0 and its paper, rigorous attack sets: " in (
@@ -100,6 +101,36 @@ def test_local_and_ray_train_identical_nets(tmp_path, capsys):
     # a rerun finds both artifacts and trains nothing
     _train(LocalExecutor(2), profile, data, tmp_path / "ray")
     assert "2 of 2 nets already trained; 0 to go" in capsys.readouterr().out
+
+
+def test_the_paper_protocol_attacks_sources_of_its_own_trained_as_the_authors_were(
+    tmp_path, capsys
+):
+    profile = get_profile("quick")  # paper_source_epochs: the paper protocol's own sources
+    data = load_data(profile)
+    jobs = training_jobs(profile, 0, False, protocols=["paper", "rigorous"])
+    assert len(jobs) == 12 + 12 + 1 + len(CONTROLS) + 2 * len(paper.LAMBDAS)
+    assert [job.get("recipe") for job in jobs[:12]] == ["paper"] * 12  # longest first
+    fc10 = [job for job in jobs if job.get("arch") == "FC-10" and job["lam"] == 0.0]
+    assert [(job.get("recipe"), job["protocols"]) for job in fc10] == [
+        ("paper", ["paper"]), (None, ["rigorous"])
+    ]  # fmt: skip
+    train_all(fc10, profile, data, tmp_path, LocalExecutor(2), progress=False)
+    out = capsys.readouterr().out
+    assert "paper source FC-10 lam 0 seed 0 and its paper attack sets: " in out
+    assert "] source FC-10 lam 0 seed 0 and its rigorous attack sets: " in out
+    for job in fc10:
+        net, meta = run_job(job, data, tmp_path, progress=False)
+        (protocol,) = job["protocols"]
+        log = []
+        source_attack_set(as_source("FC-10", 0.0, 0, net, meta), protocol, profile, data,
+                          tmp_path, log=log.append)  # fmt: skip
+        assert log[0].startswith("reused "), log
+    # the paper one: the authors' recipe, its last epoch kept, under its own kind
+    net, meta = run_job(fc10[0], data, tmp_path, progress=False)
+    assert meta["config"]["keep"] == "last" and meta["config"]["patience"] is None
+    assert meta["epochs"] == meta["best_epoch"] == profile.paper_source_epochs
+    assert (tmp_path / "paper-source").is_dir()
 
 
 class _Recorder(LocalExecutor):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,14 +33,14 @@ from pyro_bnn.predict import ensemble_fn, sampler, single_sample_fn
 
 from . import intervals, paper, plots, tables
 from .attack_sets import attack_set
-from .config import BNN, PLAIN
+from .config import BNN, PAPER_SOURCE, PLAIN
 from .executors import Executor
 from .naming import artifact_path, baseline_name, bnn_name, table_name, without_seed
 from .profiles import Profile
 from .protocols import PROTOCOL_RULES, source_attack_set
 from .sources import train_sources
 from .training import matched, pool_seed, train_all, training_jobs
-from .zoo import CONTROLS, train_baseline, train_bnns
+from .zoo import CONTROLS, PAPER_SOURCE_KIND, train_baseline, train_bnns
 
 __all__ = ["SeedResult", "Stages", "run_seed"]
 
@@ -94,10 +94,18 @@ def fingerprint(meta: dict) -> str:
 
 
 def load_zoo(
-    profile: Profile, data: MNIST, root: Path, seed: int, need_pool: bool, out, device="cpu"
+    profile: Profile,
+    data: MNIST,
+    root: Path,
+    seed: int,
+    need_pool: bool,
+    out,
+    device="cpu",
+    protocols: Sequence[str] = (),
 ):
     """The trained nets of one seed (trained before by :func:`runs.study.training.train_all`) on
-    ``device``, and their fingerprints."""
+    ``device``, and their fingerprints; with 'paper' among ``protocols`` and
+    ``profile.paper_source_epochs`` set, also the paper protocol's own sources."""
     plain = replace(PLAIN, max_epochs=profile.plain_epochs)
     arch = paper.TABLE1_ARCH
     plains, prints = {}, {}
@@ -118,6 +126,15 @@ def load_zoo(
     for s in sources:
         prints[s.name] = fingerprint(s.meta)
         out.add_seconds(f"source {s.arch}", s.meta)
+    paper_sources = []
+    if profile.paper_source_epochs is not None and "paper" in protocols:
+        paper_sources = train_sources(
+            data, train=replace(PAPER_SOURCE, max_epochs=profile.paper_source_epochs),
+            root=root, seed=seed, device=device, progress=False, kind=PAPER_SOURCE_KIND,
+        )  # fmt: skip
+    for s in paper_sources:
+        prints[f"paper-{s.name}"] = fingerprint(s.meta)
+        out.add_seconds(f"paper source {s.arch}", s.meta)
     bnns = {}
     trained = train_bnns(
         list(paper.RHO_INITS), data, arch=arch, train=replace(BNN, max_epochs=profile.bnn_epochs),
@@ -155,7 +172,8 @@ def load_zoo(
         pool.append(net.eval().requires_grad_(False))
         prints[f"pool{k}"] = fingerprint(meta)
         out.add_seconds("pool", meta)
-    return tables.Zoo(seed, bnns, plains, sources, pool, controls, matched_nets), prints
+    zoo = tables.Zoo(seed, bnns, plains, sources, pool, controls, matched_nets, paper_sources)
+    return zoo, prints
 
 
 def on_device(tensors: dict, device) -> dict:
@@ -169,7 +187,7 @@ def build_attack_sets(
     """The attack set of every source net under one protocol, attacked on ``device`` (or
     reused: a source's worker builds its sets right after training it)."""
     sets, split = [], PROTOCOL_RULES[protocol]["split"]
-    for src in zoo.sources:
+    for src in zoo.sources_of(protocol):
         tensors, meta = source_attack_set(
             src, protocol, profile, data, root, device=device, progress=progress, log=print
         )
@@ -338,7 +356,7 @@ def run_seed(
         train_all(jobs, profile, data, root, executor, progress)
     data = data.to(device)
     with stage("load nets"):
-        zoo, prints = load_zoo(profile, data, root, seed, need_pool, out, device)
+        zoo, prints = load_zoo(profile, data, root, seed, need_pool, out, device, protocols)
     base = table_config(profile, seed, prints)
     with stage("table1"):
         out.frames["table1"] = cached_table(

@@ -1,5 +1,5 @@
 """Settings of the reproduction profiles, as one dataclass: 'quick' (a slice, for CI),
-the authors' sizes) and 'hour' (the full study's protocol at cut sizes, for 2 CPU cores;
+'full' (the authors' sizes) and 'hour' (the full study's protocol at cut sizes, for 2 CPU cores;
 its measured wall time per seed is in each results folder's run.json)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from . import paper
-from .config import BNN, PLAIN
+from .config import BNN, PAPER_SOURCE, PLAIN
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,10 @@ class Profile:
     compile: fuse the BNN stack's weight draw with torch.compile (pays off in long runs).
     cuda_paper_steps: the paper-variant attack's steps per target when the run is on a CUDA
     GPU (None: paper_steps on every device); :meth:`on_device` applies it.
+    paper_source_epochs: the paper protocol's own source nets, trained as the authors'
+    were (runs.study.config.PAPER_SOURCE) for this many epochs; None: the paper protocol
+    attacks the rigorous protocol's early-stopped sources, as every run before the
+    setting existed did (and :meth:`as_dict` leaves it out, so their configs keep their hash).
     """
 
     name: str
@@ -52,6 +56,7 @@ class Profile:
     ensemble_sizes: tuple[int, ...] = paper.ENSEMBLE_SIZES
     prune_rates: tuple[float, ...] = paper.PRUNE_RATES
     cuda_paper_steps: int | None = None
+    paper_source_epochs: int | None = None
 
     def on_device(self, device: str) -> Profile:
         """This profile's budgets on ``device`` ('cpu', 'cuda', 'cuda:1', ...): on a CUDA GPU
@@ -66,9 +71,12 @@ class Profile:
 
     def as_dict(self) -> dict:
         """The settings, as in tables' configs and run.json. cuda_paper_steps is left out:
-        it is a rule, and the steps in force are paper_steps after :meth:`on_device`."""
+        it is a rule, and the steps in force are paper_steps after :meth:`on_device`; so is
+        paper_source_epochs where it is None."""
         settings = asdict(self)
         del settings["cuda_paper_steps"]
+        if settings["paper_source_epochs"] is None:
+            del settings["paper_source_epochs"]
         return settings
 
 
@@ -94,6 +102,7 @@ PROFILES = {
         control_rhos=(paper.TABLE3_RHO_INIT,),
         ensemble_sizes=(1, 5, 10),
         prune_rates=(0.5, 0.9),
+        paper_source_epochs=3,
     ),
     "full": Profile(
         name="full",
@@ -110,7 +119,7 @@ PROFILES = {
         # opt in with reproduce.py --attack-targets 2 (README, "Left as it is")
         attack_targets=0,
         paper_steps=100,
-        paper_examples=2000,
+        paper_examples=None,  # every validation image, as the authors attacked
         eot_steps=100,
         eot_examples=1000,
         eot_k=10,
@@ -118,6 +127,7 @@ PROFILES = {
         pool=10,
         compile=True,
         cuda_paper_steps=paper.ATTACK_STEPS,  # the authors' budget; too slow on a CPU
+        paper_source_epochs=PAPER_SOURCE.max_epochs,  # the authors' source nets
     ),
 }
 
@@ -136,6 +146,10 @@ PROFILES["hour"] = replace(
     paper_examples=1000,
     eot_examples=200,
     cuda_paper_steps=None,
+    # the paper protocol attacks the early-stopped rigorous sources: the four FC-1200
+    # sources' 30 epochs took 0.5 h of compute (runs/results-hour/run.json), so
+    # their 200 would add about 3 h per seed on 2 cores
+    paper_source_epochs=None,
 )
 
 

@@ -63,8 +63,10 @@ def train_sources(
     device: str | torch.device = "cpu",
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    kind: str = "source",
 ) -> list[Source]:
-    """Train (or reuse) every arch x lambda source net under ``<root>/source/``."""
+    """Train (or reuse) every arch x lambda source net under ``<root>/<kind>/`` ('source',
+    or 'paper-source' for the paper protocol's own)."""
     if not archs or not lams:
         raise ValueError(f"archs and lams must be non-empty, got {archs!r} and {lams!r}")
     sources = []
@@ -77,7 +79,7 @@ def train_sources(
                 data,
                 train=train,
                 root=root,
-                kind="source",
+                kind=kind,
                 seed=seed,
                 device=device,
                 progress=progress,

@@ -33,8 +33,10 @@ from . import paper
 @dataclass
 class Zoo:
     """Everything trained for one seed. bnns: rho -> (model, guide); plains: lam -> MLP;
-    controls: (control, rho) -> (model, guide) (runs.study.zoo.CONTROLS); matched: lam -> MLP
-    trained as the BNNs are (runs.study.training.matched)."""
+    sources: the source nets; controls: (control, rho) -> (model, guide)
+    (runs.study.zoo.CONTROLS); matched: lam -> MLP trained as the BNNs are
+    (runs.study.training.matched); paper_sources: the paper protocol's own source nets,
+    trained as the authors' were, where the profile trains them (:meth:`sources_of`)."""
 
     seed: int
     bnns: dict
@@ -43,6 +45,12 @@ class Zoo:
     pool: list
     controls: dict = field(default_factory=dict)
     matched: dict = field(default_factory=dict)
+    paper_sources: list = field(default_factory=list)
+
+    def sources_of(self, protocol: str) -> list:
+        """The source nets ``protocol`` attacks: the paper protocol's own where it has them,
+        else the shared ones."""
+        return self.paper_sources if protocol == "paper" and self.paper_sources else self.sources
 
     def prob_fns(self, runs: int) -> dict:
         """(kind, param) -> prob function of every FC-100-100-10 model: BNNs as single

@@ -25,12 +25,19 @@ from pyro_bnn.artifacts import matching_meta
 from pyro_bnn.data import MNIST, load_mnist
 
 from . import paper
-from .config import BNN, PLAIN, TrainConfig
+from .config import BNN, PAPER_SOURCE, PLAIN, TrainConfig
 from .executors import Executor, job_device
 from .profiles import Profile
 from .protocols import source_attack_set
 from .sources import as_source
-from .zoo import CONTROLS, baseline_artifact, bnn_artifact, train_baseline, train_bnns
+from .zoo import (
+    CONTROLS,
+    PAPER_SOURCE_KIND,
+    baseline_artifact,
+    bnn_artifact,
+    train_baseline,
+    train_bnns,
+)
 
 __all__ = [
     "load_data",
@@ -67,12 +74,14 @@ def training_jobs(
     device: str = "cpu",
     protocols: Sequence[str] = (),
 ) -> list[dict]:
-    """Every net to train for one seed, longest first (the BNN stack, the control stacks,
-    the plain nets trained as the BNNs are, then the FC-1200 sources), each to train on
-    ``device``.
+    """Every net to train for one seed, longest first (the paper protocol's own sources
+    where the profile trains them, the BNN stack, the control stacks, the plain nets trained
+    as the BNNs are, then the FC-1200 sources), each to train on ``device``.
 
     :param protocols: the attack sets a source job builds once its net is trained
-        (:func:`train_job`), so that they overlap the BNN stack's training.
+        (:func:`train_job`), so that they overlap the BNN stack's training; with
+        ``profile.paper_source_epochs`` set and 'paper' among them, the paper protocol's
+        sets are made on sources of its own (recipe 'paper', runs.study.config.PAPER_SOURCE).
     """
     jobs = [{"kind": "bnn", "rhos": list(paper.RHO_INITS), "max_epochs": profile.bnn_epochs}]
     jobs += [
@@ -84,13 +93,22 @@ def training_jobs(
         {"kind": "matched", "arch": paper.TABLE1_ARCH, "lam": lam, "max_epochs": profile.bnn_epochs}
         for lam in paper.LAMBDAS
     ]
+    own = profile.paper_source_epochs is not None and "paper" in protocols
+    shared = [p for p in protocols if not (own and p == "paper")]
+    if own:  # the paper protocol's sources, trained as the authors' were: the longest jobs
+        jobs[:0] = [
+            {"kind": "source", "recipe": "paper", "arch": arch, "lam": lam,
+             "max_epochs": profile.paper_source_epochs, "protocols": ["paper"]}
+            for arch in reversed(paper.SOURCE_ARCHS)
+            for lam in paper.LAMBDAS
+        ]  # fmt: skip
     jobs += [
         {
             "kind": "source",
             "arch": arch,
             "lam": lam,
             "max_epochs": profile.source_epochs,
-            "protocols": list(protocols),
+            "protocols": shared,
         }
         for arch in reversed(paper.SOURCE_ARCHS)
         for lam in paper.LAMBDAS
@@ -143,8 +161,11 @@ def run_job(
         return train_bnns(job["rhos"], data, root=root, progress=progress, compile=compile,
                           device=device, **kw)  # fmt: skip
     train = matched(job["max_epochs"]) if job["kind"] == "matched" else PLAIN
+    kind = job["kind"]
+    if job.get("recipe") == "paper":  # the paper protocol's source, under its own kind
+        train, kind = PAPER_SOURCE, PAPER_SOURCE_KIND
     kw = {"train": replace(train, max_epochs=job["max_epochs"]), "seed": job["seed"]}
-    kw |= {"root": root, "kind": job["kind"]}
+    kw |= {"root": root, "kind": kind}
     if check_only:
         return matching_meta(*baseline_artifact(job["arch"], job["lam"], data, **kw)) is not None
     return train_baseline(job["arch"], job["lam"], data, progress=progress, device=device, **kw)
@@ -162,8 +183,9 @@ def train_job(job: dict, profile: Profile, data: MNIST, root: Path, progress: bo
 
 
 def job_label(job: dict) -> str:
-    """E.g. 'source FC-10 lam 0.01 seed 0 and its paper, rigorous attack sets' or 'bnn
-    rho_init -3 seed 0 on cuda'."""
+    """E.g. 'source FC-10 lam 0.01 seed 0 and its paper, rigorous attack sets', 'paper
+    source FC-10 lam 0 seed 0 and its paper attack sets' or 'bnn rho_init -3 seed 0 on
+    cuda'."""
     if job["kind"] in ("bnn", "control"):
         what = "rho_init " + " ".join(f"{rho:g}" for rho in job["rhos"])
         what = f"{job['control']} {what}" if job.get("control") else what
@@ -171,7 +193,8 @@ def job_label(job: dict) -> str:
         what = f"{job['arch']} lam {job['lam']:g}"
     where = "" if job.get("device", "cpu") == "cpu" else f" on {job['device']}"
     sets = f" and its {', '.join(job['protocols'])} attack sets" if job.get("protocols") else ""
-    return f"{job['kind']} {what} seed {job['seed']}{where}{sets}"
+    kind = f"{job['recipe']} {job['kind']}" if job.get("recipe") else job["kind"]
+    return f"{kind} {what} seed {job['seed']}{where}{sets}"
 
 
 def _worker(job: dict, profile: Profile, root: Path) -> float:

@@ -36,6 +36,7 @@ from .naming import artifact_path, baseline_name, bnn_name
 
 __all__ = [
     "CONTROLS",
+    "PAPER_SOURCE_KIND",
     "baseline_artifact",
     "bnn_artifact",
     "build_bnn",
@@ -52,6 +53,9 @@ CONTROLS = {
     "fixed-sigma": {"kl_weight": 1.0, "train_sigma": False},
     "noise-only": {"kl_weight": 0.0, "train_sigma": False},
 }
+
+
+PAPER_SOURCE_KIND = "paper-source"  # the artifact kind of the paper protocol's own sources
 
 
 def _data_config(data: MNIST) -> dict:
@@ -96,7 +100,8 @@ def train_baseline(
     :param arch: e.g. 'FC-100-100-10'.
     :param lam: the eq. 6 L2 strength.
     :param train: the training settings (default: the paper's).
-    :param kind: the artifact kind: 'baseline', 'matched', 'source', 'pool' or 'adv'.
+    :param kind: the artifact kind: 'baseline', 'matched', 'source', 'paper-source',
+        'pool' or 'adv'.
     :param log: gets one line saying whether the net was reused or trained, and where.
     :param adversary: adversarial training on its examples (validation stays clean).
     :returns: (net on ``device``, meta).
