@@ -264,10 +264,15 @@ def test_profiles_on_a_gpu():
 def test_attack_targets_reach_the_rigorous_tables_alone(tmp_path, capsys):
     committed = json.loads((ROOT / "runs" / "results" / "run.json").read_text())
     full, prints = get_profile("full"), {"plain0": "abc"}
-    # the full profile's settings are the committed results' but for the controls, which
-    # came after them (README): a rerun makes every table anew
+    # the full profile's settings are the committed results' but for the controls and the
+    # paper protocol's own sources and images, which came after them (README): a rerun
+    # makes every table anew
     settings = json.loads(json.dumps(table_config(full, 0, prints)["profile"]))  # as hashed
     assert settings.pop("control_rhos") == [-3.0, -2.0]
+    assert settings.pop("paper_source_epochs") == 200
+    assert (settings.pop("paper_examples"), committed["profile"].pop("paper_examples")) == (
+        None, 2000
+    )  # fmt: skip
     assert settings == committed["profile"]
     assert "attack_targets" not in table_config(full, 0, prints, "rigorous")
     two = get_profile("full", attack_targets=2)
@@ -285,11 +290,14 @@ def test_attack_targets_reach_the_rigorous_tables_alone(tmp_path, capsys):
 
 def test_the_hour_profile_cuts_sizes_and_keeps_the_protocol():
     full, hour = PROFILES["full"].as_dict(), PROFILES["hour"].as_dict()
-    cut = {k for k in full if full[k] != hour[k]}
-    sizes = {"n_train", "n_eval", "plain_epochs", "source_epochs", "bnn_epochs"}
-    assert cut == {"name", "paper_examples", "eot_examples"} | sizes
+    cut = {k for k in full.keys() | hour.keys() if full.get(k) != hour.get(k)}
+    sizes = {"n_train", "n_eval", "plain_epochs", "source_epochs", "bnn_epochs", "eot_examples"}
+    assert cut == {"name", "paper_examples", "paper_source_epochs"} | sizes
     assert hour["n_train"] == 50_000  # all of the training split
-    assert all(hour[k] < full[k] for k in cut - {"name", "n_train", "n_eval"})
+    assert all(hour[k] < full[k] for k in sizes - {"n_train", "n_eval"})
+    assert full["paper_examples"] is None and hour["paper_examples"] == 1000  # of 2,000
+    # hour's paper protocol attacks the shared early-stopped sources (runs.study.profiles)
+    assert "paper_source_epochs" not in hour and full["paper_source_epochs"] == 200
 
 
 def test_bnn_curves_quick(tmp_path):
