@@ -47,6 +47,7 @@ from .predict import (
 )
 from .priors import ScaleMixtureNormal, make_prior
 from .pruning import prune
+from .sgmcmc import SGMCMCResult, fit_csghmc
 from .stack import fit_stack
 from .train import FitResult, fit_svi, fit_torch, sgd
 from .uncertainty import (
@@ -76,6 +77,7 @@ __all__ = [
     "MNIST",
     "PGDAdversary",
     "PosteriorSamples",
+    "SGMCMCResult",
     "ScaleMixtureNormal",
     "Split",
     "as_probs",
@@ -88,6 +90,7 @@ __all__ = [
     "evaluate",
     "evaluate_many",
     "expected_entropy",
+    "fit_csghmc",
     "fit_mcmc",
     "fit_stack",
     "fit_svi",
