@@ -23,10 +23,10 @@ from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 from torch import nn
 
 from .bnn import BNN
-from .data import training_data
+from .data import Split, training_data
 from .fitting import check_device, check_positive
 
-__all__ = ["MCMCResult", "PosteriorSamples", "fit_mcmc"]
+__all__ = ["MCMCResult", "PosteriorSamples", "fit_mcmc", "in_memory"]
 
 KERNELS = ("nuts", "hmc")
 
@@ -105,6 +105,22 @@ class MCMCResult:
         }
 
 
+def in_memory(model: BNN, data, device: str | torch.device) -> Split:
+    """The training split of ``data`` as tensors on ``device``, with ``model`` moved there:
+    a sampler's gradients need the data in memory, not a DataLoader.
+
+    >>> train = in_memory(bnn, load_mnist(), "cpu")  # the train split, as a Split
+    """
+    if not isinstance(model, BNN):
+        raise ValueError(f"model must be a pyro_bnn BNN, got {type(model).__name__}")
+    device = check_device(device)
+    train, _ = training_data(data, None)
+    if not isinstance(train, Split):
+        raise ValueError("data must be in memory (tensors or a Split), not a DataLoader")
+    model.to(device)
+    return train.to(device)
+
+
 def fit_mcmc(
     model: BNN,
     data,
@@ -144,8 +160,6 @@ def fit_mcmc(
 
     >>> guide, result = fit_mcmc(BNN(nn.Linear(784, 10)), load_mnist(), num_chains=2)
     """
-    if not isinstance(model, BNN):
-        raise ValueError(f"model must be a pyro_bnn BNN, got {type(model).__name__}")
     for name, value in (("num_samples", num_samples), ("warmup", warmup),
                         ("num_chains", num_chains), ("max_tree_depth", max_tree_depth),
                         ("num_steps", num_steps)):  # fmt: skip
@@ -154,13 +168,8 @@ def fit_mcmc(
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept!r}")
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    device = check_device(device)
-    train, _ = training_data(data, None)
-    if not hasattr(train, "x"):
-        raise ValueError("data must be in memory (tensors or a Split), not a DataLoader: "
-                         "every MCMC step uses the whole training set")  # fmt: skip
-    x, y = train.x.to(device), train.y.to(device)
-    model.to(device)
+    train = in_memory(model, data, device)
+    x, y = train.x, train.y
     common = {"target_accept_prob": target_accept, "init_strategy": init_to_sample,
               "max_plate_nesting": 1}  # fmt: skip
     draws, divergences = [], []

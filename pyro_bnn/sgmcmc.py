@@ -24,9 +24,8 @@ from pyro import poutine
 from tqdm.auto import tqdm
 
 from .bnn import BNN
-from .data import training_data
-from .fitting import check_device, check_positive
-from .mcmc import PosteriorSamples
+from .fitting import check_positive
+from .mcmc import PosteriorSamples, in_memory
 from .train import minibatches
 
 __all__ = ["SGMCMCResult", "fit_csghmc"]
@@ -102,8 +101,6 @@ def fit_csghmc(
 
     >>> guide, result = fit_csghmc(bnn, load_mnist(), num_cycles=4, epochs_per_cycle=50)
     """
-    if not isinstance(model, BNN):
-        raise ValueError(f"model must be a pyro_bnn BNN, got {type(model).__name__}")
     for name, value in (("num_cycles", num_cycles), ("epochs_per_cycle", epochs_per_cycle),
                         ("batch_size", batch_size)):  # fmt: skip
         check_positive(name, value, integer=True)
@@ -112,13 +109,8 @@ def fit_csghmc(
     for name, value in (("sample_fraction", sample_fraction), ("friction", friction)):
         if not 0 < value <= 1:
             raise ValueError(f"{name} must be in (0, 1], got {value!r}")
-    device = check_device(device)
-    train, _ = training_data(data, None)
-    if not hasattr(train, "x"):
-        raise ValueError("data must be in memory (tensors or a Split), not a DataLoader")
-    train = train.to(device)
-    n = len(train)
-    model.to(device)
+    train = in_memory(model, data, device)
+    device, n = train.x.device, len(train)
     pyro.set_rng_seed(seed)
     state = _latent_sites(model)
     for value in state.values():
