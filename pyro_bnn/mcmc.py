@@ -109,6 +109,10 @@ def in_memory(model: BNN, data, device: str | torch.device) -> Split:
     """The training split of ``data`` as tensors on ``device``, with ``model`` moved there:
     a sampler's gradients need the data in memory, not a DataLoader.
 
+    :param model: the :class:`~pyro_bnn.bnn.BNN`.
+    :param data: (x, y) tensors, a Split, or the MNIST splits (their train split).
+    :param device: where the sampler runs.
+
     >>> train = in_memory(bnn, load_mnist(), "cpu")  # the train split, as a Split
     """
     if not isinstance(model, BNN):
