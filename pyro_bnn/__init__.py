@@ -34,6 +34,7 @@ from .likelihoods import Bernoulli, Categorical, Gaussian, Likelihood, make_like
 from .mcmc import MCMCResult, PosteriorSamples, fit_mcmc
 from .nets import MLP, l2_penalty, mlp_forward, param_shapes, parse_arch
 from .predict import (
+    dropout_sampler,
     ensemble_fn,
     mean_fn,
     posterior_mean,
@@ -85,6 +86,7 @@ __all__ = [
     "auroc",
     "detect",
     "distortion",
+    "dropout_sampler",
     "ensemble_fn",
     "eot_attack",
     "evaluate",

@@ -10,23 +10,29 @@ The three decision rules the harness scores are prob functions (x -> probs):
   eq. 7; Table 3);
 - :func:`mean_fn`: the posterior-mean network.
 
+:func:`dropout_sampler` gives a plain net with dropout layers the same form (MC dropout,
+Gal & Ghahramani 2016), so it is scored and attacked as a BNN is.
+
 :func:`sampler` gives the same rules as ``fn(x, k) -> (k, N, C)``, differentiable in x, for
 white-box (EOT) attacks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Callable
 
 import torch
 from pyro.infer import Predictive
+from torch import nn
 
 from .bnn import BNN, BayesianMLP, init_guide, local_params
 from .mcmc import PosteriorSamples
 
 __all__ = [
+    "dropout_sampler",
     "ensemble_fn",
     "mean_fn",
     "posterior_mean",
@@ -300,3 +306,44 @@ def mean_fn(model: BNN, guide) -> Callable:
         return predictive_probs(model, weights, x)[0]
 
     return probs
+
+
+@contextlib.contextmanager
+def _dropout_on(net: nn.Module):
+    """Every dropout layer of ``net`` in training mode (masks drawn), the rest as they are."""
+    layers = [m for m in net.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    modes = [m.training for m in layers]
+    for m in layers:
+        m.train()
+    try:
+        yield
+    finally:
+        for m, mode in zip(layers, modes):
+            m.train(mode)
+
+
+def dropout_sampler(
+    net: nn.Module, ensemble: int = 1
+) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """MC dropout as a decision rule, ``fn(x, k) -> (k, N, C)``: k fresh draws, each the mean
+    probabilities of ``ensemble`` passes of ``net`` with fresh dropout masks (its other
+    layers stay in the mode they are in). Differentiable in x, as :func:`sampler` is.
+
+    :param net: a torch classifier x -> logits (N, C) with dropout layers.
+    :param ensemble: passes averaged per draw.
+
+    >>> draw = dropout_sampler(net, ensemble=10)
+    >>> evaluate(lambda x: draw(x, 20), data.test.x, data.test.y)["acc"]
+    """
+    _check_counts(ensemble=ensemble)
+    if not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in net.modules()):
+        raise ValueError(f"net has no dropout layer to sample: {type(net).__name__}")
+
+    def draw(x: torch.Tensor, k: int) -> torch.Tensor:
+        _check_counts(k=k)
+        with _dropout_on(net):
+            xs = x.unsqueeze(0).expand(k * ensemble, *x.shape).reshape(-1, *x.shape[1:])
+            probs = net(xs).softmax(-1).view(k, ensemble, len(x), -1)  # (k E N, C) -> (k, E, N, C)
+        return probs.mean(1)
+
+    return draw

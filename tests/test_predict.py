@@ -2,6 +2,7 @@ import pyro
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pyro_bnn import predict
 from pyro_bnn.bnn import BayesianMLP, init_guide
@@ -9,6 +10,7 @@ from pyro_bnn.evaluate import evaluate
 from pyro_bnn.guides import make_guide
 from pyro_bnn.nets import MLP
 from pyro_bnn.predict import (
+    dropout_sampler,
     ensemble_fn,
     mean_fn,
     predictive_probs,
@@ -104,3 +106,20 @@ def test_the_log_sampler_is_the_log_of_the_mean_probability_without_underflow(mn
     torch.testing.assert_close(logp.exp(), probs, rtol=1e-5, atol=1e-7)
     far = sampler(bnn, guide, ensemble=3, log=True)(300 * x, 2)
     assert torch.isfinite(far).all() and (far < -200).any()
+
+
+def test_dropout_sampler_draws_fresh_masks_and_leaves_the_net_as_it_was():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 3)).eval()
+    x = torch.randn(5, 4, requires_grad=True)
+    probs = dropout_sampler(net, ensemble=2)(x, 6)  # (6, 5, 3)
+    assert probs.shape == (6, 5, 3) and not torch.allclose(probs[0], probs[1])
+    torch.testing.assert_close(probs.sum(-1), torch.ones(6, 5))
+    (grad,) = torch.autograd.grad(probs[..., 0].sum(), x)  # differentiable, for attacks
+    assert grad.abs().sum() > 0
+    assert not any(m.training for m in net.modules())  # eval mode restored
+    net[2].p = 0.0  # no dropout: every draw is the deterministic net
+    same = dropout_sampler(net)(x, 3)
+    torch.testing.assert_close(same, net(x).softmax(-1).expand(3, 5, 3))
+    with pytest.raises(ValueError, match="no dropout layer"):
+        dropout_sampler(nn.Linear(4, 3))
