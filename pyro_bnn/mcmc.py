@@ -34,7 +34,7 @@ KERNELS = ("nuts", "hmc")
 class PosteriorSamples(nn.Module):
     """A guide that draws, on every call, one of the stored posterior samples uniformly.
 
-    :param samples: {site: (S, *shape)}, e.g. every chain's draws of :func:`fit_mcmc`.
+    :param samples: ``{site: (S, *shape)}``, e.g. every chain's draws of :func:`fit_mcmc`.
 
     >>> guide = PosteriorSamples({"weights": draws})  # draws (S, P)
     >>> probs = ensemble_fn(bnn, guide, size=50)(x)
@@ -76,7 +76,7 @@ class PosteriorSamples(nn.Module):
 class MCMCResult:
     """What :func:`fit_mcmc` ran and found.
 
-    :param samples: {site: (chains, draws, *shape)}.
+    :param samples: ``{site: (chains, draws, *shape)}``.
     :param r_hat: {site: the largest split R-hat over the site's elements}.
     :param ess: {site: the smallest effective sample size over its elements, all chains}.
     :param divergences: divergent transitions after warmup, per chain.

@@ -35,7 +35,7 @@ __all__ = ["SGMCMCResult", "fit_csghmc"]
 class SGMCMCResult:
     """What :func:`fit_csghmc` ran and kept.
 
-    :param samples: {site: (draws, *shape)}, every cycle's draws in order.
+    :param samples: ``{site: (draws, *shape)}``, every cycle's draws in order.
     :param cycle: (draws,) the cycle each draw came from.
     :param wall_time_s: seconds.
     :param settings: the schedule and the sampler's constants.

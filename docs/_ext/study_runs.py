@@ -35,12 +35,9 @@ def profile_rows() -> tuple[list[str], list[list[str]]]:
     from runs.study.profiles import PROFILES
 
     names = list(PROFILES)
-    settings = {name: PROFILES[name].as_dict() for name in names}
+    settings = {name: vars(PROFILES[name]) for name in names}  # every field, None too
     keys = [key for key in settings[names[0]] if key != "name"]
-    body = [[f"``{key}``", *(_cell(settings[n][key]) for n in names)] for key in keys]
-    cuda = [_cell(PROFILES[n].cuda_paper_steps) for n in names]
-    body.append(["``cuda_paper_steps``", *cuda])
-    return names, body
+    return names, [[f"``{key}``", *(_cell(settings[n][key]) for n in names)] for key in keys]
 
 
 class _Table(SphinxDirective):
