@@ -716,7 +716,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Rewrite README.md's verdict block from a results folder's CSVs."
     )
-    parser.add_argument("--results", default="runs/results-hour-controls", help="results folder")
+    parser.add_argument("--results", default="runs/results-hour", help="results folder")
     parser.add_argument("--readme", default="README.md", help="the README to rewrite")
     args = parser.parse_args(argv)
     update_readme(Path(args.readme), Path(args.results))
