@@ -92,6 +92,14 @@ def test_update_readme_rewrites_only_its_block_and_names_a_missing_one(tmp_path)
     assert "stale" not in text and "+2.0 [+1.0, +3.0]" in text and "1.0 h of compute" in text
     assert "(res/claims.png)" in text and "m; 1.5 h wall)" in text
     assert "2 seeds (0, 1) (run at commits 0: abc, 1: def)" in text
+    assert "With two seeds the seed part of each interval has one degree of freedom" in text
+    assert "`python runs/epsilon_curves.py --profile hour` has run on these nets" in text
+    intervals(
+        ("best BNN minus best plain net, at L2 eps 1", -5.0, -6.0, -4.0, "fails"),
+    ).assign(method="t").to_csv(tmp_path / "res" / "rigorous" / "epsilon_intervals.csv",
+                                index=False)  # fmt: skip
+    report.update_readme(readme, tmp_path / "res", root=tmp_path)
+    assert "has run on these nets" not in readme.read_text()
     readme.write_text("no block")
     with pytest.raises(ValueError, match="README.md has no"):
         report.update_readme(readme, tmp_path / "res")

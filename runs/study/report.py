@@ -496,7 +496,36 @@ def readme_verdict(results: Path, link: str) -> str:
         f"![the claims with their intervals]({link}/claims.png)",
         "",
         verdict_table(frame),
+        "",
+        _readme_caveats(results, info, sim),
     ])  # fmt: skip
+
+
+def _readme_caveats(results: Path, info: dict, sim: pd.DataFrame) -> str:
+    """What the verdict table cannot say yet, from the seed count, the simulated coverage
+    at that count (``sim``) and whether the white-box intervals exist."""
+    n, out = len(info["seeds"]), []
+    if n == 1:
+        out.append(
+            "With one seed the interval covers the test images' noise only, not the training "
+            "seed's (its simulated coverage is in the line above): read each verdict as "
+            "provisional until three seeds are in."
+        )
+    elif n == 2 and len(sim):
+        out.append(
+            "With two seeds the seed part of each interval has one degree of freedom, so the "
+            f"intervals are wide (simulated coverage {sim['coverage'].min():.2f}-"
+            f"{sim['coverage'].max():.2f}, above) and 'inconclusive' is the expected verdict "
+            "for small effects; a third seed narrows them."
+        )
+    out.append("Each cell says only where its interval lies.")
+    if not (Path(results) / "rigorous" / "epsilon_intervals.csv").exists():
+        out.append(
+            "The white-box column joins the table once `python runs/epsilon_curves.py "
+            f"--profile {info['profile']['name']}` has run on these nets; it has not run on "
+            "them yet."
+        )
+    return " ".join(out)
 
 
 def wall_times(root: Path) -> pd.DataFrame:
