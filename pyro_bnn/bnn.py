@@ -202,6 +202,8 @@ class BNN(PyroModule):
             # a draw from the prior itself (float parameters, so made on the CPU), as in
             # Predictive's first, unguided trace; a guide's draw is on its device already
             weights = weights.to(x.device)
+        if x is not None:  # the likelihood's latents (a learned noise scale) likewise
+            latents = {k: v.to(x.device) for k, v in latents.items()}
         if x is None:
             if y is not None:
                 raise ValueError("y was given without x")

@@ -150,7 +150,7 @@ def fit_mcmc(
     :param model: the :class:`~pyro_bnn.bnn.BNN`.
     :param data: (x, y) tensors, a Split, or the MNIST splits (their train split); held in
         memory.
-    :param num_samples: draws kept per chain.
+    :param num_samples: draws kept per chain, >= 4.
     :param warmup: adaptation steps per chain (step size and a diagonal mass matrix).
     :param num_chains: chains, >= 1 (R-hat compares them; with one, the halves of it).
     :param kernel: 'nuts' (the No-U-Turn sampler) or 'hmc' (``num_steps`` leapfrog steps).
@@ -168,6 +168,8 @@ def fit_mcmc(
                         ("num_chains", num_chains), ("max_tree_depth", max_tree_depth),
                         ("num_steps", num_steps)):  # fmt: skip
         check_positive(name, value, integer=True)
+    if num_samples < 4:  # split R-hat halves each chain, and ESS needs a few draws
+        raise ValueError(f"num_samples must be at least 4, got {num_samples!r}")
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept!r}")
     if kernel not in KERNELS:
@@ -187,7 +189,7 @@ def fit_mcmc(
         mcmc = MCMC(step, num_samples=num_samples, warmup_steps=warmup,
                     disable_progbar=not progress)  # fmt: skip
         mcmc.run(x, y)
-        draws.append({k: v.detach() for k, v in mcmc.get_samples().items()})
+        draws.append({k: v.detach().to(x.device) for k, v in mcmc.get_samples().items()})
         divergences.append(len(mcmc.diagnostics()["divergences"]["chain 0"]))
     wall = time.perf_counter() - start
     samples = {name: torch.stack([d[name] for d in draws]) for name in draws[0]}  # (C, S, ...)

@@ -9,7 +9,7 @@ the end of every epoch. The draws come back as a :class:`~pyro_bnn.mcmc.Posterio
 guide.
 
 >>> guide, result = fit_csghmc(bnn, load_mnist(), num_cycles=4, epochs_per_cycle=50)
->>> rule = ensemble_fn(bnn, guide, size=len(result.samples["weights"]))
+>>> rule = ensemble_fn(bnn, guide, size=100)  # each prediction: 100 draws, with replacement
 """
 
 from __future__ import annotations
@@ -112,13 +112,14 @@ def fit_csghmc(
     train = in_memory(model, data, device)
     device, n = train.x.device, len(train)
     pyro.set_rng_seed(seed)
-    state = _latent_sites(model)
+    state = {name: value.to(device) for name, value in _latent_sites(model).items()}
     for value in state.values():
         value.requires_grad_(True)
     velocity = {name: torch.zeros_like(value) for name, value in state.items()}
     steps_per_epoch = math.ceil(n / batch_size)
     cycle_steps = epochs_per_cycle * steps_per_epoch
-    sampling_from = math.floor((1 - sample_fraction) * epochs_per_cycle)  # first noisy epoch
+    # the first noisy epoch: the last round(fraction * epochs) epochs of a cycle, at least 1
+    sampling_from = epochs_per_cycle - max(1, round(sample_fraction * epochs_per_cycle))
     batches = minibatches(train, batch_size, seed, device)
     draws, cycles = [], []
     start = time.perf_counter()

@@ -61,6 +61,7 @@ def test_posterior_samples_serve_every_decision_rule_of_a_classifier():
 @pytest.mark.parametrize(
     "bad, match",
     [({"num_chains": 0}, "num_chains"), ({"kernel": "gibbs"}, "kernel"),
+     ({"num_samples": 3}, "num_samples must be at least 4"),
      ({"target_accept": 1.0}, "target_accept")],
 )  # fmt: skip
 def test_bad_settings_name_the_argument(bad, match):

@@ -123,3 +123,6 @@ def test_dropout_sampler_draws_fresh_masks_and_leaves_the_net_as_it_was():
     torch.testing.assert_close(same, net(x).softmax(-1).expand(3, 5, 3))
     with pytest.raises(ValueError, match="no dropout layer"):
         dropout_sampler(nn.Linear(4, 3))
+    with pytest.raises(RuntimeError):  # a failing forward pass leaves the modes as they were
+        dropout_sampler(net)(torch.randn(5, 7), 2)
+    assert not any(m.training for m in net.modules())

@@ -134,3 +134,22 @@ def test_each_committed_report_is_rebuilt_from_its_csvs(tmp_path):
         assert (tmp_path / committed.name).read_text() == text, committed.name
         rebuilt += 1
     assert rebuilt >= 1
+
+
+def test_the_transfer_table_keeps_every_kind_apart():
+    """The controls share their param with a BNN or a plain net (bnn-mu -3, plain-matched 0):
+    each keeps a row of its own, and the best-minus-best rows compare BNNs with each
+    budget of plain nets alone."""
+    rows = [("bnn", -3.0, 80.0), ("bnn-mu", -3.0, 90.0), ("fixed-sigma", -3.0, 60.0),
+            ("plain", 0.0, 70.0), ("plain-matched", 0.0, 75.0)]  # fmt: skip
+    sweep = pd.DataFrame(
+        [{"kind": k, "param": p, "source": "FC-10_lam0", "multiplier": 1.0, "acc": a}
+         for k, p, a in rows]
+    )  # fmt: skip
+    text = "\n".join(report._transfer_section(sweep))
+    assert "| BNN rho_init -3 " in text and "| BNN posterior mean, rho_init -3 " in text
+    assert "| plain lambda 0 " in text and "| plain trained as the BNNs, lambda 0 " in text
+    assert line(text, "best BNN minus best plain net").split("|")[2].strip() == "10"
+    assert (
+        line(text, "best BNN minus best plain net trained as the BNNs").split("|")[2].strip() == "5"
+    )

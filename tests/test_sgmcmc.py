@@ -42,3 +42,13 @@ def test_bad_settings_name_the_argument(bad, match):
     bnn = BNN(nn.Linear(1, 2), prior=dist.Normal(0.0, 1.0))
     with pytest.raises(ValueError, match=match):
         fit_csghmc(bnn, (torch.ones(4, 1), torch.ones(4, dtype=torch.long)), **bad)
+
+
+def test_each_cycle_keeps_the_last_fraction_of_its_epochs():
+    """0.9 of 10 epochs is 9 draws per cycle, though 1 - 0.9 is a hair under 0.1."""
+    bnn = BNN(nn.Linear(1, 2), prior=dist.Normal(0.0, 1.0))
+    data = (torch.randn(8, 1), torch.randint(0, 2, (8,)))
+    for fraction, kept in ((0.9, 9), (0.1, 1), (0.01, 1)):
+        _, result = fit_csghmc(bnn, data, num_cycles=2, epochs_per_cycle=10, lr=0.01,
+                               sample_fraction=fraction, batch_size=8, progress=False)  # fmt: skip
+        assert result.cycle.tolist() == [0] * kept + [1] * kept

@@ -453,6 +453,14 @@ def _verdict_section(results: Path, protocols: list[str], link: Path | str) -> l
 COVERAGE_LINK = intervals.COVERAGE  # python -m runs.study.intervals; README.md links it so
 COVERAGE = Path(__file__).resolve().parents[2] / COVERAGE_LINK
 README_MARKS = ("<!-- verdict: made by python -m runs.study.report -->", "<!-- /verdict -->")
+KIND_LABELS = {  # how the report names each kind of model (runs.study.tables.Zoo)
+    "bnn": "BNN rho_init",
+    "bnn-mu": "BNN posterior mean, rho_init",
+    "fixed-sigma": "BNN with sigma held, rho_init",
+    "noise-only": "noise-only net, rho_init",
+    "plain": "plain lambda",
+    "plain-matched": "plain trained as the BNNs, lambda",
+}
 AUTHORS_COLUMNS = ("authors_success_rate", "authors_distortion", "authors_val_acc",
                    "authors_val_loss")  # fmt: skip
 TIMES_MARKS = ("<!-- wall times: made by python -m runs.study.report -->", "<!-- /wall times -->")
@@ -687,14 +695,15 @@ def _transfer_section(sweep: pd.DataFrame) -> list[str]:
     best BNN minus the best baseline per multiple, and reverse transfer from the
     FC-100-100-10 models' own white-box sets at x1 and x2."""
     own = sweep.source.str.startswith(paper.TABLE1_ARCH + "_")
-    model = [
-        ("BNN rho_init " if k == "bnn" else "plain lambda ") + f"{p:g}"
-        for k, p in zip(sweep.kind, sweep.param)
-    ]
+    model = [f"{KIND_LABELS.get(k, k)} {p:g}" for k, p in zip(sweep.kind, sweep.param)]
     sweep = sweep.assign(model=model)
     fwd = sweep[~own].pivot_table(index="model", columns="multiplier", values="acc", sort=False)
-    is_bnn = fwd.index.str.startswith("BNN")
-    fwd.loc["best BNN minus best baseline"] = fwd[is_bnn].max() - fwd[~is_bnn].max()
+    kinds = sweep[~own].groupby("model", sort=False)["kind"].first().reindex(fwd.index)
+    best = {kind: fwd[kinds == kind].max() for kind in ("bnn", "plain", "plain-matched")}
+    for kind, name in (("plain", "best plain net"),
+                       ("plain-matched", "best plain net trained as the BNNs")):  # fmt: skip
+        if (kinds == kind).any():
+            fwd.loc[f"best BNN minus {name}"] = best["bnn"] - best[kind]
     fwd.columns = [f"x {m:g}" for m in fwd.columns]
     lines = [
         "**Transfer at every size.** Accuracy on x + m r, clipped to the pixel box, for every "
@@ -705,12 +714,13 @@ def _transfer_section(sweep: pd.DataFrame) -> list[str]:
         "",
     ]
     for mult in (1.0, 2.0):
-        part = sweep[own & (sweep.multiplier == mult)]
+        part = sweep[own & (sweep.multiplier == mult) & sweep.kind.isin(["bnn", "plain"])]
         rev = part.pivot_table(index="source", columns="model", values="acc", sort=False)
         lines += [
             f"Reverse transfer at x {mult:g}: rows are the set made by attacking that "
             "FC-100-100-10 model white-box (its first examples of the test split), columns "
-            "the model scored on it; the diagonal is white-box:",
+            "the BNN or plain net scored on it (the controls are in transfer.csv); the "
+            "diagonal is white-box:",
             "",
             _md(rev),
             "",
