@@ -371,6 +371,9 @@ def _claim_rows(table: pd.DataFrame, threat: str, rules: dict | None) -> list[di
         else:
             label = next(label for phrase, label in CLAIMS if phrase in r.claim)
             claim = label.format(n=r.claim.split("-sample")[0])
+        if size.startswith("BNN x") and rules["bnn_mult"] != rules["plain_mult"]:
+            # the authors' unequal multipliers are not a size of the same comparison
+            claim += f", BNN at x {rules['bnn_mult']:g} and plain at x {rules['plain_mult']:g}"
         cell = f"{r.estimate:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}]"
         rows.append({"claim": claim, "threat": threat, "size": size, "cell": cell,
                      "verdict": r.verdict, "estimate": r.estimate, "ci_low": r.ci_low,
