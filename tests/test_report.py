@@ -90,7 +90,7 @@ def test_update_readme_rewrites_only_its_block_and_names_a_missing_one(tmp_path)
     text = readme.read_text()
     assert text.startswith("top\n") and f"{end}\nbottom\n" in text
     assert "stale" not in text and "+2.0 [+1.0, +3.0]" in text and "1.0 h of compute" in text
-    assert "(res/claims.png)" in text and "m; 1.5 h wall)" in text
+    assert "(res/claims.png)" in text and "; m): profile **hour**" in text
     assert "2 seeds (0, 1) (run at commits 0: abc, 1: def)" in text
     assert "With two seeds the seed part of each interval has one degree of freedom" in text
     assert "`python runs/epsilon_curves.py --profile hour` has run on these nets" in text

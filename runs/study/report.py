@@ -496,7 +496,7 @@ def readme_verdict(results: Path, link: str) -> str:
     )
     return "\n".join([
         f"Made by `{info['command']}` (commit {info['commit']}, {info['date']}; "
-        f"{info['machine']}; {info['total_seconds'] / 3600:.1f} h wall): profile "
+        f"{info['machine']}): profile "
         f"**{info['profile']['name']}**, {len(seeds)} seed{'s' * (len(seeds) > 1)} "
         f"({', '.join(map(str, seeds))}){by_commit}, "
         f"{train / 3600:.1f} h of compute summed over workers; intervals: "
