@@ -103,7 +103,7 @@ from runs.study.naming import artifact_path, baseline_name, bnn_name, without_se
 from runs.study.pipeline import SeedResult, load_zoo  # noqa: E402
 from runs.study.plots import save_png  # noqa: E402
 from runs.study.profiles import PROFILES, get_profile  # noqa: E402
-from runs.study.results import load_seeds, save_seed  # noqa: E402
+from runs.study.results import other_seeds, save_seed  # noqa: E402
 from runs.study.training import job_label, load_data, run_job, training_jobs  # noqa: E402
 from runs.study.zoo import train_baseline  # noqa: E402
 
@@ -573,12 +573,7 @@ def main(argv: list[str] | None = None) -> int:
                  "transfer": transfers[seed]}  # fmt: skip
         save_seed(saved, results / "epsilon", seed, match | {"command": command})
     if not args.only_these_seeds:  # seeds an earlier run saved with the same settings
-        earlier = load_seeds(results / "epsilon", match)
-        extra = sorted(set(earlier) - set(frames))
-        if extra:
-            print(f"combined with the seeds saved in {results / 'epsilon' / 'seeds'}: {extra}")
-        for seed in extra:
-            saved = earlier[seed][0]
+        for seed, (saved, _) in other_seeds(results / "epsilon", match, frames).items():
             frames[seed], values_per_seed[seed] = saved["curves"], saved["values"]
             transfers[seed] = saved["transfer"]
     seeds = sorted(frames)

@@ -144,14 +144,11 @@ def main(argv: list[str] | None = None) -> int:
                 "date": date, "device": args.device, "machine": describe(args.device),
                 "compute_seconds": {k: round(v, 1) for k, v in r.seconds.items()},
             })  # fmt: skip
-        saved = {} if args.only_these_seeds else results.load_seeds(out, match)
-        runs = {seed: (r.frames, None) for seed, r in zip(args.seeds, per_seed)}
-        extra = sorted(set(saved) - set(runs))
-        if extra:
-            print(f"combined with the seeds saved in {out / 'seeds'}: {extra}")
-        seeds = sorted(set(runs) | set(extra))
-        per_seed_frames = [(runs[s] if s in runs else saved[s])[0] for s in seeds]
-        seconds = {s: saved[s][1]["compute_seconds"] for s in extra} | {
+        saved = {} if args.only_these_seeds else results.other_seeds(out, match, args.seeds)
+        runs = {seed: r.frames for seed, r in zip(args.seeds, per_seed)}
+        seeds = sorted(set(runs) | set(saved))
+        per_seed_frames = [runs[s] if s in runs else saved[s][0] for s in seeds]
+        seconds = {s: saved[s][1]["compute_seconds"] for s in saved} | {
             s: r.seconds for s, r in zip(args.seeds, per_seed)
         }
         frames = results.combine(per_seed_frames, seeds)
@@ -169,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": date,
             "commit": commit,
             "seed_commits": {
-                str(s): (saved[s][1]["commit"] if s in extra else commit) for s in seeds
+                str(s): (saved[s][1]["commit"] if s in saved else commit) for s in seeds
             },
             "stage_seconds": {k: round(v, 1) for k, v in stage.times.items()},
             "total_seconds": round(time.perf_counter() - start, 1),

@@ -17,7 +17,15 @@ from pyro_bnn.evaluate import write_table
 from . import intervals
 from .naming import without_seed
 
-__all__ = ["KEYS", "combine", "load_seeds", "save_seed", "whole_numbers", "write_tables"]
+__all__ = [
+    "KEYS",
+    "combine",
+    "load_seeds",
+    "other_seeds",
+    "save_seed",
+    "whole_numbers",
+    "write_tables",
+]
 
 KEYS = [  # the columns that say which cell a row is; every other numeric column is averaged
     "kind",
@@ -106,6 +114,16 @@ def save_seed(frames: dict[str, pd.DataFrame], results: Path, seed: int, info: d
         atomic_write(folder / f"{name}.csv.gz", functools.partial(_gzip_csv, frame))
     text = json.dumps(info | {"seed": seed, "tables": list(frames)}, indent=2) + "\n"
     atomic_write(folder / "seed.json", lambda tmp: tmp.write_text(text))
+
+
+def other_seeds(results: Path, match: dict, ran) -> dict[int, tuple[dict, dict]]:
+    """The seeds :func:`load_seeds` finds under ``results`` that were not run now (``ran``),
+    said in one line when there are some: {seed: (frames, info)}."""
+    found = load_seeds(results, match)
+    extra = {seed: found[seed] for seed in sorted(set(found) - set(ran))}
+    if extra:
+        print(f"combined with the seeds saved in {Path(results) / 'seeds'}: {list(extra)}")
+    return extra
 
 
 def _gzip_csv(frame: pd.DataFrame, path: Path) -> None:
