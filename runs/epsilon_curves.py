@@ -63,6 +63,7 @@ Accuracies are in percent; eps_126 is the budget on the /126 pixel scale, eps_25
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import math
@@ -400,39 +401,53 @@ def claims(robust: dict, norm: str = "L2") -> dict[str, list[tuple]]:
     n = len(next(iter(next(iter(robust.values())).values())))
     picks, scores = torch.arange(0, n, 2), torch.arange(1, n, 2)
 
-    def best(kind: str, eps: float) -> torch.Tensor:
+    def best(kind: str, eps: float, params=None) -> torch.Tensor:
         return max(
-            (per_eps[eps] for (k, _), per_eps in robust.items() if k == kind),
+            (v[eps] for (k, p), v in robust.items() if k == kind and p in (params or [p])),
             key=lambda t: float(t[picks].double().mean()),
         )
 
     def get(kind: str, param: float, eps: float) -> torch.Tensor:
         return robust[kind, param][eps]
 
-    pool = next(param for kind, param in robust if kind == "plain-ensemble")
+    kinds = {kind for kind, _ in robust}
     mean, rho3, rho4 = f"bnn-mean{max(ENSEMBLES)}", paper.TABLE3_RHO_INIT, paper.TABLE4_RHO_INIT
     pruned = f"bnn-pruned{100 * PRUNE_RATE:g}-global"
-    picked = {  # claims that pick a best model
-        "best BNN minus best plain net": lambda e: best("bnn", e) - best("plain", e),
-        f"{100 * PRUNE_RATE:g}%-pruned BNN (global) minus best plain net": lambda e: (
+    picked = {}  # claims that pick a best model, where the run attacked their models
+    if {"bnn", "plain"} <= kinds:
+        picked["best BNN minus best plain net"] = lambda e: best("bnn", e) - best("plain", e)
+    if "plain" in kinds and (pruned, rho4) in robust:
+        picked[f"{100 * PRUNE_RATE:g}%-pruned BNN (global) minus best plain net"] = lambda e: (
             get(pruned, rho4, e) - best("plain", e)
-        ),
-        "best BNN minus the adversarially trained net": lambda e: (
+        )
+    if {"bnn", "plain-adv"} <= kinds:
+        picked["best BNN minus the adversarially trained net"] = lambda e: (
             best("bnn", e) - best("plain-adv", e)
-        ),
-    }
-    if any(kind == "plain-matched" for kind, _ in robust):
+        )
+    if {"bnn", "plain-matched"} <= kinds:
         picked["best BNN minus best plain net trained as the BNNs"] = lambda e: (
             best("bnn", e) - best("plain-matched", e)
         )
-    fixed = {
-        f"{max(ENSEMBLES)}-sample ensemble minus one sample (Table 3's BNN)": lambda e: (
+    rhos = [param for kind, param in robust if kind == "bnn"]
+    quiet = [rho for rho in rhos if math.log1p(math.exp(rho)) <= intervals.NOISELESS_SIGMA]
+    noisy = [rho for rho in rhos if rho not in quiet]
+    if quiet and noisy:  # weight noise against the rest of BNN training
+        still = min(quiet)
+        name = f"best BNN with noise minus the deterministic BNN (rho_init {still:g})"
+        picked[name] = lambda e: best("bnn", e, noisy) - get("bnn", still, e)
+        if "best BNN minus best plain net trained as the BNNs" in picked:
+            name = f"the deterministic BNN (rho_init {still:g}) minus best plain net trained as"
+            picked[f"{name} the BNNs"] = lambda e: get("bnn", still, e) - best("plain-matched", e)
+    fixed = {}  # claims on named models
+    if (mean, rho3) in robust and ("bnn", rho3) in robust:
+        fixed[f"{max(ENSEMBLES)}-sample ensemble minus one sample (Table 3's BNN)"] = lambda e: (
             get(mean, rho3, e) - get("bnn", rho3, e)
-        ),
-        f"{max(ENSEMBLES)}-sample ensemble minus the plain-net ensemble": lambda e: (
-            get(mean, rho3, e) - get("plain-ensemble", pool, e)
-        ),
-    }
+        )
+    pools = [param for kind, param in robust if kind == "plain-ensemble"]
+    if (mean, rho3) in robust and pools:
+        fixed[f"{max(ENSEMBLES)}-sample ensemble minus the plain-net ensemble"] = lambda e: (
+            get(mean, rho3, e) - get("plain-ensemble", pools[0], e)
+        )
     for rho in sorted({param for kind, param in robust if kind == "fixed-sigma"}):
         for name, (a, b) in intervals.CONTROL_CLAIMS.items():
             param = {k: 0.0 if k == "plain-matched" else rho for k in (a, b)}
@@ -448,6 +463,17 @@ def claims(robust: dict, norm: str = "L2") -> dict[str, list[tuple]]:
                 size = eps if norm == "L2" else to_255(eps)
                 out[f"{name}, at {norm} eps {size:g}"] = [(index, diff(eps)[index].double())]
     return out
+
+
+def model_key(text: str) -> tuple[str, float]:
+    """'kind:param' (e.g. 'bnn:-2', 'plain-matched:0') as a rule's key (kind, param)."""
+    kind, _, param = text.rpartition(":")
+    try:
+        if kind:
+            return kind, float(param)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected KIND:PARAM such as bnn:-2 or plain:0, got {text!r}")
 
 
 def parse(argv: list[str] | None):
@@ -487,6 +513,15 @@ def parse(argv: list[str] | None):
         help="L-inf eps ([0, 1]) of the convergence sweep (default: every --linf)",
     )  # fmt: skip
     p.add_argument(
+        "--models", type=model_key, nargs="+", default=None, metavar="KIND:PARAM",
+        help="attack only these models, e.g. bnn:-3 plain:0 (default: every model); seeds "
+        "combine only with seeds run on the same models",
+    )  # fmt: skip
+    p.add_argument(
+        "--sweep-models", type=model_key, nargs="+", default=None, metavar="KIND:PARAM",
+        help="models of the convergence sweep, e.g. bnn:-2 plain:0 (default: every model)",
+    )  # fmt: skip
+    p.add_argument(
         "--only-these-seeds", action="store_true",
         help="combine only the seeds run now, not those an earlier run with the same settings "
         "saved under <results>/epsilon/seeds/",
@@ -495,12 +530,15 @@ def parse(argv: list[str] | None):
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quick", action="store_true", help="quick profile, tiny budgets, temp dirs")
     args = p.parse_args(argv)
-    args.grids, args.only, args.checked = GRIDS, None, None
+    args.grids, args.only = GRIDS, args.models and set(args.models)
+    args.checked = args.sweep_models and set(args.sweep_models)
     if args.quick:  # and, unless given, temporary folders
         temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
         args.profile, args.n, args.eps, args.grids = "quick", QUICK_N, list(QUICK_EPS), QUICK_GRIDS
-        args.linf, args.check_eps, args.only = list(QUICK_LINF), [CONVERGENCE_EPS], QUICK_RULES
-        args.check_n, args.sweep_eps, args.checked = QUICK_N, [CONVERGENCE_EPS], QUICK_CHECKED
+        args.linf, args.check_eps = list(QUICK_LINF), [CONVERGENCE_EPS]
+        args.only = args.only or QUICK_RULES
+        args.check_n, args.sweep_eps = QUICK_N, [CONVERGENCE_EPS]
+        args.checked = args.checked or QUICK_CHECKED
         args.steps, args.restarts, args.eot, args.passes = 5, 1, 2, 4
         args.root, args.results = args.root or temp, args.results or temp
     return p, args
@@ -594,7 +632,13 @@ def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, chec
     zoo, prints = load_zoo(profile, data, root, seed, True, SeedResult(), args.device)
     adv = adversarial_net(profile, data, root, seed, args.device, not args.no_progress)
     x, y = data.test.x[:n], data.test.y[:n]
-    models = [r for r in rules(zoo, prints, adv) if args.only is None or r.key in args.only]
+    models = rules(zoo, prints, adv)
+    for option, keys in (("--models", args.only), ("--sweep-models", args.checked)):
+        unknown = set(keys or ()) - {r.key for r in models}
+        if unknown:
+            known = ", ".join(f"{r.kind}:{r.param:g}" for r in models)
+            raise SystemExit(f"{option}: no model {sorted(unknown)}; the models: {known}")
+        models = [r for r in models if option != "--models" or not keys or r.key in keys]
     sets = pipeline.build_attack_sets(
         "rigorous", profile, zoo, data, root, False, SeedResult(), args.device
     )  # the 12 source nets' sets, as the study's transfer tables use them

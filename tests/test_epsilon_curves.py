@@ -1,6 +1,7 @@
 """runs/epsilon_curves.py: robust accuracy against eps, through its real command line in quick
 mode (one run per module), and its pieces on the nets that run trained."""
 
+import argparse
 import itertools
 import json
 import shutil
@@ -15,7 +16,7 @@ from runs.study import intervals
 from runs.study.pipeline import SeedResult, load_zoo
 from runs.study.profiles import get_profile
 from runs.study.training import load_data
-from tests.test_runs import run_script
+from tests.test_runs import run, run_script
 
 MODELS = len(ec.QUICK_RULES)  # --quick attacks one rule of each kind, and what claims need
 DETERMINISTIC = sum(kind.startswith("plain") or kind == "bnn-mu" for kind, _ in ec.QUICK_RULES)
@@ -179,6 +180,21 @@ def test_convergence_sweeps_both_step_rules_and_both_norms_and_meets_the_curve(q
     assert (flat["drop"] == flat["acc_budget"] - flat["acc_lowest_beyond"]).all()
     assert flat["flat"].eq(flat["drop"] <= ec.FLAT).all()
     assert "curves are flat at the budget used" in out
+
+
+def test_sweep_models_parse_and_an_unknown_one_is_named(quick):
+    assert ec.model_key("plain-matched:0") == ("plain-matched", 0.0)
+    assert ec.model_key("bnn:-2.5") == ("bnn", -2.5)
+    for bad in ("bnn", ":1", "bnn:x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="KIND:PARAM"):
+            ec.model_key(bad)
+    folder = quick[0]
+    proc = run(
+        "runs/epsilon_curves.py", "--quick", "--root", str(folder / "art"), "--results",
+        str(folder / "bad"), "--sweep-models", "bnn:-7", "--no-progress",
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "--sweep-models: no model [('bnn', -7.0)]" in proc.stderr and "bnn:-3" in proc.stderr
 
 
 def test_flatness_reads_the_drop_beyond_the_budget():

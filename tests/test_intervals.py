@@ -75,6 +75,18 @@ def test_seeds_that_disagree_widen_the_interval_by_students_t():
     assert wide["ci_high"] - wide["ci_low"] == pytest.approx(2 * 4.303 * 2 / 3**0.5, rel=0.1)
 
 
+def test_seeds_that_agree_by_chance_keep_s_minus_1_degrees_of_freedom():
+    """Three seeds with the same estimate: the seed part is 0, yet t keeps 2 df, as a seed
+    variance estimated from 3 values must (Satterthwaite's df would jump towards the images')."""
+    frames = [_seed_frame(2.0, 5.0, 2000, s) for s in range(3)]
+    for f in frames:
+        f["estimate"] = 2.0
+    row = intervals.summarise(frames).iloc[0]
+    assert row["df"] == 2
+    t = (row["ci_high"] - row["estimate"]) / row["se"]
+    assert t == pytest.approx(4.303, abs=1e-3)
+
+
 def test_one_seed_says_its_interval_counts_images_alone():
     one = intervals.summarise([_seed_frame(2.0, 5.0, 2000, 0)]).iloc[0]
     assert one["seeds"] == 1 and "one seed" in one["method"]

@@ -55,6 +55,27 @@ def test_verdict_names_the_ensemble_size_its_table_gives(tmp_path):
     )
 
 
+def test_a_cell_over_fewer_seeds_says_so_and_the_split_claims_are_labelled(tmp_path):
+    (tmp_path / "rigorous").mkdir()
+    name = "best BNN with noise minus the deterministic BNN (rho_init -30), both at x 2"
+    rest = "the deterministic BNN (rho_init -30) minus best baseline trained as the BNNs"
+    table = intervals(
+        ("best BNN minus best baseline, both at x 2", 2.0, 1.0, 3.0, "holds"),
+        (name, 1.0, 0.5, 1.5, "holds"),
+        (f"{rest}, both at x 2", 1.0, -0.5, 2.5, "inconclusive"),
+    )
+    table.loc[1:, "seeds"] = 1  # claims added after two of the three seeds ran
+    table.to_csv(tmp_path / "rigorous" / "intervals.csv", index=False)
+    frame = report.verdict_frame(tmp_path, ["rigorous"])
+    assert list(frame["seeds"]) == [3, 1, 1]
+    text = "\n".join(report._verdict_section(tmp_path, ["rigorous"], "results"))
+    assert line(text, "best BNN minus best plain net").rstrip(" |").endswith("[+1.0, +3.0]")
+    noise = line(text, "weight noise: best BNN with noise minus the deterministic BNN")
+    assert "holds at x 2 +1.0 [+0.5, +1.5] (1 seed)" in noise
+    assert "(1 seed)" in line(text, "the rest of BNN training: the deterministic BNN minus")
+    assert (tmp_path / "claims.png").stat().st_size > 0
+
+
 def test_no_intervals_no_verdict_section(tmp_path):
     assert report._verdict_section(tmp_path, ["paper", "rigorous"], "results") == []
 

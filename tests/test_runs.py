@@ -13,7 +13,7 @@ import torch
 
 from pyro_bnn import load_mnist
 from runs.reproduce import main as reproduce
-from runs.study import paper
+from runs.study import intervals, paper
 from runs.study.config import BNN
 from runs.study.pipeline import table_config
 from runs.study.profiles import PROFILES, get_profile
@@ -207,7 +207,7 @@ def test_reproduce_quick_killed_resumed_and_rerun(tmp_path):
         pd.testing.assert_series_equal(one["acc"], two["acc"], rtol=1e-6)
         assert (two["seeds"] == 2).all() and (two["acc_seed_std"].abs() < 1e-6).all()
     claims = pd.read_csv(results / "rigorous" / "intervals.csv")
-    assert (claims["seeds"] == 2).all() and (claims["method"] == "t over seeds x images").all()
+    assert (claims["seeds"] == 2).all() and (claims["method"] == intervals.METHOD).all()
 
 
 def test_train_bnns_quick():

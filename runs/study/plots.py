@@ -3,6 +3,7 @@ paper's, and example adversarial digits."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -125,34 +126,51 @@ VERDICT_COLORS = {"holds": "C2", "fails": "C3", "inconclusive": "0.5"}
 
 
 def claims_forest(frame: pd.DataFrame, path: Path) -> None:
-    """Every claim at every size with its interval, one panel per threat model: a point
-    and a bar per (claim, size), green where it holds, red where it fails, grey where the
-    interval spans 0.
+    """Every claim with its intervals, one panel per threat model and one row per claim:
+    within a row, one point and bar per size (a marker each, in the legend), green where
+    it holds, red where it fails, grey where the interval spans 0; hollow where a cell
+    rests on fewer seeds than the most any cell has.
 
-    :param frame: rows (claim, threat, size, estimate, ci_low, ci_high, verdict).
+    :param frame: rows (claim, threat, size, estimate, ci_low, ci_high, verdict[, seeds]).
     """
     threats = list(dict.fromkeys(frame["threat"]))
-    heights = [len(frame[frame.threat == t]) for t in threats]
-    fig, axes = plt.subplots(len(threats), 1, figsize=(10, 1.2 + 0.22 * sum(heights)),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)  # fmt: skip
-    for ax, threat in zip(axes[:, 0], threats):
-        part = frame[frame.threat == threat].iloc[::-1]  # first claim on top
-        y = range(len(part))
-        colors = [VERDICT_COLORS.get(v, "k") for v in part["verdict"]]
-        ax.errorbar(part["estimate"], y, xerr=[part["estimate"] - part["ci_low"],
-                    part["ci_high"] - part["estimate"]], fmt="none", ecolor=colors)  # fmt: skip
-        ax.scatter(part["estimate"], y, c=colors, s=12, zorder=3)
+    claims = list(dict.fromkeys(frame["claim"]))[::-1]  # first claim on top
+    sizes = list(dict.fromkeys(frame["size"]))  # one marker per size, across the panels
+    seeds = frame["seeds"] if "seeds" in frame else pd.Series(1, index=frame.index)
+    size = (5 + 3.2 * len(threats), 1.5 + 0.42 * len(claims))
+    fig, axes = plt.subplots(1, len(threats), sharey=True, squeeze=False, figsize=size)
+    for ax, threat in zip(axes[0], threats):
+        part = frame[frame.threat == threat]
+        shown = list(dict.fromkeys(part["size"]))
+        for k, label in enumerate(shown):
+            cells = part[part["size"] == label]
+            y = [claims.index(c) + 0.6 * ((k + 0.5) / len(shown) - 0.5) for c in cells["claim"]]
+            colors = [VERDICT_COLORS.get(v, "k") for v in cells["verdict"]]
+            ax.errorbar(cells["estimate"], y, xerr=[cells["estimate"] - cells["ci_low"],
+                        cells["ci_high"] - cells["estimate"]], fmt="none", ecolor=colors,
+                        lw=1)  # fmt: skip
+            full = (seeds[cells.index] == seeds.max()).to_numpy()
+            marker = MARKERS[sizes.index(label) % len(MARKERS)]
+            ax.scatter(cells["estimate"], y, marker=marker, s=22, zorder=3, edgecolors=colors,
+                       facecolors=[c if f else "white" for c, f in zip(colors, full)])  # fmt: skip
+            ax.scatter([], [], marker=marker, s=22, color="k", label=label)  # the legend's
         ax.axvline(0, color="k", lw=0.8)
-        ax.set_yticks(list(y), [f"{c} | {s}" for c, s in zip(part["claim"], part["size"])],
-                      fontsize=6)  # fmt: skip
+        for row in range(len(claims)):
+            ax.axhline(row + 0.5, color="0.9", lw=0.5, zorder=0)
         ax.set_title(threat, fontsize=9, loc="left")
         ax.tick_params(axis="x", labelsize=7)
-    axes[-1, 0].set_xlabel("paired difference, points of accuracy (95% interval)")
+        ax.set_xlabel("paired difference, points (95% interval)", fontsize=7)
+        ax.legend(fontsize=6, loc="lower right", title="size", title_fontsize=6)
+    axes[0, 0].set_yticks(range(len(claims)), [textwrap.fill(c, 55) for c in claims], fontsize=7)
+    axes[0, 0].set_ylim(-0.5, len(claims) - 0.5)
     save_png(fig, path)
+
+
+MARKERS = "osD^vP*Xph"  # one per size within a panel
 
 
 def save_png(fig, path: Path, dpi: int = 110) -> None:
     """Lay out ``fig``, write it to ``path`` as a PNG atomically, and close it."""
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight"))
     plt.close(fig)

@@ -339,6 +339,10 @@ def _protocol_section(frames: dict, protocol: str, prof: dict, claim_table) -> l
 # the headline claims, found in each intervals table's claim names by the first of these
 # phrases that they contain ({n}: the ensemble's size, as the name gives it)
 CLAIMS = [
+    ("with noise minus the deterministic BNN",
+     "weight noise: best BNN with noise minus the deterministic BNN (sigma ~ 0)"),
+    ("the deterministic BNN (rho_init",
+     "the rest of BNN training: the deterministic BNN minus best plain net trained as the BNNs"),
     ("minus the plain-net ensemble", "{n}-sample ensemble minus the plain-net ensemble"),
     ("ensemble minus one sample", "{n}-sample ensemble minus one sample (rho_init -3)"),
     ("pruned BNN (global) minus best baseline trained as the BNNs",
@@ -381,7 +385,7 @@ def _claim_rows(table: pd.DataFrame, threat: str, rules: dict | None) -> list[di
         cell = f"{r.estimate:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}]"
         rows.append({"claim": claim, "threat": threat, "size": size, "cell": cell,
                      "verdict": r.verdict, "estimate": r.estimate, "ci_low": r.ci_low,
-                     "ci_high": r.ci_high})  # fmt: skip
+                     "ci_high": r.ci_high, "seeds": getattr(r, "seeds", 1)})  # fmt: skip
     return rows
 
 
@@ -400,7 +404,8 @@ def _summary(group: pd.DataFrame) -> str:
 def verdict_frame(results: Path, protocols: list[str]) -> pd.DataFrame:
     """Every headline claim at every size, read back from the intervals CSVs under
     ``results`` (each protocol's, and runs/epsilon_curves.py's white-box one when present):
-    rows (claim, threat, size, cell, verdict, estimate, ci_low, ci_high); empty if none."""
+    rows (claim, threat, size, cell, verdict, estimate, ci_low, ci_high, seeds); empty if
+    none. A cell over fewer seeds than the most any cell has names its count."""
     rows = []
     for protocol in protocols:
         csv = Path(results) / protocol / "intervals.csv"
@@ -409,6 +414,10 @@ def verdict_frame(results: Path, protocols: list[str]) -> pd.DataFrame:
     whitebox = Path(results) / "rigorous" / "epsilon_intervals.csv"
     if whitebox.exists():
         rows += _claim_rows(pd.read_csv(whitebox), THREATS["whitebox"], None)
+    most = max((r["seeds"] for r in rows), default=1)
+    for r in rows:  # a cell over fewer seeds than the others says how many
+        if r["seeds"] < most:
+            r["cell"] += f" ({r['seeds']} seed{'s' * (r['seeds'] > 1)})"
     return pd.DataFrame(rows)
 
 
@@ -445,7 +454,8 @@ def _verdict_section(results: Path, protocols: list[str], link: Path | str) -> l
         "",
         "Each headline claim as a paired difference in points of accuracy, with its "
         f"{100 * intervals.LEVEL:g}% interval over seeds and images: 'holds' when the "
-        "interval is above 0, 'fails' when below, 'inconclusive' when it spans 0; "
+        "interval is above 0 (the first-named model is more robust), 'fails' when below (it "
+        "is less robust), 'inconclusive' when it spans 0; "
         "'depends on size' when the verdict changes with the multiplier x of the transferred "
         "perturbation or with the white-box budget eps (/126 scale). Transfer columns: the "
         "12 source nets' attack sets, from the protocol sections below." + source,
@@ -505,20 +515,22 @@ def readme_verdict(results: Path, link: str) -> str:
         f"({', '.join(map(str, seeds))}){by_commit}, "
         f"{train / 3600:.1f} h of compute summed over workers; intervals: "
         f"{'; '.join(methods)} ({coverage}, [{COVERAGE.name}]({COVERAGE_LINK})). Verdicts: "
-        "'holds' when the 95% interval lies above 0, 'fails' below, 'inconclusive' when "
-        "it spans 0.",
+        "each claim is model A minus model B; 'holds' when the 95% interval lies above 0 "
+        "(A more robust), 'fails' when below (A less robust), 'inconclusive' when it spans "
+        "0.",
         "",
         f"![the claims with their intervals]({link}/claims.png)",
         "",
         verdict_table(frame),
         "",
-        _readme_caveats(results, info, sim),
+        _readme_caveats(results, info, sim, len(frame)),
     ])  # fmt: skip
 
 
-def _readme_caveats(results: Path, info: dict, sim: pd.DataFrame) -> str:
+def _readme_caveats(results: Path, info: dict, sim: pd.DataFrame, cells: int) -> str:
     """What the verdict table cannot say yet, from the seed count, the simulated coverage
-    at that count (``sim``) and whether the white-box intervals exist."""
+    at that count (``sim``), the number of intervals (``cells``) and whether the white-box
+    intervals exist."""
     n, out = len(info["seeds"]), []
     if n == 1:
         out.append(
@@ -533,7 +545,12 @@ def _readme_caveats(results: Path, info: dict, sim: pd.DataFrame) -> str:
             f"{sim['coverage'].max():.2f}, above) and 'inconclusive' is the expected verdict "
             "for small effects; a third seed narrows them."
         )
-    out.append("Each cell says only where its interval lies.")
+    out.append(
+        f"Each cell says only where its interval lies. The table holds {cells} intervals, "
+        f"each at {100 * intervals.LEVEL:g}% with no correction for multiplicity: where "
+        f"every difference were 0, up to about {round(cells * (1 - intervals.LEVEL))} of them "
+        "would still read 'holds' or 'fails'."
+    )
     if not (Path(results) / "rigorous" / "epsilon_intervals.csv").exists():
         out.append(
             "The white-box column joins the table once `python runs/epsilon_curves.py "
