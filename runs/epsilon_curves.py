@@ -36,7 +36,9 @@ The convergence sweep, on the first seed of --seeds (unless --no-convergence) an
 narrow it), under PGD and APGD-CE (two step rules, so that a flat curve is not one step
 rule's fixed path), one setting at a time: steps, EOT samples (stochastic rules) and
 restarts (GRIDS), the others at the budget. A curve is flat when no setting above the
-budget lowers accuracy by more than FLAT points (epsilon_flatness_seed<S>.csv). Checks:
+budget lowers accuracy by more than FLAT points (epsilon_flatness_seed<S>_n<check-n>.csv;
+sweeps on different --check-n keep apart, so cheap rules can be swept on more images than
+costly ones). Checks:
 the doubled budget of the strongest attack, and the gradient-masking checks of Carlini et
 al. (2019) (:func:`masking_checks`). A model with a white-box set in the study's tables (the
 single-sample BNNs and the plain nets, on the first eot_examples images) reuses it, read
@@ -51,8 +53,8 @@ with them (--only-these-seeds opts out), so seeds run in different sittings add 
 Writes, to --results (default runs/results/rigorous/; another profile's go to
 runs/results-<profile>/rigorous/):
 - per seed, epsilon_curves_seed<S>.csv/.md/.png, epsilon_check_seed<S>.csv,
-  epsilon_masking_seed<S>.csv and (with the sweep) epsilon_convergence_seed<S>.csv and
-  epsilon_flatness_seed<S>.csv;
+  epsilon_masking_seed<S>.csv and (with the sweep) epsilon_convergence_seed<S>_n<check-n>.csv
+  and epsilon_flatness_seed<S>_n<check-n>.csv;
 - over the seeds run and saved, epsilon_curves.csv/.md/.png (mean and sd), epsilon_intervals.csv:
   the claims of :func:`claims` at every eps of both norms, with intervals over seeds and
   images, and transfer_adv.csv: the reference defence on the rigorous attack sets of the
@@ -138,12 +140,18 @@ QUICK_CHECKED = {("bnn", -3.0), ("plain", 0.0)}  # --quick sweeps these two mode
 @dataclass(frozen=True)
 class Budget:
     """PGD's budget per eps: the weight samples a stochastic rule's step averages (eot) and
-    its verdict counts (passes), steps, and random restarts."""
+    its verdict counts (passes), steps, and random restarts; a deterministic rule, whose
+    attacks draw no weights and so cost little, takes det_restarts."""
 
     eot: int
     passes: int
     steps: int = 50
     restarts: int = 1
+    det_restarts: int = max(GRIDS["restarts"])
+
+    def of(self, rule: Rule) -> Budget:
+        """The budget ``rule`` is attacked with: det_restarts restarts if deterministic."""
+        return self if rule.samples else replace(self, restarts=self.det_restarts)
 
 
 @dataclass
@@ -551,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.root or HERE / "artifacts") / profile.name
     results = Path(args.results or HERE / f"results{suffix}" / "rigorous")
     eot, passes = args.eot or profile.eot_k, args.passes or profile.eot_passes
-    budget = Budget(eot, passes, args.steps, args.restarts)
+    det = max(args.restarts, *args.grids["restarts"])
+    budget = Budget(eot, passes, args.steps, args.restarts, det)
     n = args.n or profile.eot_examples
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -570,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     data = data.to(args.device)
     setup = (
         f"on {args.device} ({describe(args.device)}); profile {profile.name}, the first {n} "
-        f"test images. PGD: {budget.steps} steps, {budget.restarts} restart(s), margin loss, "
+        f"test images. PGD: {budget.steps} steps, {budget.restarts} restart(s) "
+        f"({budget.det_restarts} on a deterministic rule), margin loss, "
         f"step 2.5 eps / steps; a stochastic rule's step averages {budget.eot} weight samples "
         f"and its verdict counts {budget.passes} fresh ones (ceil(samples / N) calls of an "
         "N-sample ensemble)."
@@ -598,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         write_seed(results, seed, curves, convergence, markdown, n)
         if not convergence.empty:
             flat = flatness(convergence, budget)
-            atomic_write(results / f"epsilon_flatness_seed{seed}.csv",
+            atomic_write(results / f"epsilon_flatness_seed{seed}_n{args.check_n}.csv",
                          lambda tmp, flat=flat: flat.to_csv(tmp, index=False))  # fmt: skip
         atomic_write(results / f"epsilon_check_seed{seed}.csv",
                      lambda tmp, checks=checks: checks.to_csv(tmp, index=False))  # fmt: skip
@@ -668,7 +678,8 @@ def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, chec
             bar.set_postfix_str(rule.model)
             acc = clean_accuracy(rule, x, y, budget.passes, seed)
             curves.append(row(rule, 0.0, "clean", acc, n, passes=rule.calls(budget.passes)))
-            attack, apgd = settings(rule, budget, seed), apgd_settings(rule, budget, seed)
+            used = budget.of(rule)
+            attack, apgd = settings(rule, used, seed), apgd_settings(rule, used, seed)
             rows, min_norm = min_norm_rows(
                 rule, data, n, eps_list, budget, profile, root, args.device, tqdm.write
             )
@@ -688,9 +699,10 @@ def seed_curves(args, seed: int, profile, data, root: Path, budget: Budget, chec
                     bar.update(1)
         for rule, norm, eps, family, name, value in points:
             bar.set_postfix_str(f"{rule.model}, {norm} {eps:g}, {family}, {name} {value}")
-            acc = sweep_point(rule, xc, yc, norm, eps, family, replace(budget, **{name: value}),
+            used = budget.of(rule)
+            acc = sweep_point(rule, xc, yc, norm, eps, family, replace(used, **{name: value}),
                               seed, root)  # fmt: skip
-            convergence.append(acc | {"varied": name, "value": value})
+            convergence.append(acc | {"varied": name, "value": value, "used": getattr(used, name)})
             bar.update(1)
     curves, convergence, checks = (pd.DataFrame(r) for r in (curves, convergence, checks))
     flat = flatness(convergence, budget) if len(convergence) else None
@@ -723,7 +735,7 @@ def flatness(convergence: pd.DataFrame, budget: Budget) -> pd.DataFrame:
     rows = []
     for key, curve in convergence.groupby(keys, sort=False):
         curve = curve.sort_values("value")
-        used = getattr(budget, key[-1])
+        used = curve["used"].iloc[0] if "used" in curve else getattr(budget, key[-1])
         at = curve.loc[curve["value"] == used, "acc"]
         beyond = curve.loc[curve["value"] >= used, "acc"]
         if at.empty:  # the grid skips the budget: nothing to judge
@@ -816,7 +828,7 @@ def ensemble_point(
     attack, apgd = budgets
     n, rows, members = len(x), [], {}
     if norm == "L2":
-        members["min-norm"] = min_norm
+        members["min-norm"] = _min_norm_member(rule, x, y, eps, min_norm[1], apgd)
     else:
         attack = attack | {"norm": norm}
     acc, *members["pgd"] = pgd_accuracy(rule, x, y, eps, attack, root, tqdm.write, True)
@@ -872,6 +884,23 @@ def mean_transfer(rule: Rule, x, y, eps: float, attack: dict, apgd: dict, root: 
     return 100 * float(robust.mean()), robust, r
 
 
+@torch.no_grad()
+def _min_norm_member(rule: Rule, x, y, eps: float, r: torch.Tensor, apgd: dict) -> tuple:
+    """The minimum-norm attack as a member of the ensemble, judged as the others are:
+    its r (n, D) (0 where it failed or is longer than eps) on fresh draws. A stochastic
+    rule's r sits at the boundary of the draws that found it, where fresh draws split, so
+    it is stretched to length eps first (clipped to the pixel box). Returns ((n,) fraction
+    of fresh draws correct, (n, D) r)."""
+    r = r.to(x)
+    if rule.samples:
+        norms = r.norm(dim=1, keepdim=True)  # (n, 1)
+        r = torch.where(norms > 0, r * eps / norms.clamp(min=1e-12), r)
+        r = (x + r).clamp(0, X_MAX) - x
+    pyro.set_rng_seed(apgd["seed"] + 4)
+    out = run_probs(rule.fn, x + r, apgd["passes"])  # (draws, n, C), logits or probs
+    return (out.argmax(-1) == y).double().mean(0).cpu(), r.cpu()
+
+
 def _pick(members: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per example, the (robust, r) of the member whose r left the fewest draws correct."""
     robust = torch.stack([m[0].double() for m in members])  # (A, n)
@@ -906,11 +935,12 @@ def check_report(checks: pd.DataFrame) -> str:
 
 
 def write_seed(results: Path, seed: int, curves, convergence, markdown: str, n: int) -> None:
-    """One seed's epsilon_curves_seed<S>.csv/.md/.png and epsilon_convergence_seed<S>.csv."""
+    """One seed's epsilon_curves_seed<S>.csv/.md/.png and epsilon_convergence_seed<S>_n<N>.csv
+    (N: the sweep's images)."""
     out = results / f"epsilon_curves_seed{seed}"
     atomic_write(out.with_suffix(".csv"), lambda tmp: curves.to_csv(tmp, index=False))
     if not convergence.empty:
-        conv_path = results / f"epsilon_convergence_seed{seed}.csv"
+        conv_path = results / f"epsilon_convergence_seed{seed}_n{convergence['n'].iloc[0]}.csv"
         atomic_write(conv_path, lambda tmp: convergence.to_csv(tmp, index=False))
     atomic_write(out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown))
     plot(curves, out.with_suffix(".png"), f"seed {seed}, n = {n}")
@@ -992,12 +1022,12 @@ def report(curves: pd.DataFrame, convergence: pd.DataFrame, budget: Budget | Non
     steep = flat[~flat["flat"]].drop(columns=["kind", "param", "flat"])
     return out + (
         f"\nConvergence on the first {convergence['n'].iloc[0]} test images "
-        f"(epsilon_convergence_seed<S>.csv): accuracy with one setting varied ({grids}), the "
+        f"(epsilon_convergence_seed<S>_n<N>.csv): accuracy with one setting varied ({grids}), the "
         f"others at the budget above, for {convergence['model'].nunique()} models at "
         f"{len(convergence.groupby(['norm', 'eps_126']))} (norm, eps) pairs, under PGD and "
         f"APGD-CE (two step rules). {int(flat['flat'].sum())} of {len(flat)} curves are flat "
         f"at the budget used: no larger setting lowers accuracy by more than {FLAT:g} point "
-        "(epsilon_flatness_seed<S>.csv)."
+        "(epsilon_flatness_seed<S>_n<N>.csv)."
         + ("" if steep.empty else " Those that are not:\n\n"
            + steep.to_markdown(index=False, floatfmt=".1f"))
         + "\n"

@@ -75,7 +75,7 @@ def _md(frame: pd.DataFrame, index: bool = True, floatfmt: str = ".2f") -> str:
     if "param" in frame.columns:  # as text, so that lambda = 1e-4 does not print as 0.00
         kinds = frame["kind"] if "kind" in frame.columns else ["plain"] * len(frame)
         frame["param"] = [
-            ("rho_init " if str(k).startswith("bnn") else "lambda ") + f"{v:g}"
+            ("lambda " if str(k).startswith("plain") else "rho_init ") + f"{v:g}"
             for k, v in zip(kinds, frame["param"])
         ]
     if "lam" in frame.columns:
@@ -523,15 +523,15 @@ def readme_verdict(results: Path, link: str) -> str:
         "",
         verdict_table(frame),
         "",
-        _readme_caveats(results, info, sim, len(frame)),
+        _readme_caveats(results, info, sim, frame),
     ])  # fmt: skip
 
 
-def _readme_caveats(results: Path, info: dict, sim: pd.DataFrame, cells: int) -> str:
+def _readme_caveats(results: Path, info: dict, sim: pd.DataFrame, frame: pd.DataFrame) -> str:
     """What the verdict table cannot say yet, from the seed count, the simulated coverage
-    at that count (``sim``), the number of intervals (``cells``) and whether the white-box
+    at that count (``sim``), the cells of :func:`verdict_frame` and whether the white-box
     intervals exist."""
-    n, out = len(info["seeds"]), []
+    n, out, cells = len(info["seeds"]), [], len(frame)
     if n == 1:
         out.append(
             "With one seed the interval covers the test images' noise only, not the training "
@@ -545,12 +545,23 @@ def _readme_caveats(results: Path, info: dict, sim: pd.DataFrame, cells: int) ->
             f"{sim['coverage'].max():.2f}, above) and 'inconclusive' is the expected verdict "
             "for small effects; a third seed narrows them."
         )
+    if n > 1 and (frame["seeds"] == 1).any():
+        one = pd.read_csv(COVERAGE).query("seeds == 1")["coverage"]
+        out.append(
+            "A cell marked '(1 seed)' rests on one training seed (a claim or attack added "
+            "after the other seeds' nets were gone): its interval counts the images alone, "
+            f"which by simulation covers as little as {one.min():.2f} where seeds vary, so "
+            "read it as provisional."
+        )
     out.append(
         f"Each cell says only where its interval lies. The table holds {cells} intervals, "
         f"each at {100 * intervals.LEVEL:g}% with no correction for multiplicity: where "
         f"every difference were 0, up to about {round(cells * (1 - intervals.LEVEL))} of them "
         "would still read 'holds' or 'fails'."
     )
+    rigorous = Path(results) / "rigorous"
+    if (rigorous / "epsilon_intervals.csv").exists():
+        out.append(_sweep_caveat(rigorous))
     if not (Path(results) / "rigorous" / "epsilon_intervals.csv").exists():
         out.append(
             "The white-box column joins the table once `python runs/epsilon_curves.py "
@@ -558,6 +569,28 @@ def _readme_caveats(results: Path, info: dict, sim: pd.DataFrame, cells: int) ->
             "them yet."
         )
     return " ".join(out)
+
+
+def _sweep_caveat(rigorous: Path) -> str:
+    """How much of the white-box column the convergence sweep of runs/epsilon_curves.py
+    checked: models and (norm, eps) pairs swept, and the curves flat at the budget used."""
+    models = pd.read_csv(rigorous / "epsilon_curves.csv")["model"].nunique()
+    flat = [pd.read_csv(p) for p in sorted(rigorous.glob("epsilon_flatness_seed*_n*.csv"))]
+    if not flat:
+        return "No convergence sweep has checked the white-box budget on these nets yet."
+    flat = pd.concat(flat)
+    steep = flat[~flat["flat"]]
+    return (
+        f"The white-box budget's convergence sweep (epsilon_flatness_seed*_n*.csv) covers "
+        f"{flat['model'].nunique()} of the {models} models attacked, at "
+        f"{len(flat.groupby(['norm', 'eps_126']))} (norm, eps) pairs: {int(flat['flat'].sum())}"
+        f" of its {len(flat)} curves are flat at the budget used"
+        + (
+            "." if steep.empty else
+            "; not flat: " + ", ".join(sorted(set(steep["model"] + " (" + steep["varied"] + ")")))
+            + "."
+        )
+    )  # fmt: skip
 
 
 def wall_times(root: Path) -> pd.DataFrame:
