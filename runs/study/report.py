@@ -574,12 +574,12 @@ def _readme_caveats(results: Path, info: dict, sim: pd.DataFrame, frame: pd.Data
 def _sweep_caveat(rigorous: Path) -> str:
     """How much of the white-box column the convergence sweep of runs/epsilon_curves.py
     checked: models and (norm, eps) pairs swept, and the curves flat at the budget used."""
-    models = pd.read_csv(rigorous / "epsilon_curves.csv")["model"].nunique()
     flat = [pd.read_csv(p) for p in sorted(rigorous.glob("epsilon_flatness_seed*_n*.csv"))]
     if not flat:
         return "No convergence sweep has checked the white-box budget on these nets yet."
     flat = pd.concat(flat)
     steep = flat[~flat["flat"]]
+    models = pd.read_csv(rigorous / "epsilon_curves.csv")["model"].nunique()
     return (
         f"The white-box budget's convergence sweep (epsilon_flatness_seed*_n*.csv) covers "
         f"{flat['model'].nunique()} of the {models} models attacked, at "
