@@ -437,7 +437,7 @@ def claims(robust: dict, norm: str = "L2") -> dict[str, list[tuple]]:
             best("bnn", e) - best("plain-matched", e)
         )
     rhos = [param for kind, param in robust if kind == "bnn"]
-    quiet = [rho for rho in rhos if math.log1p(math.exp(rho)) <= intervals.NOISELESS_SIGMA]
+    quiet = [rho for rho in rhos if intervals.noiseless(rho)]
     noisy = [rho for rho in rhos if rho not in quiet]
     if quiet and noisy:  # weight noise against the rest of BNN training
         still = min(quiet)

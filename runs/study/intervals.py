@@ -321,7 +321,7 @@ def claim_values(
         claims[f"75%-pruned BNN (global) minus {_baseline(budget)}"] = held_out(
             [a - b for a, b in zip(pruned_correct, best_plain(budget, p_mult))]
         )
-    quiet = [rho for rho in zoo.bnns if math.log1p(math.exp(rho)) <= NOISELESS_SIGMA]
+    quiet = [rho for rho in zoo.bnns if noiseless(rho)]
     noisy = [rho for rho in zoo.bnns if rho not in quiet]
     if quiet and noisy:  # weight noise against the rest of BNN training (module docstring)
         still = min(quiet)
@@ -351,6 +351,12 @@ def claim_values(
                     [u - v for u, v in zip(scored[a], scored[b])]
                 )
     return claim_rows(claims, pool)
+
+
+def noiseless(rho_init: float) -> bool:
+    """Whether a BNN of this rho_init is deterministic in effect: softplus(rho_init) is at
+    most NOISELESS_SIGMA."""
+    return math.log1p(math.exp(rho_init)) <= NOISELESS_SIGMA
 
 
 def _baseline(budget: str) -> str:
