@@ -2,20 +2,29 @@
 
     python runs/attack_budget.py                               # FC-10 and FC-200: 2000 val
     python runs/attack_budget.py --archs FC-1200-1200-10 --n 200   # a subset, n stated
+    python runs/attack_budget.py --sets-only --n 10000 --steps 1000  # sets beside the authors'
     python runs/attack_budget.py --quick                       # smoke run, temp dirs
     python runs/attack_budget.py --archs FC-10 FC-200-200-10 FC-1200-1200-10 --device cuda
 
 For every source net and budget (--steps, default 100 400 1000 4000) it runs the paper
 variant of the attack (pyro_bnn.attacks.paper_attack: all targets of a batch in one
 pass) on the first --n validation images, and reports the survivors (examples kept), how
-many of them the source already misclassified, the distortion, and the Table 2 cells: the
-seven BNNs of runs/bnn_curves.py (best validation epoch; single sample, mean of --runs) at
-x + 1.5 r and the four plain FC-100-100-10 nets at x + 3 r, as the authors' code scores
-them. Attack sets are artifacts under --root: a killed run resumes set by set.
+many of them the source already misclassified, the distortion, the source's accuracy and
+loss, and beside them the authors' notebook's (runs.study.paper.AUTHORS_SETS). Unless
+--sets-only, also the Table 2 cells: the seven BNNs of runs/bnn_curves.py (best
+validation epoch; single sample, mean of --runs) at x + 1.5 r and the four plain
+FC-100-100-10 nets at x + 3 r, as the authors' code scores them. Attack sets are
+artifacts under --root: a killed run resumes set by set.
 
-Writes budget_<archs>_n<n>.csv (one row per source, budget and model), sets_<...>.csv
-(one row per source and budget), a .md of both and a .png to --results (default
-runs/results/budget/).
+--sources paper (the default) trains the sources as the authors' notebook did
+(runs.study.config.PAPER_SOURCE: batch 128, --source-epochs epochs, the last kept), the
+paper protocol's own; --sources early-stopped trains them as the rigorous protocol's
+(patience 5, at most --plain-epochs).
+
+Writes sets_<tag>.csv (one row per source and budget), budget_<tag>.csv (one row per
+source, budget and model) unless --sets-only, a .md of both and a .png to --results
+(default runs/results/budget/); tag: <archs>_n<n>, prefixed 'paper-sources_' for
+--sources paper.
 """
 
 from __future__ import annotations
@@ -38,12 +47,12 @@ from runs import bnn_curves  # noqa: E402
 from runs.study import paper, tables  # noqa: E402
 from runs.study.args import Parser, device, exit_timed, positive_int  # noqa: E402
 from runs.study.attack_sets import attack_set  # noqa: E402
-from runs.study.config import PLAIN  # noqa: E402
+from runs.study.config import PAPER_SOURCE, PLAIN  # noqa: E402
 from runs.study.machine import describe  # noqa: E402
 from runs.study.pipeline import on_device  # noqa: E402
 from runs.study.plots import save_png  # noqa: E402
 from runs.study.sources import train_sources  # noqa: E402
-from runs.study.zoo import train_baseline  # noqa: E402
+from runs.study.zoo import PAPER_SOURCE_KIND, train_baseline  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BNN_MULT, PLAIN_MULT = 1.5, 3.0  # the authors' code (AUTHORS_CODE.md, Transfer evaluation)
@@ -65,7 +74,24 @@ def main(argv: list[str] | None = None) -> int:
         "--plain-epochs",
         type=positive_int,
         default=PLAIN.max_epochs,
-        help="max epochs of the source and plain nets",
+        help="max epochs of the early-stopped sources and the plain nets",
+    )
+    p.add_argument(
+        "--sources",
+        choices=["paper", "early-stopped"],
+        default="paper",
+        help="how the sources train (see above)",
+    )
+    p.add_argument(
+        "--source-epochs",
+        type=positive_int,
+        default=PAPER_SOURCE.max_epochs,
+        help="epochs of the --sources paper nets",
+    )
+    p.add_argument(
+        "--sets-only",
+        action="store_true",
+        help="only the sets beside the authors': no BNNs, no Table 2 cells",
     )
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda")
@@ -75,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
         args.archs, args.lams, args.steps, args.n, args.runs = ["FC-10"], [0.0], [5, 20], 100, 5
         args.limit, args.root, args.results, args.bnn_root = 1000, temp, temp, temp
-        args.plain_epochs = 3
-        bnn_curves.main(["--quick", "--no-compile", "--no-progress", "--root", temp,
-                         "--results", temp])  # fmt: skip
+        args.plain_epochs = args.source_epochs = 3
+        if not args.sets_only:
+            bnn_curves.main(["--quick", "--no-compile", "--no-progress", "--root", temp,
+                             "--results", temp])  # fmt: skip
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "python runs/attack_budget.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -85,9 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     data = data.to(args.device)
     plain = replace(PLAIN, max_epochs=args.plain_epochs)
     root, results = Path(args.root), Path(args.results)
-    sources = train_sources(data, archs=args.archs, lams=args.lams, train=plain, root=root,
-                            seed=args.seed, device=args.device, progress=False,
-                            log=print)  # fmt: skip
+    faithful = args.sources == "paper"
+    recipe, kind = (
+        (replace(PAPER_SOURCE, max_epochs=args.source_epochs), PAPER_SOURCE_KIND)
+        if faithful
+        else (plain, "source")
+    )
+    sources = train_sources(data, archs=args.archs, lams=args.lams, train=recipe, root=root,
+                            seed=args.seed, device=args.device, progress=False, log=print,
+                            kind=kind)  # fmt: skip
 
     def attacked(src, steps: int) -> tables.AttackSet:
         tensors, meta = attack_set(
@@ -98,6 +131,28 @@ def main(argv: list[str] | None = None) -> int:
 
     # every attack set first (artifacts: a killed run resumes set by set)
     sets = {steps: [attacked(src, steps) for src in sources] for steps in args.steps}
+    sets_df = pd.concat(
+        tables.attack_summary(budget_sets, data, authors=faithful).assign(steps=steps)
+        for steps, budget_sets in sets.items()
+    )
+    theirs = sets_df[["authors_success_rate", "authors_distortion"]].astype(float)
+    sets_df = sets_df.assign(
+        survivors_vs_authors=sets_df["success_rate"] / theirs["authors_success_rate"],
+        distortion_vs_authors=sets_df["distortion"] / theirs["authors_distortion"],
+        wrong_share=sets_df["already_wrong"] / sets_df["n_success"].clip(lower=1),
+    )
+    tag = ("paper-sources_" if faithful else "") + "_".join(args.archs) + f"_n{args.n}"
+    footer = (
+        f"Made by `{command}` on {args.device} ({describe(args.device)}); "
+        f"sources: {args.sources}, n = {args.n} validation images per source.\n"
+    )
+    atomic_write(results / f"sets_{tag}.csv", lambda tmp: sets_df.to_csv(tmp, index=False))
+    markdown = sets_df.to_markdown(index=False, floatfmt=".3f") + "\n\n" + footer
+    if args.sets_only:
+        atomic_write(results / f"sets_{tag}.md", lambda tmp: tmp.write_text(markdown))
+        plot(sets_df, None, results / f"sets_{tag}.png")
+        print(markdown)
+        return 0
     plains = {}
     for lam in paper.LAMBDAS:
         net, _ = train_baseline(paper.TABLE1_ARCH, lam, data, train=plain, root=root,
@@ -110,25 +165,20 @@ def main(argv: list[str] | None = None) -> int:
     if not bnns:
         raise SystemExit(f"no BNNs of seed {args.seed} in {args.bnn_root}: run bnn_curves.py")
     zoo = tables.Zoo(args.seed, bnns, plains, [], [])
-    cells, summaries = [], []
-    for steps, budget_sets in sets.items():
-        summaries.append(tables.attack_summary(budget_sets, data).assign(steps=steps))
-        table = tables.table2(zoo, budget_sets, data, args.runs, BNN_MULT, PLAIN_MULT, False)
-        cells.append(table.drop(columns="paper").assign(steps=steps))
-    cells_df, sets_df = pd.concat(cells), pd.concat(summaries)
-    footer = (
-        f"Made by `{command}` on {args.device} ({describe(args.device)}); "
-        f"BNNs from {args.bnn_root}, n = {args.n} validation images per source.\n"
-    )
-    tag = "_".join(args.archs) + f"_n{args.n}"
+    cells = [
+        tables.table2(zoo, budget_sets, data, args.runs, BNN_MULT, PLAIN_MULT, False)
+        .drop(columns="paper")
+        .assign(steps=steps)
+        for steps, budget_sets in sets.items()
+    ]
+    cells_df = pd.concat(cells)
     atomic_write(results / f"budget_{tag}.csv", lambda tmp: cells_df.to_csv(tmp, index=False))
-    atomic_write(results / f"sets_{tag}.csv", lambda tmp: sets_df.to_csv(tmp, index=False))
     wide = cells_df.pivot_table(index=["source", "steps"], columns=["kind", "param"], values="acc")
     markdown = (
         sets_df.to_markdown(index=False, floatfmt=".3f")
         + "\n\nTable 2 cells (accuracy %, survivors only; BNN x1.5, plain x3):\n\n"
         + wide.to_markdown(floatfmt=".2f")
-        + "\n\n"
+        + f"\n\nBNNs from {args.bnn_root}.\n"
         + footer
     )
     atomic_write(results / f"budget_{tag}.md", lambda tmp: tmp.write_text(markdown))
@@ -137,20 +187,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def plot(sets_df: pd.DataFrame, cells_df: pd.DataFrame, path: Path) -> None:
-    """Survivors, distortion and the mean Table 2 cell per model kind against the budget."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+def plot(sets_df: pd.DataFrame, cells_df: pd.DataFrame | None, path: Path) -> None:
+    """Survivors (as a rate of the images attacked) and distortion against the budget, the
+    authors' as a dotted line where known; and, given cells, the mean Table 2 cell per model
+    kind."""
+    fig, axes = plt.subplots(1, 2 if cells_df is None else 3, figsize=(14, 4))
     for source, rows in sets_df.groupby("source"):
         rows = rows.sort_values("steps")
-        axes[0].plot(rows["steps"], rows["n_success"], "o-", label=source)
-        axes[1].plot(rows["steps"], rows["distortion"], "o-", label=source)
+        for ax, col in zip(axes, ("success_rate", "distortion")):
+            (line,) = ax.plot(rows["steps"], rows[col], "o-", label=source)
+            theirs = rows[f"authors_{col}"].dropna()
+            if len(theirs):
+                ax.axhline(theirs.iloc[0], ls=":", color=line.get_color())
+    for ax, title in zip(axes, ("survivors / images attacked", "distortion (/126 scale)")):
+        ax.set(xscale="log", xlabel="steps per target", title=title)
+    axes[0].legend(fontsize=7)
+    if cells_df is None:
+        save_png(fig, path)
+        return
     means = cells_df.groupby(["kind", "param", "steps"])["acc"].mean().reset_index()
     for (kind, param), rows in means.groupby(["kind", "param"]):
         style = "-" if kind == "bnn" else "--"
         axes[2].plot(rows["steps"], rows["acc"], style, marker="o", ms=3, label=f"{kind} {param:g}")
-    for ax, title in zip(axes, ("survivors", "distortion (/126 scale)", "mean Table 2 cell (%)")):
-        ax.set(xscale="log", xlabel="steps per target", title=title)
-    axes[0].legend(fontsize=7)
+    axes[2].set(xscale="log", xlabel="steps per target", title="mean Table 2 cell (%)")
     axes[2].legend(fontsize=6, ncol=2)
     save_png(fig, path)
 

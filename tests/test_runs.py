@@ -343,14 +343,29 @@ def test_bnn_curves_quick(tmp_path):
 
 
 def test_attack_budget_quick():
-    """Two budgets of the authors' attack on FC-10: set summaries, Table 2 cells of every
-    model at each budget, and the figure."""
+    """Two budgets of the authors' attack on FC-10 sources trained as the authors' were:
+    set summaries beside the authors' notebook, Table 2 cells of every model at each budget,
+    and the figure."""
     out = run_script("attack_budget.py")
-    folder = Path(out.split("BNNs from ")[1].split(",")[0])
-    sets = pd.read_csv(folder / "sets_FC-10_n100.csv")
+    folder = Path(out.split("BNNs from ")[1].split(".\n")[0])
+    sets = pd.read_csv(folder / "sets_paper-sources_FC-10_n100.csv")
     assert list(sets["steps"]) == [5, 20] and sets["n"].eq(100).all()
     assert (sets["already_wrong"] <= sets["n_success"]).all()
-    cells = pd.read_csv(folder / "budget_FC-10_n100.csv")
+    assert sets["authors_success_rate"].eq(8351 / 10_000).all()  # FC-10, lambda 0
+    ratio = sets["success_rate"] / sets["authors_success_rate"]
+    assert ((sets["survivors_vs_authors"] - ratio).abs() < 1e-12).all()
+    cells = pd.read_csv(folder / "budget_paper-sources_FC-10_n100.csv")
     assert len(cells) == 2 * (2 + 2 + 4)  # budgets x (2 BNNs, their posterior means, 4 plains)
     assert set(cells["multiplier"]) == {1.5, 3.0} and cells["acc"].between(0, 100).all()
-    assert (folder / "budget_FC-10_n100.png").stat().st_size > 10_000 and "Table 2 cells" in out
+    assert (folder / "budget_paper-sources_FC-10_n100.png").stat().st_size > 10_000
+    assert "Table 2 cells" in out
+
+
+def test_attack_budget_sets_only_on_early_stopped_sources():
+    """--sets-only trains no BNN and scores no model; the early-stopped sources (the
+    rigorous protocol's) have no authors' row to stand beside."""
+    out = run_script("attack_budget.py", "--sets-only", "--sources", "early-stopped")
+    assert "sources: early-stopped" in out and "Table 2 cells" not in out
+    header, _, first = out[out.index("| source") :].splitlines()[:3]
+    row = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in first.split("|")]))
+    assert row["source"] == "FC-10_lam0_seed0" and row["survivors_vs_authors"] == "nan"
