@@ -26,9 +26,33 @@ from .bnn import BNN
 from .data import Split, training_data
 from .fitting import check_device, check_positive
 
-__all__ = ["MCMCResult", "PosteriorSamples", "fit_mcmc", "in_memory"]
+__all__ = [
+    "FixedStepsHMC",
+    "MCMCResult",
+    "PosteriorSamples",
+    "chain_diagnostics",
+    "fit_mcmc",
+    "in_memory",
+]
 
 KERNELS = ("nuts", "hmc")
+
+
+class FixedStepsHMC(HMC):
+    """Pyro's HMC with ``num_steps`` leapfrog steps per draw whatever the step size.
+
+    Pyro's own HMC holds the trajectory length (its first step size times num_steps) and
+    takes trajectory_length / step_size steps, so as warmup shrinks the step size from 1
+    the steps per draw, and the cost, grow without bound.
+    """
+
+    def __init__(self, model, *, num_steps: int, **kwargs) -> None:
+        super().__init__(model, num_steps=num_steps, **kwargs)
+        self._fixed_steps = num_steps
+
+    @property
+    def num_steps(self) -> int:
+        return self._fixed_steps
 
 
 class PosteriorSamples(nn.Module):
@@ -103,6 +127,21 @@ class MCMCResult:
             "wall_time_s": self.wall_time_s,
             **self.settings,
         }
+
+
+def chain_diagnostics(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split R-hat and the effective sample size of every element of a site.
+
+    :param draws: (chains, draws, *shape), e.g. one site of :attr:`MCMCResult.samples`.
+    :returns: (r_hat, ess), each (elements,): R-hat splits every chain in half, so that one
+        chain still gives two; the ESS counts every chain.
+
+    >>> r_hat, ess = chain_diagnostics(result.samples["weights"])  # (P,) each
+    """
+    if draws.dim() < 2 or draws.shape[1] < 4:
+        raise ValueError(f"draws must be (chains, draws >= 4, ...), got {tuple(draws.shape)}")
+    flat = draws.reshape(draws.shape[0], draws.shape[1], -1).double()  # (C, S, elements)
+    return split_gelman_rubin(flat), effective_sample_size(flat)
 
 
 def in_memory(model: BNN, data, device: str | torch.device) -> Split:
@@ -185,7 +224,7 @@ def fit_mcmc(
         if kernel == "nuts":
             step = NUTS(model, max_tree_depth=max_tree_depth, **common)
         else:
-            step = HMC(model, num_steps=num_steps, **common)
+            step = FixedStepsHMC(model, num_steps=num_steps, **common)
         mcmc = MCMC(step, num_samples=num_samples, warmup_steps=warmup,
                     disable_progbar=not progress)  # fmt: skip
         mcmc.run(x, y)
@@ -195,9 +234,8 @@ def fit_mcmc(
     samples = {name: torch.stack([d[name] for d in draws]) for name in draws[0]}  # (C, S, ...)
     r_hat, ess = {}, {}
     for name, value in samples.items():
-        flat = value.reshape(num_chains, num_samples, -1).double()  # (C, S, elements)
-        ess[name] = float(effective_sample_size(flat).min())
-        r_hat[name] = float(split_gelman_rubin(flat).max())  # split: one chain gives two
+        site_r_hat, site_ess = chain_diagnostics(value)
+        r_hat[name], ess[name] = float(site_r_hat.max()), float(site_ess.min())
     settings = {"kernel": kernel, "num_chains": num_chains, "num_samples": num_samples,
                 "warmup": warmup, "n_data": len(x)}  # fmt: skip
     settings |= {"max_tree_depth": max_tree_depth} if kernel == "nuts" else {"num_steps": num_steps}

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from pyro_bnn import BNN, Gaussian, ensemble_fn, evaluate, single_sample_fn
-from pyro_bnn.mcmc import PosteriorSamples, fit_mcmc
+from pyro_bnn.mcmc import PosteriorSamples, chain_diagnostics, fit_mcmc
 from pyro_bnn.predict import mean_fn, posterior_mean, sample_posterior
 from tests.test_likelihoods import linear_data
 
@@ -70,3 +70,32 @@ def test_bad_settings_name_the_argument(bad, match):
         fit_mcmc(bnn, (torch.ones(4, 1), torch.ones(4, dtype=torch.long)), **bad)
     with pytest.raises(ValueError, match="same number"):
         PosteriorSamples({"weights": torch.zeros(3, 4), "log_scale": torch.zeros(2)})
+
+
+def test_chain_diagnostics_flag_chains_that_disagree():
+    """Four chains of iid draws agree (split R-hat near 1, ESS near the draw count); shift
+    one chain's mean and R-hat of that element rises far above 1."""
+    torch.manual_seed(0)
+    draws = torch.randn(4, 500, 3)  # (chains, draws, elements)
+    draws[0, :, 2] += 3.0
+    r_hat, ess = chain_diagnostics(draws)
+    assert r_hat.shape == ess.shape == (3,)
+    assert (r_hat[:2] < 1.02).all() and r_hat[2] > 1.5
+    assert (ess[:2] > 1000).all() and ess[2] < 100
+    with pytest.raises(ValueError, match="draws >= 4"):
+        chain_diagnostics(draws[:, :3])
+
+
+def test_hmc_takes_num_steps_leapfrog_steps_whatever_the_step_size():
+    """kernel='hmc' costs num_steps gradients a draw: the model runs once per leapfrog step
+    (plus the step-size searches of warmup), even where warmup shrinks the step size far
+    below 1, where Pyro's own HMC would stretch every draw to hundreds of steps."""
+    x, y = linear_data()
+    bnn = BNN(nn.Linear(3, 1), prior=dist.Normal(0.0, 1.0), likelihood=Gaussian(0.05))
+    calls = []
+    forward = bnn.forward
+    bnn.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    _, result = fit_mcmc(bnn, (x, y), num_samples=20, warmup=20, num_chains=1, kernel="hmc",
+                         num_steps=3, progress=False)  # fmt: skip
+    assert result.settings["num_steps"] == 3
+    assert len(calls) < 40 * (3 + 1) + 200  # draws x (steps + the energy) + the searches

@@ -369,3 +369,16 @@ def test_attack_budget_sets_only_on_early_stopped_sources():
     header, _, first = out[out.index("| source") :].splitlines()[:3]
     row = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in first.split("|")]))
     assert row["source"] == "FC-10_lam0_seed0" and row["survivors_vs_authors"] == "nan"
+
+
+def test_exact_posterior_quick():
+    """HMC chains on FC-10 under both priors: a row per prior with its diagnostics, cost
+    and posterior predictive, and the R-hat map."""
+    out = run_script("exact_posterior.py", "--no-progress")
+    folder = Path(out.split("saved ")[1].split("/hmc-chain/")[0])
+    table = pd.read_csv(folder / "hmc_FC-10_n200.csv")
+    assert list(table["prior"]) == ["normal", "scale-mixture"] and table["chains"].eq(2).all()
+    assert (table["r_hat_max"] >= table["r_hat_max_lit"]).all() and table["ess_median"].gt(0).all()
+    assert table["test_acc"].between(0, 100).all() and table["leapfrog_per_iteration"].gt(0).all()
+    assert (folder / "hmc_FC-10_n200.png").stat().st_size > 10_000
+    assert len(list((folder / "hmc-chain").iterdir())) == 4  # a chain per artifact
