@@ -29,6 +29,8 @@ from pyro_bnn.pruning import prune
 
 from . import paper
 
+KERAS_CLIP = 1e-7  # Keras' epsilon: its cross-entropy clips probabilities to [eps, 1 - eps]
+
 
 @dataclass
 class Zoo:
@@ -152,7 +154,8 @@ def table1(zoo: Zoo, data: MNIST, runs: int) -> pd.DataFrame:
 def attack_summary(sets: list[AttackSet], data: MNIST, authors: bool = False) -> pd.DataFrame:
     """Per source: examples attacked, success rate, distortion (/126 and [0,1]), median L2,
     how many successes the source net already misclassified without any perturbation, and
-    the source's accuracy (%) and loss (cross-entropy plus its eq. 6 penalty) on the split;
+    the source's accuracy (%) and loss (Keras' clipped cross-entropy, as the authors' notebook
+    printed it, plus the eq. 6 penalty) on the split;
     with ``authors`` (the paper protocol's sets), beside them the authors' notebook's
     survivors (as a rate of their 10,000 images), distortion, validation accuracy and loss
     (paper.AUTHORS_SETS)."""
@@ -173,7 +176,11 @@ def attack_summary(sets: list[AttackSet], data: MNIST, authors: bool = False) ->
         split = data.split(s.split)
         with torch.no_grad():
             logits = s.source.net(split.x)
-            loss = F.cross_entropy(logits, split.y) + l2_penalty(s.source.net, s.source.lam)
+            # Keras' cross-entropy clips each probability to [1e-7, 1 - 1e-7]
+            picked = (
+                logits.softmax(-1).clamp(KERAS_CLIP, 1 - KERAS_CLIP).gather(1, split.y[:, None])
+            )
+            loss = -picked.log().mean() + l2_penalty(s.source.net, s.source.lam)
         theirs = paper.AUTHORS_SETS.get((s.source.arch, s.source.lam)) if authors else None
         theirs = theirs or (None,) * 4
         rows.append(
