@@ -44,6 +44,12 @@ class FixedStepsHMC(HMC):
     Pyro's own HMC holds the trajectory length (its first step size times num_steps) and
     takes trajectory_length / step_size steps, so as warmup shrinks the step size from 1
     the steps per draw, and the cost, grow without bound.
+
+    :param model: the Pyro model, e.g. a :class:`~pyro_bnn.bnn.BNN`.
+    :param num_steps: leapfrog steps per draw, each one gradient.
+    :param kwargs: the rest of Pyro's HMC options (step size, mass matrix, adaptation).
+
+    >>> kernel = FixedStepsHMC(bnn, num_steps=20)  # 20 gradients a draw
     """
 
     def __init__(self, model, *, num_steps: int, **kwargs) -> None:
