@@ -138,7 +138,7 @@ class MCMCResult:
 def chain_diagnostics(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Split R-hat and the effective sample size of every element of a site.
 
-    :param draws: (chains, draws, *shape), e.g. one site of :attr:`MCMCResult.samples`.
+    :param draws: ``(chains, draws, *shape)``, e.g. one site of :attr:`MCMCResult.samples`.
     :returns: (r_hat, ess), each (elements,): R-hat splits every chain in half, so that one
         chain still gives two; the ESS counts every chain.
 
