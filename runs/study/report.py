@@ -545,6 +545,15 @@ def _readme_caveats(results: Path, info: dict, sim: pd.DataFrame, frame: pd.Data
             f"{sim['coverage'].max():.2f}, above) and 'inconclusive' is the expected verdict "
             "for small effects; a third seed narrows them."
         )
+    if n > 2 and (frame["seeds"] == 2).any():
+        two = pd.read_csv(COVERAGE).query("seeds == 2")["coverage"]
+        spread = {f"{two.min():.2f}", f"{two.max():.2f}"}
+        out.append(
+            "A cell marked '(2 seeds)' rests on two of the run's seeds (a claim added after "
+            "one seed's nets were gone): its seed part has one degree of freedom, so the "
+            f"interval is wide (simulated coverage {'-'.join(sorted(spread))} at two seeds) and"
+            " 'inconclusive' is the expected verdict for small effects."
+        )
     if n > 1 and (frame["seeds"] == 1).any():
         one = pd.read_csv(COVERAGE).query("seeds == 1")["coverage"]
         out.append(
