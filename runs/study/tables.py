@@ -28,10 +28,8 @@ from pyro_bnn.predict import (
 from pyro_bnn.pruning import prune
 
 from . import paper
-from .attack_sets import attack_config
 
-# Keras' epsilon, which its cross-entropy clips probabilities to: the authors' attack's own
-KERAS_CLIP = attack_config("paper")["prob_clip"]
+KERAS_CLIP = 1e-7  # Keras' epsilon: its cross-entropy clips probabilities to [eps, 1 - eps]
 
 
 @dataclass
