@@ -49,14 +49,14 @@ from runs.study.plots import save_png  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ARCH = "FC-10"
-PRIORS = ("normal", "scale-mixture")
+HMC_PRIORS = ("normal", "scale-mixture")  # the library PRIORS these chains run under
 R_HAT_LIMIT = {"normal": 1.01, "scale-mixture": 1.05}  # the acceptance of each prior's chains
 GRAD_REPEATS = 10  # gradients timed for the cost per gradient (median)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="runs/exact_posterior.py", description=__doc__.splitlines()[0])
-    p.add_argument("--priors", nargs="+", choices=PRIORS, default=list(PRIORS))
+    p.add_argument("--priors", nargs="+", choices=HMC_PRIORS, default=list(HMC_PRIORS))
     p.add_argument("--chains", type=positive_int, default=4)
     p.add_argument("--samples", type=positive_int, default=300, help="draws kept per chain")
     p.add_argument("--warmup", type=positive_int, default=300, help="adaptation steps per chain")

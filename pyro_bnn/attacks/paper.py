@@ -23,7 +23,11 @@ from .base import (
     _positive_int,
 )
 
-__all__ = ["paper_attack"]
+__all__ = ["KERAS_EPSILON", "paper_attack"]
+
+KERAS_EPSILON = 1e-7
+"""Keras' backend epsilon: its RMSprop's epsilon, and its cross-entropy clips
+probabilities to [KERAS_EPSILON, 1 - KERAS_EPSILON]."""
 
 
 def _paper_batch(fn, x, y, tgt, bar, *, steps, output, brighten_only, r_init, r_min, box_max,
@@ -81,9 +85,9 @@ def paper_attack(
     box_max: float = 2.03,
     lr: float = 0.01,
     rho: float = 0.9,
-    rms_eps: float = 1e-7,
+    rms_eps: float = KERAS_EPSILON,
     c_max: float = 2.0,
-    prob_clip: float = 1e-7,
+    prob_clip: float = KERAS_EPSILON,
     mean_over: int = 10_000,
     batch_size: int = 1_000,
     progress: bool = True,

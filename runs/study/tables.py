@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from pyro_bnn.attacks import perturb
+from pyro_bnn.attacks.paper import KERAS_EPSILON
 from pyro_bnn.bnn import init_guide
 from pyro_bnn.data import MNIST, X_MAX
 from pyro_bnn.evaluate import as_probs, evaluate
@@ -28,8 +29,6 @@ from pyro_bnn.predict import (
 from pyro_bnn.pruning import prune
 
 from . import paper
-
-KERAS_CLIP = 1e-7  # Keras' epsilon: its cross-entropy clips probabilities to [eps, 1 - eps]
 
 
 @dataclass
@@ -176,10 +175,8 @@ def attack_summary(sets: list[AttackSet], data: MNIST, authors: bool = False) ->
         split = data.split(s.split)
         with torch.no_grad():
             logits = s.source.net(split.x)
-            # Keras' cross-entropy clips each probability to [1e-7, 1 - 1e-7]
-            picked = (
-                logits.softmax(-1).clamp(KERAS_CLIP, 1 - KERAS_CLIP).gather(1, split.y[:, None])
-            )
+            probs = logits.softmax(-1).clamp(KERAS_EPSILON, 1 - KERAS_EPSILON)  # as Keras' CE
+            picked = probs.gather(1, split.y[:, None])
             loss = -picked.log().mean() + l2_penalty(s.source.net, s.source.lam)
         theirs = paper.AUTHORS_SETS.get((s.source.arch, s.source.lam)) if authors else None
         theirs = theirs or (None,) * 4
