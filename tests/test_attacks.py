@@ -13,6 +13,7 @@ from pyro_bnn.attacks import (
     distortion,
     eot_attack,
     eot_model,
+    live_targets,
     loss_grad,
     min_norm_attack,
     miss_rate,
@@ -348,6 +349,23 @@ def test_the_source_logit_scale_decides_what_the_paper_attack_flips(small):
         flipped[scale] = int((result.success & right).sum())
     assert flipped[0.5] == flipped[1.0] == 0
     assert flipped[2.0] > right.sum() / 2
+
+
+def test_the_paper_attack_survivors_are_the_examples_with_a_live_target(net, batch):
+    """Keras' clip gives a target's cross-entropy no gradient below 1e-7: a confident net's
+    examples whose every target starts clipped keep r at its floor (measured at 3x logits:
+    68% live, all of them flipped, none of the rest)."""
+    x, y = batch
+
+    def sharp(z):
+        return 3 * net(z)
+
+    live = live_targets(sharp, x, y).any(-1)
+    assert 0.3 < live.float().mean() < 0.9
+    result = paper_attack(sharp, x, y, steps=100, progress=False)
+    assert result.success[live].float().mean() > 0.9
+    assert result.success[~live].float().mean() < 0.05
+    assert (live_targets(sharp, x, y, prob_clip=0).sum(-1) == 9).all()  # all but y
 
 
 def test_signed_paper_variant_may_darken(net, batch):

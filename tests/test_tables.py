@@ -2,6 +2,7 @@
 sigma and fixed-noise controls."""
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -205,9 +206,16 @@ def test_attack_summary_sets_the_source_and_the_authors_beside_the_set(small):
     r[success, 0] = 0.5
     tensors = {"r": r, "success": success, "y": small.val.y[:n], "index": torch.arange(n)}
     source = SimpleNamespace(name="FC-10_lam0.01_seed0", arch="FC-10", lam=1e-2, net=net)
-    meta = {"summary": distortion(r, success), "wall_time_s": 1.0}
+    config = {"protocol": "paper", "attack": {"r_init": 0.02, "prob_clip": 1e-7}}
+    meta = {"summary": distortion(r, success), "wall_time_s": 1.0, "config": config}
     attack = tables.AttackSet(source=source, tensors=tensors, meta=meta, split="val")
     theirs = tables.attack_summary([attack], small, authors=True).iloc[0]
+    start = net(small.val.x[:n] + 0.02).softmax(-1)  # the paper attack's first point
+    inside = (start > 1e-7) & (start < 1 - 1e-7)
+    live = inside.scatter(-1, small.val.y[:n, None], False).any(-1)
+    assert 0 < live.sum() < n
+    assert theirs["live_share"] == pytest.approx(float(live.double().mean()))
+    assert theirs["success_rate_live"] == pytest.approx(float(success[live].double().mean()))
     logits = net(small.val.x)
     weight = net.layers[0].weight  # eq. 6: lambda * sum w^2 / (units of the layer, 10)
     p = logits.softmax(-1)[torch.arange(len(logits)), small.val.y].clamp(1e-7, 1 - 1e-7)
@@ -218,5 +226,6 @@ def test_attack_summary_sets_the_source_and_the_authors_beside_the_set(small):
     assert theirs["source_acc"] == pytest.approx(want_acc)
     assert theirs["n_success"] == 10 and theirs["authors_success_rate"] == 772 / 10_000
     assert theirs["authors_distortion"] == 0.0013 and theirs["authors_val_acc"] == 92.67
-    ours = tables.attack_summary([attack], small).iloc[0]  # the rigorous protocol: no authors
-    assert ours[["authors_success_rate", "authors_val_acc"]].isna().all()
+    rigorous = replace(attack, meta={**meta, "config": {"protocol": "rigorous"}})
+    ours = tables.attack_summary([rigorous], small).iloc[0]  # no authors, no Keras clip
+    assert ours[["authors_success_rate", "authors_val_acc", "live_share"]].isna().all()

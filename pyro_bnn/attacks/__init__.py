@@ -24,7 +24,7 @@ default half) of the K draws get it wrong.
 from .base import OUTPUTS, AttackResult, ModelFn, SampleFn, distortion, loss_grad, perturb
 from .eot import eot_attack, eot_model, miss_rate
 from .min_norm import min_norm_attack
-from .paper import paper_attack
+from .paper import live_targets, paper_attack
 from .pgd import LOSSES, PGDAdversary, PGDResult, pgd_attack, robust_accuracy
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "distortion",
     "eot_attack",
     "eot_model",
+    "live_targets",
     "loss_grad",
     "min_norm_attack",
     "miss_rate",

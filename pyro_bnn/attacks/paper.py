@@ -23,7 +23,7 @@ from .base import (
     _positive_int,
 )
 
-__all__ = ["KERAS_EPSILON", "paper_attack"]
+__all__ = ["KERAS_EPSILON", "live_targets", "paper_attack"]
 
 KERAS_EPSILON = 1e-7
 """Keras' backend epsilon: its RMSprop's epsilon, and its cross-entropy clips
@@ -159,3 +159,46 @@ def paper_attack(
         attack_batch, x, y, batch_size=batch_size, steps=steps, desc="paper", progress=progress
     )
     return AttackResult(r, rate > 0.5, rate, {"attack": "paper", "targets": targets, **settings})
+
+
+def live_targets(
+    fn: ModelFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    output: str = "logits",
+    r_init: float = 0.02,
+    prob_clip: float = KERAS_EPSILON,
+    batch_size: int = 1_000,
+) -> torch.Tensor:
+    """Which targets :func:`paper_attack` can move at its start, x + r_init: those whose
+    probability lies inside the clip [prob_clip, 1 - prob_clip] in some draw. The clipped
+    cross-entropy of any other target has no gradient, so only the norm term acts and the
+    attack shrinks r to r_min: an example with no live target all but never survives.
+
+    :param fn: model function (see :mod:`pyro_bnn.attacks`).
+    :param x: (N, D) inputs in the pixel box (the /126 scale).
+    :param y: (N,) int64 true labels; the true class is never a target.
+    :param output: 'logits' or 'probs', what ``fn`` returns.
+    :param r_init: the attack's starting perturbation of every pixel.
+    :param prob_clip: the attack's clip (0: every target is live).
+    :param batch_size: examples per forward pass.
+    :returns: (N, C) bool.
+
+    >>> live = live_targets(net, data.val.x, data.val.y)
+    >>> ceiling = live.any(-1).float().mean()  # the share of examples that can survive
+    """
+    _check_inputs(x, y, output)
+    _number("r_init", r_init, 0, closed=True)
+    _number("prob_clip", prob_clip, 0, 0.5, closed=True)
+    _positive_int("batch_size", batch_size)
+    rows = []
+    with torch.no_grad():
+        for lo in range(0, len(x), batch_size):
+            xb, yb = x[lo : lo + batch_size], y[lo : lo + batch_size]
+            p = _log_probs(_draws(fn(xb + r_init), len(xb)), output).exp()  # (K, B, C)
+            inside = (
+                ((p > prob_clip) & (p < 1 - prob_clip)).any(0) if prob_clip else p.isfinite().all(0)
+            )
+            rows.append(inside.scatter(-1, yb[:, None], False))
+    return torch.cat(rows) if rows else torch.zeros(0, 0, dtype=torch.bool)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from pyro_bnn.attacks import perturb
-from pyro_bnn.attacks.paper import KERAS_EPSILON
+from pyro_bnn.attacks.paper import KERAS_EPSILON, live_targets
 from pyro_bnn.bnn import init_guide
 from pyro_bnn.data import MNIST, X_MAX
 from pyro_bnn.evaluate import as_probs, evaluate
@@ -154,7 +154,9 @@ def attack_summary(sets: list[AttackSet], data: MNIST, authors: bool = False) ->
     """Per source: examples attacked, success rate, distortion (/126 and [0,1]), median L2,
     how many successes the source net already misclassified without any perturbation, and
     the source's accuracy (%) and loss (Keras' clipped cross-entropy, as the authors' notebook
-    printed it, plus the eq. 6 penalty) on the split;
+    printed it, plus the eq. 6 penalty) on the split; for sets of the paper attack, the share
+    of attacked examples with a live target at its start (:func:`live_targets`, the ceiling
+    that Keras' clip puts on the survivors) and the survivors' rate among them;
     with ``authors`` (the paper protocol's sets), beside them the authors' notebook's
     survivors (as a rate of their 10,000 images), distortion, validation accuracy and loss
     (paper.AUTHORS_SETS)."""
@@ -178,6 +180,12 @@ def attack_summary(sets: list[AttackSet], data: MNIST, authors: bool = False) ->
             probs = logits.softmax(-1).clamp(KERAS_EPSILON, 1 - KERAS_EPSILON)  # as Keras' CE
             picked = probs.gather(1, split.y[:, None])
             loss = -picked.log().mean() + l2_penalty(s.source.net, s.source.lam)
+        live = None
+        if s.meta.get("config", {}).get("protocol") == "paper":
+            settings = s.meta["config"]["attack"]
+            attacked = split.x[s.tensors["index"]], s.tensors["y"]
+            live = live_targets(s.source.net, *attacked, r_init=settings["r_init"],
+                                prob_clip=settings["prob_clip"]).any(-1)  # fmt: skip
         theirs = paper.AUTHORS_SETS.get((s.source.arch, s.source.lam)) if authors else None
         theirs = theirs or (None,) * 4
         rows.append(
@@ -190,6 +198,9 @@ def attack_summary(sets: list[AttackSet], data: MNIST, authors: bool = False) ->
                 "already_wrong": int(wrong.sum()),
                 "source_acc": 100 * float((logits.argmax(-1) == split.y).double().mean()),
                 "source_loss": float(loss),
+                "live_share": None if live is None else float(live.double().mean()),
+                "success_rate_live": None if live is None or not live.any()
+                else float(ok[live].double().mean()),
                 "authors_success_rate": None if theirs[0] is None
                 else theirs[0] / paper.AUTHORS_VAL_IMAGES,
                 "authors_distortion": theirs[1],
