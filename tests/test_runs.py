@@ -382,3 +382,34 @@ def test_exact_posterior_quick():
     assert table["test_acc"].between(0, 100).all() and table["leapfrog_per_iteration"].gt(0).all()
     assert (folder / "hmc_FC-10_n200.png").stat().st_size > 10_000
     assert len(list((folder / "hmc-chain").iterdir())) == 4  # a chain per artifact
+
+
+def test_source_fingerprint_quick():
+    """Per-epoch accuracy, loss and live share of a paper-protocol source, beside the
+    notebook's row."""
+    out = run_script("source_fingerprint.py")
+    folder = Path(out.split("saved ")[1].split("/fingerprint/")[0])
+    epochs = pd.read_csv(folder / "fingerprint_FC-10.csv")
+    assert list(epochs["epoch"]) == [1, 2, 3] and epochs["live_share"].between(0, 1).all()
+    summary = pd.read_csv(folder / "fingerprint_FC-10_summary.csv").iloc[0]
+    assert summary["authors_survivors"] == 8351 / 10_000 and summary["epochs"] == 3
+    assert summary["val_acc"] == pytest.approx(epochs["val_acc"].iloc[-1])
+    assert (folder / "fingerprint_FC-10.png").stat().st_size > 10_000
+
+
+def test_loss_matched_epoch_is_the_nearest_loss_at_the_notebooks_accuracy():
+    """The loss falls then rises: epoch 2 and epoch 5 both sit at the notebook's loss, but
+    only epoch 5 is within the accuracy tolerance."""
+    from runs.source_fingerprint import summarise
+
+    acc, loss = paper.AUTHORS_SETS[("FC-200-200-10", 0.0)][2:]
+    frame = pd.DataFrame({
+        "epoch": [1, 2, 3, 4, 5, 6],
+        "val_acc": [95.0, 96.0, 97.5, 97.8, 97.9, 97.85],
+        "val_loss": [0.2, loss, 0.08, 0.088, loss + 0.0004, 0.1],
+        "live_share": [1.0, 1.0, 0.95, 0.8, 0.7, 0.6],
+    }).assign(arch="FC-200-200-10", lam=0.0, seed=0)  # fmt: skip
+    row = summarise(frame, acc_tol=0.3).iloc[0]
+    assert row["matched_epoch"] == 5 and row["matched_live_share"] == 0.7
+    assert row["live_share"] == 0.6 and row["authors_survivors"] == 0.7315
+    assert pd.isna(summarise(frame, acc_tol=0.001).iloc[0]["matched_epoch"])  # none that close
