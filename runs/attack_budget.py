@@ -24,7 +24,7 @@ paper protocol's own; --sources early-stopped trains them as the rigorous protoc
 Writes sets_<tag>.csv (one row per source and budget), budget_<tag>.csv (one row per
 source, budget and model) unless --sets-only, a .md of both and a .png to --results
 (default runs/results/budget/); tag: <archs>_n<n>, prefixed 'paper-sources_' for
---sources paper.
+--sources paper and suffixed _<epochs>ep for --source-epochs other than the recipe's.
 """
 
 from __future__ import annotations
@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         wrong_share=sets_df["already_wrong"] / sets_df["n_success"].clip(lower=1),
     )
     tag = ("paper-sources_" if faithful else "") + "_".join(args.archs) + f"_n{args.n}"
+    if faithful and args.source_epochs != PAPER_SOURCE.max_epochs:
+        tag += f"_{args.source_epochs}ep"
     footer = (
         f"Made by `{command}` on {args.device} ({describe(args.device)}); "
         f"sources: {args.sources}, n = {args.n} validation images per source.\n"
