@@ -29,7 +29,6 @@ source, budget and model) unless --sets-only, a .md of both and a .png to --resu
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -39,13 +38,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
 from pyro_bnn import load_bnn, load_mnist  # noqa: E402
 from pyro_bnn.artifacts import atomic_write  # noqa: E402
 from runs import bnn_curves  # noqa: E402
 from runs.study import paper, tables  # noqa: E402
-from runs.study.args import Parser, device, exit_timed, positive_int  # noqa: E402
+from runs.study.args import Parser, device, exit_timed, positive_int, started  # noqa: E402
 from runs.study.attack_sets import attack_set  # noqa: E402
 from runs.study.config import PAPER_SOURCE, PLAIN  # noqa: E402
 from runs.study.machine import describe  # noqa: E402
@@ -105,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.sets_only:
             bnn_curves.main(["--quick", "--no-compile", "--no-progress", "--root", temp,
                              "--results", temp])  # fmt: skip
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    command = "python runs/attack_budget.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = started(args, "runs/attack_budget.py", argv)
     data = load_mnist() if args.limit is None else load_mnist().head(args.limit)
     data = data.to(args.device)
     plain = replace(PLAIN, max_epochs=args.plain_epochs)

@@ -69,7 +69,6 @@ import argparse
 import functools
 import json
 import math
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -98,6 +97,7 @@ from runs.study.args import (  # noqa: E402
     exit_timed,
     positive_float,
     positive_int,
+    started,
 )
 from runs.study.attack_sets import attack_set  # noqa: E402
 from runs.study.config import PLAIN  # noqa: E402
@@ -562,9 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     det = max(args.restarts, *args.grids["restarts"])
     budget = Budget(eot, passes, args.steps, args.restarts, det)
     n = args.n or profile.eot_examples
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    command = "python runs/epsilon_curves.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = started(args, "runs/epsilon_curves.py", argv)
     data = load_data(profile)
     if n > len(data.test):
         p.error(f"argument --n: {n} exceeds the profile's {len(data.test)} test images")

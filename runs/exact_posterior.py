@@ -23,7 +23,6 @@ per pixel to --results (default runs/results/exact_posterior/).
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ from pyro_bnn.artifacts import artifact_dir, atomic_write, cached  # noqa: E402
 from pyro_bnn.mcmc import KERNELS, chain_diagnostics, fit_mcmc  # noqa: E402
 from pyro_bnn.predict import predictive_probs  # noqa: E402
 from pyro_bnn.priors import make_prior  # noqa: E402
-from runs.study.args import Parser, device, exit_timed, positive_int  # noqa: E402
+from runs.study.args import Parser, device, exit_timed, positive_int, started  # noqa: E402
 from runs.study.machine import describe  # noqa: E402
 from runs.study.plots import save_png  # noqa: E402
 
@@ -76,11 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
         args.limit, args.chains, args.samples, args.warmup = 200, 2, 8, 8
         args.kernel, args.steps, args.root, args.results = "hmc", 4, temp, temp
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    command = "python runs/exact_posterior.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = started(args, "runs/exact_posterior.py", argv)
     data = load_mnist() if args.limit is None else load_mnist().head(args.limit)
     data = data.to(args.device)
     n_train = len(data.train.y)

@@ -24,7 +24,6 @@ per source) and a .png to --results (default runs/results/budget/); tag: <archs>
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from pyro_bnn.attacks.paper import KERAS_EPSILON  # noqa: E402
 from pyro_bnn.nets import MLP, l2_penalty  # noqa: E402
 from pyro_bnn.train import fit_torch  # noqa: E402
 from runs.study import paper  # noqa: E402
-from runs.study.args import Parser, device, exit_timed, positive_int  # noqa: E402
+from runs.study.args import Parser, device, exit_timed, positive_int, started  # noqa: E402
 from runs.study.attack_sets import attack_config  # noqa: E402
 from runs.study.config import PAPER_SOURCE  # noqa: E402
 from runs.study.machine import describe  # noqa: E402
@@ -70,11 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
         args.archs, args.lams, args.seeds, args.epochs = ["FC-10"], [0.0], [0], 3
         args.limit, args.root, args.results = 1000, temp, temp
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    command = "python runs/source_fingerprint.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = started(args, "runs/source_fingerprint.py", argv)
     data = load_mnist() if args.limit is None else load_mnist().head(args.limit)
     data = data.to(args.device)
     histories = [

@@ -14,6 +14,7 @@ __all__ = [
     "add_attack_targets",
     "device",
     "exit_timed",
+    "started",
     "non_negative_int",
     "positive_float",
     "positive_int",
@@ -93,3 +94,13 @@ def device(text: str) -> str:
     if kind not in ("cpu", "cuda"):
         raise argparse.ArgumentTypeError(f"unsupported device {text!r}; use cpu or cuda")
     return text
+
+
+def started(args: argparse.Namespace, prog: str, argv: list[str] | None) -> str:
+    """Apply ``--threads`` where given, and return the command line that made this run,
+    e.g. 'python runs/attack_budget.py --n 100', for the footers of its results."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return f"python {prog} " + " ".join(sys.argv[1:] if argv is None else argv)
