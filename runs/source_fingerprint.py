@@ -17,6 +17,7 @@ source by source.
 The loss-matched epoch of a source is the epoch whose loss is nearest the notebook's
 among those within --acc-tol points of its accuracy: the history the notebook's two
 printed numbers pick. Its live share predicts the authors' survivors, which it never saw.
+Beside it, the epochs whose live share lies within 10% of the notebook's survivors.
 
 Writes fingerprint_<tag>.csv (every epoch), fingerprint_<tag>_summary.csv and .md (a row
 per source) and a .png to --results (default runs/results/budget/); tag: <archs>.
@@ -49,6 +50,7 @@ from runs.study.naming import baseline_name  # noqa: E402
 from runs.study.plots import save_png  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+LIVE_TOL = 0.1  # live_near_epochs: the live share within 10% of the notebook's survivors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,10 +159,13 @@ def summarise(epochs: pd.DataFrame, acc_tol: float) -> pd.DataFrame:
             survivors, _, acc, loss = theirs
             near = h[(h["val_acc"] - acc).abs() <= acc_tol]
             match = near.loc[(near["val_loss"] - loss).abs().idxmin()] if len(near) else None
+            share = survivors / paper.AUTHORS_VAL_IMAGES
+            close = h.loc[(h["live_share"] / share - 1).abs() <= LIVE_TOL, "epoch"]
             row |= {
                 "authors_val_acc": acc,
                 "authors_val_loss": loss,
-                "authors_survivors": survivors / paper.AUTHORS_VAL_IMAGES,
+                "authors_survivors": share,
+                "live_near_epochs": f"{close.min()}-{close.max()}" if len(close) else None,
                 "matched_epoch": None if match is None else int(match["epoch"]),
                 "matched_val_acc": None if match is None else match["val_acc"],
                 "matched_val_loss": None if match is None else match["val_loss"],

@@ -412,4 +412,5 @@ def test_loss_matched_epoch_is_the_nearest_loss_at_the_notebooks_accuracy():
     row = summarise(frame, acc_tol=0.3).iloc[0]
     assert row["matched_epoch"] == 5 and row["matched_live_share"] == 0.7
     assert row["live_share"] == 0.6 and row["authors_survivors"] == 0.7315
+    assert row["live_near_epochs"] == "4-5"  # live 0.8 and 0.7, within 10% of 0.7315
     assert pd.isna(summarise(frame, acc_tol=0.001).iloc[0]["matched_epoch"])  # none that close
