@@ -24,7 +24,9 @@ paper protocol's own; --sources early-stopped trains them as the rigorous protoc
 Writes sets_<tag>.csv (one row per source and budget), budget_<tag>.csv (one row per
 source, budget and model) unless --sets-only, a .md of both and a .png to --results
 (default runs/results/budget/); tag: <archs>_n<n>, prefixed 'paper-sources_' for
---sources paper and suffixed _<epochs>ep for --source-epochs other than the recipe's.
+--sources paper and suffixed _<epochs>ep for --source-epochs other than the recipe's,
+_lam<l1>_<l2>... for --lams other than the paper's four, and _clip<p> for a --prob-clip
+other than Keras' (--prob-clip 0 is the control that shows what Keras' clip decides).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import pandas as pd  # noqa: E402
 
 from pyro_bnn import load_bnn, load_mnist  # noqa: E402
 from pyro_bnn.artifacts import atomic_write  # noqa: E402
+from pyro_bnn.attacks.paper import KERAS_EPSILON  # noqa: E402
 from runs import bnn_curves  # noqa: E402
 from runs.study import paper, tables  # noqa: E402
 from runs.study.args import Parser, device, exit_timed, positive_int, started  # noqa: E402
@@ -91,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the sets beside the authors': no BNNs, no Table 2 cells",
     )
+    p.add_argument(
+        "--prob-clip",
+        type=float,
+        default=KERAS_EPSILON,
+        help="the attack's clip of the target's probability (0: none; a control)",
+    )
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda")
     p.add_argument("--quick", action="store_true", help="FC-10, 2 budgets, tiny BNNs, temp dirs")
@@ -122,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         tensors, meta = attack_set(
             src.name, src.net, data, protocol="paper", split="val", limit=args.n, root=root,
             fingerprint=src.fingerprint, steps=steps, device=args.device, log=print,
+            prob_clip=args.prob_clip,
         )  # fmt: skip
         return tables.AttackSet(src, on_device(tensors, args.device), meta, "val")
 
@@ -140,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     tag = ("paper-sources_" if faithful else "") + "_".join(args.archs) + f"_n{args.n}"
     if faithful and args.source_epochs != PAPER_SOURCE.max_epochs:
         tag += f"_{args.source_epochs}ep"
+    if tuple(args.lams) != paper.LAMBDAS:
+        tag += "_lam" + "_".join(f"{lam:g}" for lam in args.lams)
+    if args.prob_clip != KERAS_EPSILON:
+        tag += f"_clip{args.prob_clip:g}"
     footer = (
         f"Made by `{command}` on {args.device} ({describe(args.device)}); "
         f"sources: {args.sources}, n = {args.n} validation images per source.\n"

@@ -16,8 +16,9 @@ source by source.
 
 The loss-matched epoch of a source is the epoch whose loss is nearest the notebook's
 among those within --acc-tol points of its accuracy: the history the notebook's two
-printed numbers pick. Its live share predicts the authors' survivors, which it never saw.
-Beside it, the epochs whose live share lies within 10% of the notebook's survivors.
+printed numbers pick; where the loss is flat the pick is loose, so beside it stand every
+epoch within --loss-tol of that loss and their live shares. Then the epochs whose live share
+lies within 10% of the notebook's survivors: how many, and their longest run.
 
 Writes fingerprint_<tag>.csv (every epoch), fingerprint_<tag>_summary.csv and .md (a row
 per source) and a .png to --results (default runs/results/budget/); tag: <archs>.
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--epochs", type=positive_int, default=PAPER_SOURCE.max_epochs)
     p.add_argument("--acc-tol", type=float, default=0.3, help="points of accuracy (see above)")
+    p.add_argument("--loss-tol", type=float, default=1e-3, help="loss (see above)")
     p.add_argument("--root", default=str(HERE / "artifacts" / "full"))
     p.add_argument("--results", default=str(HERE / "results" / "budget"))
     p.add_argument("--limit", type=positive_int, default=None, help="train on a slice")
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds
     ]
     epochs = pd.concat(histories, ignore_index=True)
-    summary = summarise(epochs, args.acc_tol)
+    summary = summarise(epochs, args.acc_tol, args.loss_tol)
     results, tag = Path(args.results), "_".join(args.archs)
     atomic_write(results / f"fingerprint_{tag}.csv", lambda t: epochs.to_csv(t, index=False))
     atomic_write(
@@ -90,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     markdown = (
         summary.to_markdown(index=False, floatfmt=".4g")
         + f"\n\nMade by `{command}` on {args.device} ({describe(args.device)}); loss-matched: "
-        f"the nearest loss within {args.acc_tol} points of the notebook's accuracy.\n"
+        f"the nearest loss within {args.acc_tol} points of the notebook's accuracy; loss-tied: "
+        f"every such epoch within {args.loss_tol} of its loss; live-near: the epochs whose live "
+        f"share is within {LIVE_TOL:.0%} of its survivors (how many; the longest run).\n"
     )
     atomic_write(results / f"fingerprint_{tag}_summary.md", lambda t: t.write_text(markdown))
     plot(epochs, summary, results / f"fingerprint_{tag}.png")
@@ -146,8 +150,10 @@ def history(data, arch: str, lam: float, seed: int, epochs: int, root, dev) -> p
     return frame.assign(arch=arch, lam=lam, seed=seed)
 
 
-def summarise(epochs: pd.DataFrame, acc_tol: float) -> pd.DataFrame:
-    """A row per source: the last epoch, the loss-matched epoch, and the notebook's row."""
+def summarise(epochs: pd.DataFrame, acc_tol: float, loss_tol: float) -> pd.DataFrame:
+    """A row per source: the last epoch; the loss-matched epoch and every epoch within
+    ``loss_tol`` of the notebook's loss (both within ``acc_tol`` points of its accuracy),
+    with their live shares; the epochs whose live share is within 10% of its survivors."""
     rows = []
     for (arch, lam, seed), h in epochs.groupby(["arch", "lam", "seed"], sort=False):
         last = h.iloc[-1]
@@ -159,20 +165,41 @@ def summarise(epochs: pd.DataFrame, acc_tol: float) -> pd.DataFrame:
             survivors, _, acc, loss = theirs
             near = h[(h["val_acc"] - acc).abs() <= acc_tol]
             match = near.loc[(near["val_loss"] - loss).abs().idxmin()] if len(near) else None
+            tied = near[(near["val_loss"] - loss).abs() <= loss_tol]
             share = survivors / paper.AUTHORS_VAL_IMAGES
-            close = h.loc[(h["live_share"] / share - 1).abs() <= LIVE_TOL, "epoch"]
+            close = (h["live_share"] / share - 1).abs() <= LIVE_TOL
             row |= {
                 "authors_val_acc": acc,
                 "authors_val_loss": loss,
                 "authors_survivors": share,
-                "live_near_epochs": f"{close.min()}-{close.max()}" if len(close) else None,
                 "matched_epoch": None if match is None else int(match["epoch"]),
                 "matched_val_acc": None if match is None else match["val_acc"],
                 "matched_val_loss": None if match is None else match["val_loss"],
                 "matched_live_share": None if match is None else match["live_share"],
+                "loss_tied_epochs": _span(tied["epoch"]),
+                "loss_tied_live": _span(tied["live_share"].round(3)),
+                "live_near_count": int(close.sum()),
+                "live_near_run": _longest_run(h["epoch"][close]),
             }
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _span(values: pd.Series) -> str | None:
+    """'min-max' of values, None if there are none."""
+    return f"{values.min():g}-{values.max():g}" if len(values) else None
+
+
+def _longest_run(epochs: pd.Series) -> str | None:
+    """The longest run of consecutive epochs, as 'first-last'."""
+    best, start, prev = None, None, None
+    for e in list(epochs) + [None]:
+        if e is None or prev is None or e != prev + 1:
+            if prev is not None and (best is None or prev - start > best[1] - best[0]):
+                best = (start, prev)
+            start = e
+        prev = e
+    return None if best is None else f"{best[0]}-{best[1]}"
 
 
 def plot(epochs: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
