@@ -24,3 +24,13 @@ def test_api_tour_runs_as_written():
     assert blocks
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def test_every_relative_link_of_the_readme_and_the_reports_exists():
+    """A renamed result file breaks its link here, not in a reader's browser."""
+    missing = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "runs").glob("REPORT*.md"))]:
+        for target in re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target and not (page.parent / target).exists():
+                missing.append(f"{page.name}: {target}")
+    assert not missing, missing
