@@ -39,7 +39,6 @@ import torch  # noqa: E402
 from pyro_bnn import load_mnist  # noqa: E402
 from pyro_bnn.artifacts import artifact_dir, atomic_write, cached  # noqa: E402
 from pyro_bnn.attacks import live_targets  # noqa: E402
-from pyro_bnn.attacks.paper import KERAS_EPSILON  # noqa: E402
 from pyro_bnn.nets import MLP, l2_penalty  # noqa: E402
 from pyro_bnn.train import fit_torch  # noqa: E402
 from runs.study import paper  # noqa: E402
@@ -49,6 +48,7 @@ from runs.study.config import PAPER_SOURCE  # noqa: E402
 from runs.study.machine import describe  # noqa: E402
 from runs.study.naming import baseline_name  # noqa: E402
 from runs.study.plots import save_png  # noqa: E402
+from runs.study.tables import keras_loss  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 LIVE_TOL = 0.1  # live_near_epochs: the live share within 10% of the notebook's survivors
@@ -122,10 +122,8 @@ def history(data, arch: str, lam: float, seed: int, epochs: int, root, dev) -> p
             net.eval()
             with torch.no_grad():
                 logits = net(val.x)
-                probs = logits.softmax(-1).clamp(KERAS_EPSILON, 1 - KERAS_EPSILON)
-                ce = -probs.gather(1, val.y[:, None]).log().mean()
+                loss = keras_loss(logits, val.y) + l2_penalty(net, lam)
                 top2 = logits.topk(2, -1).values  # (N, 2)
-                loss = ce + l2_penalty(net, lam)
             live = live_targets(net, val.x, val.y, r_init=start["r_init"],
                                 prob_clip=start["prob_clip"]).any(-1)  # fmt: skip
             net.train()

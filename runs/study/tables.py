@@ -150,6 +150,14 @@ def table1(zoo: Zoo, data: MNIST, runs: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def keras_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy as Keras computes it on probabilities, each clipped to
+    [KERAS_EPSILON, 1 - KERAS_EPSILON]: how the authors' notebook printed a net's loss.
+    logits (N, C), y (N,) -> scalar."""
+    probs = logits.softmax(-1).clamp(KERAS_EPSILON, 1 - KERAS_EPSILON)
+    return -probs.gather(1, y[:, None]).log().mean()
+
+
 def attack_summary(sets: list[AttackSet], data: MNIST, authors: bool = False) -> pd.DataFrame:
     """Per source: examples attacked, success rate, distortion (/126 and [0,1]), median L2,
     how many successes the source net already misclassified without any perturbation, and
@@ -177,9 +185,7 @@ def attack_summary(sets: list[AttackSet], data: MNIST, authors: bool = False) ->
         split = data.split(s.split)
         with torch.no_grad():
             logits = s.source.net(split.x)
-            probs = logits.softmax(-1).clamp(KERAS_EPSILON, 1 - KERAS_EPSILON)  # as Keras' CE
-            picked = probs.gather(1, split.y[:, None])
-            loss = -picked.log().mean() + l2_penalty(s.source.net, s.source.lam)
+            loss = keras_loss(logits, split.y) + l2_penalty(s.source.net, s.source.lam)
         live = None
         if s.meta.get("config", {}).get("protocol") == "paper":
             settings = s.meta["config"]["attack"]
