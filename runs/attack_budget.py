@@ -46,7 +46,14 @@ from pyro_bnn.artifacts import atomic_write  # noqa: E402
 from pyro_bnn.attacks.paper import KERAS_EPSILON  # noqa: E402
 from runs import bnn_curves  # noqa: E402
 from runs.study import paper, tables  # noqa: E402
-from runs.study.args import Parser, device, exit_timed, positive_int, started  # noqa: E402
+from runs.study.args import (  # noqa: E402
+    Parser,
+    device,
+    exit_timed,
+    positive_int,
+    probability_clip,
+    started,
+)
 from runs.study.attack_sets import attack_set  # noqa: E402
 from runs.study.config import PAPER_SOURCE, PLAIN  # noqa: E402
 from runs.study.machine import describe  # noqa: E402
@@ -96,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--prob-clip",
-        type=float,
+        type=probability_clip,
         default=KERAS_EPSILON,
         help="the attack's clip of the target's probability (0: none; a control)",
     )

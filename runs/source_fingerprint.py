@@ -42,7 +42,14 @@ from pyro_bnn.attacks import live_targets  # noqa: E402
 from pyro_bnn.nets import MLP, l2_penalty  # noqa: E402
 from pyro_bnn.train import fit_torch  # noqa: E402
 from runs.study import paper  # noqa: E402
-from runs.study.args import Parser, device, exit_timed, positive_int, started  # noqa: E402
+from runs.study.args import (  # noqa: E402
+    Parser,
+    device,
+    exit_timed,
+    positive_float,
+    positive_int,
+    started,
+)
 from runs.study.attack_sets import attack_config  # noqa: E402
 from runs.study.config import PAPER_SOURCE  # noqa: E402
 from runs.study.machine import describe  # noqa: E402
@@ -60,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lams", type=float, nargs="+", default=[0.0, 1e-4])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--epochs", type=positive_int, default=PAPER_SOURCE.max_epochs)
-    p.add_argument("--acc-tol", type=float, default=0.3, help="points of accuracy (see above)")
-    p.add_argument("--loss-tol", type=float, default=1e-3, help="loss (see above)")
+    p.add_argument(
+        "--acc-tol", type=positive_float, default=0.3, help="points of accuracy (see above)"
+    )
+    p.add_argument("--loss-tol", type=positive_float, default=1e-3, help="loss (see above)")
     p.add_argument("--root", default=str(HERE / "artifacts" / "full"))
     p.add_argument("--results", default=str(HERE / "results" / "budget"))
     p.add_argument("--limit", type=positive_int, default=None, help="train on a slice")

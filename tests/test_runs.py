@@ -371,6 +371,20 @@ def test_attack_budget_sets_only_on_early_stopped_sources():
     assert row["source"] == "FC-10_lam0_seed0" and row["survivors_vs_authors"] == "nan"
 
 
+@pytest.mark.parametrize(
+    ("script", "option", "value", "says"),
+    [
+        ("attack_budget.py", "--prob-clip", "0.7", "must be a number in [0, 0.5)"),
+        ("source_fingerprint.py", "--loss-tol", "0", "must be a finite number > 0"),
+        ("source_fingerprint.py", "--acc-tol", "nan", "must be a finite number > 0"),
+    ],
+)
+def test_a_bad_study_option_is_named_before_any_training(script, option, value, says):
+    proc = run(f"runs/{script}", "--quick", option, value)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{option}: {says}" in proc.stderr and not proc.stdout
+
+
 def test_exact_posterior_quick():
     """HMC chains on FC-10 under both priors: a row per prior with its diagnostics, cost
     and posterior predictive, and the R-hat map."""

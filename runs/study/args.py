@@ -17,6 +17,7 @@ __all__ = [
     "started",
     "non_negative_int",
     "positive_float",
+    "probability_clip",
     "positive_int",
 ]
 
@@ -76,6 +77,17 @@ def positive_float(text: str) -> float:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def probability_clip(text: str) -> float:
+    """An argparse type: a clip of the target's probability, in [0, 0.5) (0: no clip)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 0.5:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 0.5), got {text!r}")
     return value
 
 
