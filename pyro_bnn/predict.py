@@ -323,7 +323,7 @@ def _dropout_on(net: nn.Module):
 
 
 def dropout_sampler(
-    net: nn.Module, ensemble: int = 1
+    net: nn.Module, ensemble: int = 1, log: bool = False
 ) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """MC dropout as a decision rule, ``fn(x, k) -> (k, N, C)``: k fresh draws, each the mean
     probabilities of ``ensemble`` passes of ``net`` with fresh dropout masks (its other
@@ -331,6 +331,7 @@ def dropout_sampler(
 
     :param net: a torch classifier x -> logits (N, C) with dropout layers.
     :param ensemble: passes averaged per draw.
+    :param log: return the log of each mean probability, by logsumexp, as :func:`sampler`.
 
     >>> draw = dropout_sampler(net, ensemble=10)
     >>> evaluate(lambda x: draw(x, 20), data.test.x, data.test.y)["acc"]
@@ -343,7 +344,11 @@ def dropout_sampler(
         _check_counts(k=k)
         with _dropout_on(net):
             xs = x.unsqueeze(0).expand(k * ensemble, *x.shape).reshape(-1, *x.shape[1:])
-            probs = net(xs).softmax(-1).view(k, ensemble, len(x), -1)  # (k E N, C) -> (k, E, N, C)
-        return probs.mean(1)
+            logp = (
+                net(xs).log_softmax(-1).view(k, ensemble, len(x), -1)
+            )  # (k E N, C) -> (k, E, N, C)
+        if log:
+            return logp.logsumexp(1) - math.log(ensemble)
+        return logp.exp().mean(1)
 
     return draw

@@ -118,6 +118,13 @@ def test_dropout_sampler_draws_fresh_masks_and_leaves_the_net_as_it_was():
     (grad,) = torch.autograd.grad(probs[..., 0].sum(), x)  # differentiable, for attacks
     assert grad.abs().sum() > 0
     assert not any(m.training for m in net.modules())  # eval mode restored
+    torch.manual_seed(1)
+    probs = dropout_sampler(net, ensemble=3)(x, 4)
+    torch.manual_seed(1)
+    logp = dropout_sampler(net, ensemble=3, log=True)(x, 4)  # the same masks, logged
+    torch.testing.assert_close(logp.exp(), probs, rtol=1e-5, atol=1e-7)
+    far = dropout_sampler(net, ensemble=3, log=True)(3000 * x, 2)
+    assert torch.isfinite(far).all() and (far < -200).any()  # log of probs that underflow
     net[2].p = 0.0  # no dropout: every draw is the deterministic net
     same = dropout_sampler(net)(x, 3)
     torch.testing.assert_close(same, net(x).softmax(-1).expand(3, 5, 3))

@@ -2,6 +2,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from torch import nn
 
 from pyro_bnn.artifacts import matching_meta
 from pyro_bnn.predict import posterior_mean
@@ -75,3 +76,21 @@ def test_paper_sources_keep_their_last_epoch_and_every_older_config_its_hash():
                                                           "keep": "last"}  # fmt: skip
     with pytest.raises(ValueError, match="keep='last' is for plain nets"):
         PAPER_SOURCE.settings(svi=True)
+
+
+def test_an_adam_bnn_trains_sigma_and_the_sgd_configs_keep_their_hash(tmp_path):
+    """'adam' joins the config (SGD's stays out, so no saved net changes its hash), and it
+    moves sigma far more than the paper's SGD does in the same steps."""
+    assert "optimizer" not in BNN.settings(svi=True) and "optimizer" not in PLAIN.settings()
+    adam = replace(BNN, max_epochs=2, optimizer="adam")
+    assert adam.settings(svi=True)["optimizer"] == "adam"
+    assert isinstance(adam.fit_kwargs(svi=True)["optimizer"](nn.Linear(2, 2).parameters()),
+                      torch.optim.Adam)  # fmt: skip
+    with pytest.raises(ValueError, match="optimizer must be 'sgd' or 'adam'"):
+        replace(BNN, optimizer="lbfgs")
+    data, moved = toy_mnist(), {}
+    for name, train in (("sgd", replace(BNN, max_epochs=2)), ("adam", adam)):
+        _, guide, _ = train_bnn(-3.0, data, arch="FC-8-10", prior="normal", train=train,
+                                root=tmp_path, progress=False)  # fmt: skip
+        moved[name] = float((guide.rhos.weights.detach() + 3.0).abs().median())
+    assert moved["adam"] > 10 * moved["sgd"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
+
+import torch
 
 from pyro_bnn.train import sgd
 
@@ -24,6 +27,8 @@ class TrainConfig:
         accuracy (the authors' 10); plain nets ignore it.
     :param keep: 'best' keeps the epoch of best validation accuracy, 'last' the last epoch
         (plain nets only).
+    :param optimizer: 'sgd' (the paper's, with ``momentum``) or 'adam' (torch's defaults
+        but ``lr``; momentum unused), under which a guide's sigma trains.
 
     >>> fit_torch(net, data, lam=1e-4, **PLAIN.fit_kwargs())
     >>> fit_svi(bnn, guide, data, **replace(BNN, max_epochs=3).fit_kwargs(svi=True))
@@ -36,11 +41,19 @@ class TrainConfig:
     patience: int | None = 5
     val_samples: int = 10
     keep: str = "best"
+    optimizer: str = "sgd"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
 
     def settings(self, svi: bool = False) -> dict:
         """The settings as a plain dict, for an artifact's config (val_samples for SVI only;
-        keep only where it is 'last', so that every earlier config keeps its hash)."""
+        keep only where it is 'last' and optimizer where it is 'adam', so that every earlier
+        config keeps its hash)."""
         out = asdict(self)
+        if out["optimizer"] == "sgd":
+            del out["optimizer"]
         if not svi:
             del out["val_samples"]
         if out["keep"] == "best":
@@ -52,7 +65,10 @@ class TrainConfig:
     def fit_kwargs(self, svi: bool = False) -> dict:
         """Keyword arguments for :func:`pyro_bnn.train.fit_torch` (or ``fit_svi`` if svi)."""
         out = self.settings(svi)
-        return {"optimizer": sgd(lr=out.pop("lr"), momentum=out.pop("momentum")), **out}
+        lr, momentum = out.pop("lr"), out.pop("momentum")
+        if out.pop("optimizer", "sgd") == "adam":
+            return {"optimizer": functools.partial(torch.optim.Adam, lr=lr), **out}
+        return {"optimizer": sgd(lr=lr, momentum=momentum), **out}
 
 
 PLAIN = TrainConfig()  # the baselines, the source nets and the pool of plain nets
