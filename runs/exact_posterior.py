@@ -56,14 +56,8 @@ GRAD_REPEATS = 10  # gradients timed for the cost per gradient (median)
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="runs/exact_posterior.py", description=__doc__.splitlines()[0])
     p.add_argument("--priors", nargs="+", choices=HMC_PRIORS, default=list(HMC_PRIORS))
-    p.add_argument("--chains", type=positive_int, default=4)
-    p.add_argument("--samples", type=positive_int, default=300, help="draws kept per chain")
-    p.add_argument("--warmup", type=positive_int, default=300, help="adaptation steps per chain")
-    p.add_argument("--kernel", choices=KERNELS, default="nuts")
-    p.add_argument("--max-tree-depth", type=positive_int, default=7, help="NUTS's cap")
-    p.add_argument("--steps", type=positive_int, default=20, help="HMC's leapfrog steps")
+    add_chain_options(p)
     p.add_argument("--limit", type=positive_int, default=None, help="train on a slice")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--root", default=str(HERE / "artifacts" / "full"))
     p.add_argument("--results", default=str(HERE / "results" / "exact_posterior"))
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
@@ -101,16 +95,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def prior_row(args, data, prior: str, unlit: torch.Tensor) -> tuple[dict, torch.Tensor]:
-    """Every chain under ``prior`` (run or reused): the table's row, and the largest R-hat
-    over the ten classes per pixel (28, 28)."""
+def add_chain_options(p) -> None:
+    """The chains' options (:func:`chains` reads them), shared with runs/approximations.py."""
+    p.add_argument("--chains", type=positive_int, default=4)
+    p.add_argument("--samples", type=positive_int, default=300, help="draws kept per chain")
+    p.add_argument("--warmup", type=positive_int, default=300, help="adaptation steps per chain")
+    p.add_argument("--kernel", choices=KERNELS, default="nuts")
+    p.add_argument("--max-tree-depth", type=positive_int, default=7, help="NUTS's cap")
+    p.add_argument("--steps", type=positive_int, default=20, help="HMC's leapfrog steps")
+    p.add_argument("--seed", type=int, default=0, help="chain c is seeded --seed + c")
+
+
+def chains(args, data, prior: str) -> tuple[torch.Tensor, int, float]:
+    """Every chain under ``prior``, run or reused: the draws (chains, samples, P), the
+    divergences after warmup and the wall time (s) over the chains."""
     draws, divergences, wall = [], 0, 0.0
     for chain in range(args.chains):
         tensors, meta = run_chain(args, data, prior, chain)
         draws.append(tensors["weights"])
         divergences += meta["divergences"]
         wall += meta["wall_time_s"]
-    weights = torch.stack(draws)  # (C, S, P)
+    return torch.stack(draws), divergences, wall  # (C, S, P)
+
+
+def prior_row(args, data, prior: str, unlit: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """Every chain under ``prior`` (run or reused): the table's row, and the largest R-hat
+    over the ten classes per pixel (28, 28)."""
+    weights, divergences, wall = chains(args, data, prior)  # (C, S, P)
     r_hat, ess = chain_diagnostics(weights)  # (P,) each
     # FC-10's flat weights: the (10, 784) matrix row by row, then the 10 biases
     on_unlit = torch.cat([unlit.expand(10, -1).reshape(-1), torch.zeros(10, dtype=torch.bool)])

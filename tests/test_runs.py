@@ -1,6 +1,7 @@
 """The runs/ entry points, each through its real command line in quick mode."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -396,6 +397,28 @@ def test_exact_posterior_quick():
     assert table["test_acc"].between(0, 100).all() and table["leapfrog_per_iteration"].gt(0).all()
     assert (folder / "hmc_FC-10_n200.png").stat().st_size > 10_000
     assert len(list((folder / "hmc-chain").iterdir())) == 4  # a chain per artifact
+
+
+def test_approximations_quick():
+    """Every method on FC-10 through the verdict's harness: clean scores, white-box worst
+    case in both norms, transfer at x1-x3, and each method against HMC with an interval."""
+    from runs.approximations import METHODS, REFERENCE
+
+    out = run_script("approximations.py", "--no-progress")
+    folder = Path(re.search(r"(\S+)/hmc-chain/", out).group(1))
+    table = pd.read_csv(folder / "approximations.csv", index_col="method")
+    assert list(table.index) == list(METHODS)
+    for column in ("acc", "white-box L2 eps 1.5", "white-box Linf eps 0.3", "transfer x3"):
+        assert table[column].between(0, 100).all(), column
+    bayes = table["weight_sd_median"].notna()
+    assert set(table.index[bayes]) == {"hmc", "hmc-mixture", "csghmc", "vi-paper", "vi-adam",
+                                       "lowrank"}  # fmt: skip
+    claims = pd.read_csv(folder / "approximations_intervals.csv")
+    others = [m for m in METHODS if m != REFERENCE]
+    assert len(claims) == len(others) * (2 + 3 + 1)  # 2 white-box, 3 transfer, agreement
+    agree = claims[claims["claim"].str.contains("agreement")]
+    assert agree["estimate"].between(0, 100).all() and (agree["ci_low"] <= agree["estimate"]).all()
+    assert (folder / "approximations.png").stat().st_size > 10_000
 
 
 def test_source_fingerprint_quick():

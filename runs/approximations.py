@@ -1,0 +1,411 @@
+"""The exact posterior of FC-10 against its approximations, on the verdict's harness: is a
+robustness gain Bayes, or the approximation?
+
+    python runs/approximations.py                          # every method, seed 0
+    python runs/approximations.py --seeds 0 1 2 --methods csghmc vi-paper vi-adam plain
+    python runs/approximations.py --quick                  # a slice, tiny budgets, temp dirs
+
+FC-10 is Bayesian multinomial logistic regression (7,850 weights), where HMC is exact. Every
+method sees the 50,000 training images; those that train do so for --epochs epochs and keep
+the epoch of best validation accuracy, so the budgets match:
+- hmc, hmc-mixture: the exact posterior under N(0, 1) weights, and under the paper's
+  scale-mixture prior (eq. 2): the NUTS chains of runs/exact_posterior.py (its options);
+- csghmc: cyclical SG-MCMC (pyro_bnn.sgmcmc) under N(0, 1), --cycles cycles over --epochs;
+- vi-paper: the paper's VI (softplus-normal guide, rho_init -3, scale-mixture prior, SGD
+  lr 1e-3), whose sigma barely moves;
+- vi-adam: the same guide under N(0, 1) trained by Adam (lr 1e-3), whose sigma trains;
+- lowrank: a rank-10 low-rank Gaussian guide under N(0, 1), Adam;
+- mc-dropout: the plain net behind input dropout (--dropout), the plain nets' SGD, dropout
+  kept on at test time;
+- plain: the plain net (lambda 0); ensemble: the mean of --pool plain nets.
+A stochastic method decides by its posterior predictive, the mean probability of --draws
+weight draws (eq. 7); its weight draws' median sd says how far it is from a point estimate.
+
+Scored on the hour profile's test images: clean accuracy, NLL and ECE (all of them);
+white-box robust accuracy on the first --n, the per-example worst case over the attack
+ensemble of runs/epsilon_curves.py (PGD, APGD-CE/DLR with EOT, the minimum-norm attack,
+transfer from the mean weights) in L2 (--eps) and L-inf (--linf); and transfer: the
+rigorous attack sets of the hour profile's 12 source nets of the same seed (runs/reproduce.py
+--profile hour) at x1-x3. Each method minus hmc is a paired claim with its interval over
+seeds and images (runs.study.intervals). Seeds run in different sittings add up, as in
+runs/epsilon_curves.py (<results>/seeds/).
+
+Every trained method, chain and attack is an artifact under --root (default
+runs/artifacts/full; the chains are runs/exact_posterior.py's), so a killed run resumes.
+Writes approximations.csv/.md (per method, mean over seeds), approximations_intervals.csv
+and approximations.png to --results (default runs/results/approximations/).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyro  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from pyro_bnn import BayesianMLP, evaluate  # noqa: E402
+from pyro_bnn.artifacts import atomic_write, cached  # noqa: E402
+from pyro_bnn.attacks import eot_model, perturb  # noqa: E402
+from pyro_bnn.data import X_MAX  # noqa: E402
+from pyro_bnn.mcmc import PosteriorSamples  # noqa: E402
+from pyro_bnn.nets import MLP  # noqa: E402
+from pyro_bnn.predict import dropout_sampler, sample_weights  # noqa: E402
+from pyro_bnn.priors import make_prior  # noqa: E402
+from pyro_bnn.sgmcmc import fit_csghmc  # noqa: E402
+from pyro_bnn.train import fit_torch  # noqa: E402
+from runs import epsilon_curves as harness  # noqa: E402
+from runs import exact_posterior  # noqa: E402
+from runs.study import intervals, pipeline, tables  # noqa: E402
+from runs.study.args import (  # noqa: E402
+    Parser,
+    device,
+    exit_timed,
+    positive_float,
+    positive_int,
+    started,
+)
+from runs.study.config import BNN  # noqa: E402
+from runs.study.machine import describe  # noqa: E402
+from runs.study.naming import artifact_path  # noqa: E402
+from runs.study.pipeline import SeedResult, load_zoo  # noqa: E402
+from runs.study.plots import save_png  # noqa: E402
+from runs.study.profiles import get_profile  # noqa: E402
+from runs.study.results import other_seeds, save_seed  # noqa: E402
+from runs.study.training import load_data, matched, pool_seed  # noqa: E402
+from runs.study.zoo import train_baseline, train_bnns  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ARCH = "FC-10"
+METHODS = ("hmc", "hmc-mixture", "csghmc", "vi-paper", "vi-adam", "lowrank", "mc-dropout",
+           "plain", "ensemble")  # fmt: skip
+REFERENCE = "hmc"  # the exact posterior every claim is measured against
+HMC_PRIOR = {"hmc": "normal", "hmc-mixture": "scale-mixture"}
+VI = {  # method -> (prior, guide, optimizer)
+    "vi-paper": ("scale-mixture", "softplus-normal", "sgd"),
+    "vi-adam": ("normal", "softplus-normal", "adam"),
+    "lowrank": ("normal", "lowrank", "adam"),
+}
+RHO_INIT = -3.0  # the guides' start, Table 3's BNN
+EPS = (0.5, 1.0, 1.5, 2.0, 3.0)  # L2 budgets, /126 scale
+LINF = (0.05, 0.1, 0.2, 0.3)  # L-inf budgets on [0, 1] pixels
+TRANSFER = (1.0, 2.0, 3.0)  # multiples of the rigorous sets' r
+SD_DRAWS = 200  # weight draws behind a method's median weight sd
+KIND = "approximations"  # the artifact kind of every net trained here
+
+
+def parse(argv: list[str] | None):
+    p = Parser(prog="runs/approximations.py", description=__doc__.splitlines()[0])
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, e.g. 0 1 2")
+    p.add_argument("--epochs", type=positive_int, default=100, help="every trained method's")
+    p.add_argument("--cycles", type=positive_int, default=10, help="cSGHMC's cycles")
+    p.add_argument("--dropout", type=positive_float, default=0.2, help="MC dropout's rate")
+    p.add_argument("--pool", type=positive_int, default=10, help="plain nets in the ensemble")
+    p.add_argument("--draws", type=positive_int, default=100, help="per posterior predictive")
+    p.add_argument("--n", type=positive_int, default=500, help="white-box test images")
+    p.add_argument("--eps", type=positive_float, nargs="+", default=list(EPS), help="L2, /126")
+    p.add_argument("--linf", type=positive_float, nargs="+", default=list(LINF), help="[0, 1]")
+    p.add_argument("--profile", default="hour", help="the test images' and the sets' profile")
+    exact_posterior.add_chain_options(p)
+    p.add_argument("--root", default=str(HERE / "artifacts" / "full"))
+    p.add_argument("--sets-root", default=str(HERE / "artifacts"), help="the profile's nets")
+    p.add_argument("--results", default=str(HERE / "results" / "approximations"))
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
+    p.add_argument("--device", type=device, default="cpu", help="cpu or cuda")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--quick", action="store_true", help="quick profile, tiny budgets, temp dirs")
+    args = p.parse_args(argv)
+    if not 0 < args.dropout < 1:
+        p.error(f"argument --dropout: must be in (0, 1), got {args.dropout}")
+    if args.quick:
+        temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
+        args.profile, args.epochs, args.cycles, args.pool, args.draws = "quick", 2, 2, 2, 4
+        args.n, args.eps, args.linf = 10, [1.5], [0.3]
+        args.chains, args.samples, args.warmup, args.kernel, args.steps = 2, 8, 8, "hmc", 4
+        args.root = args.sets_root = args.results = temp
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    command = started(args, "runs/approximations.py", argv)
+    profile = get_profile(args.profile)
+    data = load_data(profile).to(args.device)
+    results = Path(args.results)
+    budget = harness.Budget(profile.eot_k, profile.eot_passes)
+    match = {
+        "profile": profile.name, "n": args.n, "eps": sorted(args.eps), "linf": sorted(args.linf),
+        "methods": args.methods, "epochs": args.epochs, "draws": args.draws,
+        "budget": asdict(budget),
+    }  # fmt: skip
+    match = json.loads(json.dumps(match))  # as seed.json reads back
+    frames = {}
+    for seed in args.seeds:
+        frames[seed] = seed_tables(args, seed, profile, data, budget)
+        save_seed(frames[seed], results, seed, match | {"command": command})
+    for seed, (saved, _) in other_seeds(results, match, frames).items():
+        frames[seed] = saved
+    seeds = sorted(frames)
+    scores = pd.concat([frames[s]["scores"].assign(seed=s) for s in seeds])
+    claims = intervals.summarise([frames[s]["claims"] for s in seeds])
+    mean = scores.groupby(["method", "metric"], sort=False)["value"].agg(["mean", "std"])
+    table = mean["mean"].unstack("metric").reindex(args.methods)
+    atomic_write(results / "approximations.csv", lambda tmp: table.to_csv(tmp))
+    atomic_write(results / "approximations_intervals.csv",
+                 lambda tmp: claims.to_csv(tmp, index=False))  # fmt: skip
+    footer = (
+        f"Made by `{command}` on {args.device} ({describe(args.device)}): seeds {seeds}; "
+        f"profile {profile.name}'s test images, white-box on the first {args.n}; every trained "
+        f"method {args.epochs} epochs, best validation epoch kept; a stochastic method's "
+        f"decision is the mean of {args.draws} weight draws. White-box: the per-example worst "
+        "case over runs/epsilon_curves.py's attack ensemble (L2 eps on the /126 scale, L-inf "
+        "on [0, 1] pixels). Claims: method minus hmc, paired, with "
+        f"{intervals.METHOD if len(seeds) > 1 else 'a t-interval over images (one seed)'}.\n"
+    )
+    markdown = (
+        "Per method (mean over seeds):\n\n"
+        + table.T.to_markdown(floatfmt=".3g")
+        + "\n\nEach method minus the exact posterior (hmc):\n\n"
+        + claims[["claim", "estimate", "ci_low", "ci_high", "seeds", "verdict"]].to_markdown(
+            index=False, floatfmt=".1f"
+        )
+        + "\n\n"
+        + footer
+    )
+    atomic_write(results / "approximations.md", lambda tmp: tmp.write_text(markdown))
+    plot(scores, args.methods, results / "approximations.png")
+    print(markdown)
+    return 0
+
+
+def seed_tables(args, seed: int, profile, data, budget) -> dict[str, pd.DataFrame]:
+    """One seed: every method's scores (method, metric, value) and the paired claims
+    (runs.study.intervals.claim_rows) against the reference."""
+    x, y = data.test.x[: args.n], data.test.y[: args.n]
+    sets = transfer_sets(args, profile, data, seed)
+    rows, correct, argmax = [], {}, {}  # correct: method -> label -> [(index, (n,) correct)]
+    for method in tqdm(args.methods, desc=f"methods, seed {seed}", disable=args.no_progress):
+        start = time.perf_counter()
+        rule, info = build(method, args, data, seed)
+        rows += [{"method": method, "metric": k, "value": v} for k, v in info.items()]
+        probs = decide(rule, data.test.x)  # (N, C)
+        clean = evaluate(lambda _, probs=probs: probs, data.test.x, data.test.y)
+        argmax[method] = probs.argmax(-1).cpu()
+        rows += [{"method": method, "metric": k, "value": float(clean[k])}
+                 for k in ("acc", "nll", "ece")]  # fmt: skip
+        rows[-3]["value"] *= 100  # accuracy in points, as every other table
+        _, min_norm = harness.min_norm_rows(rule, data, args.n, args.eps, budget, profile,
+                                            Path(args.root), args.device, tqdm.write)  # fmt: skip
+        used = budget.of(rule)
+        budgets = harness.settings(rule, used, seed), harness.apgd_settings(rule, used, seed)
+        correct[method] = {}
+        for norm, grid in (("L2", args.eps), ("Linf", [e * X_MAX for e in args.linf])):
+            for eps in grid:
+                _, worst, _ = harness.ensemble_point(rule, x, y, eps, norm, budgets,
+                                                     min_norm.get(eps), Path(args.root),
+                                                     check=False)  # fmt: skip
+                size = eps if norm == "L2" else eps / X_MAX
+                label = f"white-box {norm} eps {size:g}"
+                rows.append({"method": method, "metric": label, "value": 100 * float(worst.mean())})
+                correct[method][label] = [(torch.arange(args.n), worst)]
+        for mult in TRANSFER:
+            label = f"transfer x{mult:g}"
+            per_set = []
+            for s in sets:
+                x_set = data.split(s.split).x[s.tensors["index"]]
+                hits = _correct(rule, perturb(x_set, s.tensors["r"], scale=mult), s.tensors["y"])
+                per_set.append((s.tensors["index"].cpu(), hits))
+            acc = 100 * float(torch.cat([h for _, h in per_set]).mean())
+            rows.append({"method": method, "metric": label, "value": acc})
+            correct[method][label] = per_set
+        rows.append({"method": method, "metric": "score_s", "value": time.perf_counter() - start})
+    claims = {
+        f"{method} minus {REFERENCE}, {label}": [
+            (index, hits - ref[1]) for (index, hits), ref in zip(sets_, correct[REFERENCE][label])
+        ]
+        for method in args.methods
+        if method != REFERENCE and REFERENCE in correct
+        for label, sets_ in correct[method].items()
+    }
+    if REFERENCE in argmax:  # a share, not a difference: its verdict only says it is > 0
+        everything = torch.arange(len(data.test))
+        claims |= {
+            f"{method} agreement with {REFERENCE} (share of clean test argmax)": [
+                (everything, (argmax[method] == argmax[REFERENCE]).double())
+            ]
+            for method in argmax
+            if method != REFERENCE
+        }
+    frame = intervals.claim_rows(claims, len(data.test)) if claims else _no_claims()
+    return {"scores": pd.DataFrame(rows), "claims": frame}
+
+
+def _no_claims() -> pd.DataFrame:
+    return pd.DataFrame(columns=["claim", "estimate", "image", "u"])
+
+
+@torch.no_grad()
+def decide(rule: harness.Rule, x: torch.Tensor) -> torch.Tensor:
+    """The rule's decision probabilities (N, C): its posterior predictive, or its output."""
+    if rule.draw is not None:
+        return rule.draw(x, 1)[0]
+    out = rule.fn(x)
+    out = out[0] if out.dim() == 3 else out  # (1, N, C) of the ensemble
+    return out.softmax(-1) if rule.output == "logits" else out
+
+
+def _correct(rule, x, y) -> torch.Tensor:
+    """(N,) whether the rule's decision is right, as float64."""
+    return (decide(rule, x).argmax(-1) == y).double().cpu()
+
+
+def transfer_sets(args, profile, data, seed: int) -> list:
+    """The rigorous attack sets of the profile's 12 source nets of ``seed``."""
+    root = Path(args.sets_root) / profile.name
+    zoo, _ = load_zoo(profile, data, root, seed, False, SeedResult(), args.device)
+    return pipeline.build_attack_sets(
+        "rigorous", profile, zoo, data, root, False, SeedResult(), args.device
+    )
+
+
+def build(method: str, args, data, seed: int) -> tuple[harness.Rule, dict]:
+    """``method`` trained (or loaded, or its chains run) as the rule it decides by, and what
+    describes it: training seconds and, for a posterior, the median sd of its weight draws."""
+    common = {"root": Path(args.root), "device": args.device, "progress": not args.no_progress}
+    if method in ("plain", "ensemble"):
+        return plain_rule(method, args, data, seed, common)
+    if method == "mc-dropout":
+        net, meta = dropout_net(args, data, seed)
+        fn = eot_model(dropout_sampler(net, args.draws, log=True), 1)
+        name, fingerprint = f"{ARCH}_dropout{args.dropout:g}_seed{seed}", pipeline.fingerprint(meta)
+        draw = dropout_sampler(net, args.draws)
+        rule = harness.Rule(name, method, args.draws, fn, "logits", args.draws, fingerprint, draw,
+                            net)  # fmt: skip
+        return rule, {"train_s": meta["wall_time_s"]}
+    if method in HMC_PRIOR:
+        weights, divergences, wall = exact_posterior.chains(args, data, HMC_PRIOR[method])
+        bnn = exact_posterior.model(HMC_PRIOR[method])
+        guide = PosteriorSamples({"weights": weights.reshape(-1, weights.shape[-1])})  # (C S, P)
+        info = {"train_s": wall, "divergences": divergences}
+        fingerprint = {"chains": args.chains, "samples": args.samples, "seed": args.seed}
+    elif method == "csghmc":
+        bnn, guide, meta = csghmc(args, data, seed, common)
+        info, fingerprint = {"train_s": meta["wall_time_s"]}, meta
+    else:
+        prior, guide_name, optimizer = VI[method]
+        train = replace(BNN, max_epochs=args.epochs, optimizer=optimizer)
+        ((bnn, guide, meta),) = train_bnns([RHO_INIT], data, arch=ARCH, prior=prior,
+                                           guide=guide_name, train=train, kind=KIND, seed=seed,
+                                           log=tqdm.write, **common)  # fmt: skip
+        info, fingerprint = {"train_s": meta["wall_time_s"]}, pipeline.fingerprint(meta)
+    bnn, guide = bnn.to(args.device).requires_grad_(False), guide.to(args.device)
+    name = f"{ARCH}_{method}_seed{seed}"
+    rule = harness.stochastic(name, method, args.draws, bnn, guide, args.draws, fingerprint)
+    pyro.set_rng_seed(seed)
+    sd = sample_weights(bnn, guide, SD_DRAWS).std(0)  # (P,) over the draws
+    return rule, info | {"weight_sd_median": float(sd.median())}
+
+
+def plain_rule(method: str, args, data, seed: int, common: dict) -> tuple[harness.Rule, dict]:
+    """The plain net, or the ensemble of --pool of them, trained for --epochs."""
+    seeds = [seed] if method == "plain" else [pool_seed(seed, k) for k in range(args.pool)]
+    trained = [
+        train_baseline(ARCH, 0.0, data, train=matched(args.epochs), kind=KIND, seed=s,
+                       log=tqdm.write, **common)
+        for s in seeds
+    ]  # fmt: skip
+    nets = [net.eval().requires_grad_(False) for net, _ in trained]
+    prints = [pipeline.fingerprint(meta) for _, meta in trained]
+    info = {"train_s": sum(meta["wall_time_s"] for _, meta in trained)}
+    if method == "plain":
+        return harness.Rule(f"{ARCH}_plain_seed{seed}", method, 1, nets[0], "logits", 0,
+                            prints[0]), info  # fmt: skip
+    fn = tables.pool_fn(nets, len(nets))  # (1, B, C) probs
+    return harness.Rule(f"{ARCH}_pool{len(nets)}_seed{seed}", method, len(nets), fn, "probs", 0,
+                        prints), info  # fmt: skip
+
+
+def csghmc(args, data, seed: int, common: dict) -> tuple[BayesianMLP, PosteriorSamples, dict]:
+    """cSGHMC under N(0, 1): --cycles cycles over --epochs epochs; (model, draws, meta)."""
+    bnn = BayesianMLP(ARCH, prior=make_prior("normal"))
+    per_cycle = max(1, args.epochs // args.cycles)
+    config = {
+        "arch": ARCH,
+        "prior": "normal",
+        "method": "csghmc",
+        "seed": seed,
+        "cycles": args.cycles,
+        "epochs_per_cycle": per_cycle,
+        "n_train": len(data.train),
+    }
+
+    def fit() -> tuple[dict, dict]:
+        _, result = fit_csghmc(
+            bnn,
+            data,
+            num_cycles=args.cycles,
+            epochs_per_cycle=per_cycle,
+            seed=seed,
+            device=args.device,
+            progress=common["progress"],
+        )
+        tensors = {"weights": result.samples["weights"].cpu()}  # (draws, P)
+        return tensors, {"wall_time_s": result.wall_time_s, "draws": len(result.cycle)}
+
+    path = artifact_path(common["root"], KIND, f"{ARCH}_csghmc_seed{seed}", config)
+    tensors, meta = cached(path, config, fit, log=tqdm.write)
+    return bnn, PosteriorSamples(tensors), meta
+
+
+def dropout_net(args, data, seed: int) -> tuple[nn.Module, dict]:
+    """The plain FC-10 behind input dropout, trained as the plain nets are for --epochs."""
+    train = matched(args.epochs)
+    config = {"arch": ARCH, "dropout": args.dropout, "seed": seed, "n_train": len(data.train),
+              **train.settings()}  # fmt: skip
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Dropout(args.dropout), MLP(ARCH))
+    path = artifact_path(Path(args.root), KIND, f"{ARCH}_dropout{args.dropout:g}_seed{seed}",
+                         config)  # fmt: skip
+
+    def fit() -> tuple[dict, dict]:
+        result = fit_torch(net, data, lam=0.0, seed=seed, device=args.device,
+                           progress=not args.no_progress, **train.fit_kwargs())  # fmt: skip
+        return {k: v.cpu() for k, v in net.state_dict().items()}, result.summary()
+
+    tensors, meta = cached(path, config, fit, log=tqdm.write)
+    net.load_state_dict(tensors)
+    return net.to(args.device).eval().requires_grad_(False), meta
+
+
+def plot(scores: pd.DataFrame, methods: list[str], path: Path) -> None:
+    """Robust accuracy per method against the budget: L2 white-box, L-inf white-box and
+    transfer, mean over seeds."""
+    mean = scores.groupby(["method", "metric"], sort=False)["value"].mean()
+    panels = [("white-box L2 eps ", "L2 eps (/126)"), ("white-box Linf eps ", "L-inf eps ([0, 1])"),
+              ("transfer x", "multiple of r")]  # fmt: skip
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4), sharey=True)
+    for ax, (prefix, xlabel) in zip(axes, panels):
+        for method in methods:
+            points = mean[method][mean[method].index.str.startswith(prefix)]
+            sizes = [float(k.removeprefix(prefix)) for k in points.index]
+            ax.plot(sizes, points.values, marker="o", label=method,
+                    linestyle="--" if method in HMC_PRIOR else "-")  # fmt: skip
+        ax.set(xlabel=xlabel, title=prefix.strip())
+    axes[0].set_ylabel("accuracy (%)")
+    axes[-1].legend(fontsize=8)
+    save_png(fig, path)
+
+
+if __name__ == "__main__":
+    exit_timed(main)
