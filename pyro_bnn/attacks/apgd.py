@@ -56,6 +56,23 @@ class RuleModule(torch.nn.Module):
         return logp.logsumexp(0) - math.log(len(out))  # (N, C) log of the mean probability
 
 
+class _DetachedAPGD(torchattacks.APGD):
+    """torchattacks' APGD whose runs return detached tensors. Its runs copy x_adv, a leaf
+    that requires grad, into their best points without detaching, and perturb keeps those
+    across restarts (and, in APGD-T, targets): every run's graph stayed alive, 20 GB for
+    FC-10 on 500 images with 10 restarts."""
+
+    def attack_single_run(self, x_in, y_in):
+        return tuple(t.detach() for t in super().attack_single_run(x_in, y_in))
+
+
+class _DetachedAPGDT(torchattacks.APGDT):
+    """torchattacks' APGD-T, its runs detached as :class:`_DetachedAPGD`'s are."""
+
+    def attack_single_run(self, x_in, y_in):
+        return tuple(t.detach() for t in super().attack_single_run(x_in, y_in))
+
+
 def apgd_attack(
     fn,
     x: torch.Tensor,
@@ -105,9 +122,9 @@ def apgd_attack(
     if loss == "dlr-targeted":
         with torch.no_grad():
             n_classes = _calls(fn, x[:1], 1).shape[-1]
-        attack = torchattacks.APGDT(module, n_classes=n_classes, **kwargs)
+        attack = _DetachedAPGDT(module, n_classes=n_classes, **kwargs)
     else:
-        attack = torchattacks.APGD(module, loss=loss, **kwargs)
+        attack = _DetachedAPGD(module, loss=loss, **kwargs)
     images = (x / X_MAX)[:, None, None, :]  # (N, 1, 1, D): torchattacks takes images
     r = (attack(images, y).flatten(1) * X_MAX - x).detach()
     r = _project(r, eps, norm)
