@@ -133,6 +133,7 @@ def parse(argv: list[str] | None):
         args.profile, args.epochs, args.cycles, args.pool, args.draws = "quick", 2, 2, 2, 4
         args.n, args.eps, args.linf = 10, [1.5], [0.3]
         args.chains, args.samples, args.warmup, args.kernel, args.steps = 2, 8, 8, "hmc", 4
+        args.mass = "diag"  # as runs/exact_posterior.py --quick
         args.root = args.sets_root = args.results = temp
     return args
 

@@ -7,8 +7,12 @@ posterior predictive.
     python runs/exact_posterior.py --quick                 # a slice, tiny chains, temp dirs
 
 Each chain (Pyro's NUTS, or HMC with --kernel hmc, through pyro_bnn.mcmc.fit_mcmc; chain c
-seeded --seed + c and started from a prior draw) is an artifact under
-<root>/hmc-chain/, so a killed run resumes chain by chain. Per prior it reports split
+seeded --seed + c) is an artifact under <root>/hmc-chain/, so a killed run resumes chain by
+chain. With --mass laplace (the default) the mass matrix is the Laplace covariance of
+pyro_bnn.mcmc.laplace (an artifact under <root>/laplace/), fixed, and each chain starts
+from an over-dispersed draw around its mode: the posterior's weights on neighbouring pixels
+are so correlated that Pyro's adapted diagonal (--mass diag; chains from prior draws)
+leaves NUTS at its tree-depth cap. Per prior it reports split
 R-hat and the effective sample size over every weight (the worst, and where the worst
 lie: weights on pixels that no training image lights, whose posterior is the prior, and
 the rest), divergences, the wall time, the measured cost of one gradient of the log
@@ -39,7 +43,7 @@ from pyro.ops.integrator import potential_grad  # noqa: E402
 
 from pyro_bnn import BayesianMLP, evaluate, load_mnist  # noqa: E402
 from pyro_bnn.artifacts import artifact_dir, atomic_write, cached  # noqa: E402
-from pyro_bnn.mcmc import KERNELS, chain_diagnostics, fit_mcmc  # noqa: E402
+from pyro_bnn.mcmc import KERNELS, chain_diagnostics, fit_mcmc, laplace  # noqa: E402
 from pyro_bnn.predict import predictive_probs  # noqa: E402
 from pyro_bnn.priors import make_prior  # noqa: E402
 from runs.study.args import Parser, device, exit_timed, positive_int, started  # noqa: E402
@@ -51,6 +55,7 @@ ARCH = "FC-10"
 HMC_PRIORS = ("normal", "scale-mixture")  # the library PRIORS these chains run under
 R_HAT_LIMIT = {"normal": 1.01, "scale-mixture": 1.05}  # the acceptance of each prior's chains
 GRAD_REPEATS = 10  # gradients timed for the cost per gradient (median)
+MASSES = ("laplace", "diag")  # the mass matrix: pyro_bnn.mcmc.laplace's, or Pyro's adapted one
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,12 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--quick", action="store_true", help="200 images, 2 short chains, temp dirs")
+    p.add_argument(
+        "--quick", action="store_true", help="200 images, 2 short chains, diagonal mass, temp dirs"
+    )
     args = p.parse_args(argv)
     if args.quick:
         temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
         args.limit, args.chains, args.samples, args.warmup = 200, 2, 8, 8
         args.kernel, args.steps, args.root, args.results = "hmc", 4, temp, temp
+        args.mass = "diag"  # the Laplace path's P x P algebra alone takes minutes on 2 cores
     command = started(args, "runs/exact_posterior.py", argv)
     data = load_mnist() if args.limit is None else load_mnist().head(args.limit)
     data = data.to(args.device)
@@ -103,6 +111,8 @@ def add_chain_options(p) -> None:
     p.add_argument("--kernel", choices=KERNELS, default="nuts")
     p.add_argument("--max-tree-depth", type=positive_int, default=7, help="NUTS's cap")
     p.add_argument("--steps", type=positive_int, default=20, help="HMC's leapfrog steps")
+    p.add_argument("--mass", choices=MASSES, default="laplace",
+                   help="the Laplace covariance, fixed, or Pyro's adapted diagonal")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="chain c is seeded --seed + c")
 
 
@@ -131,7 +141,8 @@ def prior_row(args, data, prior: str, unlit: torch.Tensor) -> tuple[dict, torch.
     flat = weights.reshape(-1, weights.shape[-1]).to(args.device)  # (C S, P)
     scores = evaluate(lambda x: predictive_probs(bnn, flat, x).mean(0), data.test.x, data.test.y)
     row = {
-        "arch": ARCH, "prior": prior, "kernel": args.kernel, "chains": args.chains,
+        "arch": ARCH, "prior": prior, "kernel": args.kernel, "mass": args.mass,
+        "chains": args.chains,
         "warmup": args.warmup, "draws_per_chain": args.samples, "n_train": len(data.train.y),
         "r_hat_max": float(r_hat.max()), "r_hat_limit": R_HAT_LIMIT[prior],
         "weights_over_limit": int((r_hat > R_HAT_LIMIT[prior]).sum()),
@@ -161,18 +172,34 @@ def run_chain(args, data, prior: str, chain: int) -> tuple[dict, dict]:
         else {"num_steps": args.steps}
     )
     config = {"arch": ARCH, "prior": prior, "n_train": len(data.train.y), "seed": args.seed + chain}
-    config |= settings
+    config |= settings | ({"mass": "laplace"} if args.mass == "laplace" else {})
     name = f"{ARCH}_{prior}_chain{chain}_seed{args.seed}"
 
     def compute() -> tuple[dict, dict]:
+        pre = preconditioner(args, data, prior) if args.mass == "laplace" else None
         _, result = fit_mcmc(model(prior), data, num_chains=1, seed=args.seed + chain,
-                             device=args.device, progress=not args.no_progress,
+                             device=args.device, progress=not args.no_progress, laplace=pre,
                              **settings)  # fmt: skip
         return {"weights": result.samples["weights"][0].cpu()}, {
             "divergences": sum(result.divergences)
         }
 
     return cached(artifact_dir(args.root, "hmc-chain", name), config, compute, log=print)
+
+
+def preconditioner(args, data, prior: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """pyro_bnn.mcmc.laplace's mode and covariance under ``prior``, an artifact under
+    <root>/laplace/ (every chain of the prior shares it)."""
+    config = {"arch": ARCH, "prior": prior, "n_train": len(data.train.y)}
+
+    def compute() -> tuple[dict, dict]:
+        start = time.perf_counter()
+        mode, cov = laplace(model(prior), data, device=args.device)
+        return {"mode": mode.cpu(), "cov": cov.cpu()}, {"wall_time_s": time.perf_counter() - start}
+
+    path = artifact_dir(args.root, "laplace", f"{ARCH}_{prior}")
+    tensors, _ = cached(path, config, compute, log=print)
+    return tensors["mode"], tensors["cov"]
 
 
 def gradient_ms(prior: str, data, device) -> float:

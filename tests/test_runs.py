@@ -390,7 +390,7 @@ def test_exact_posterior_quick():
     """HMC chains on FC-10 under both priors: a row per prior with its diagnostics, cost
     and posterior predictive, and the R-hat map."""
     out = run_script("exact_posterior.py", "--no-progress")
-    folder = Path(out.split("saved ")[1].split("/hmc-chain/")[0])
+    folder = Path(re.search(r"(\S+)/hmc-chain/", out).group(1))
     table = pd.read_csv(folder / "hmc_FC-10_n200.csv")
     assert list(table["prior"]) == ["normal", "scale-mixture"] and table["chains"].eq(2).all()
     assert (table["r_hat_max"] >= table["r_hat_max_lit"]).all() and table["ess_median"].gt(0).all()
