@@ -32,3 +32,13 @@ def test_plain_stack_benchmark_runs_and_reports_a_ratio():
     stdout = bench("plain_stack.py", "--k", "2", "--steps", "2", "--repeats", "2")
     ratio = float(stdout.split("takes ")[1].split("x")[0])
     assert ratio > 0 and "2 separate steps" in stdout
+
+
+def test_hmc_mass_benchmark_runs_and_reports_both_mass_matrices():
+    stdout = bench("hmc_mass.py", "--n", "100", "--warmup", "4", "--samples", "4",
+                   "--repeats", "1", "--max-tree-depth", "3")  # fmt: skip
+    assert "diagonal mass" in stdout and "Laplace mass" in stdout
+    gradients = [
+        float(part.split(" gradients")[0].split()[-1]) for part in stdout.split("mass ")[1:]
+    ]
+    assert len(gradients) == 2 and all(0 < g <= 2**3 for g in gradients)  # tree depth 3
