@@ -19,7 +19,10 @@ the epoch of best validation accuracy, so the budgets match:
   kept on at test time;
 - plain: the plain net (lambda 0); ensemble: the mean of --pool plain nets.
 A stochastic method decides by its posterior predictive, the mean probability of --draws
-weight draws (eq. 7); its weight draws' median sd says how far it is from a point estimate.
+weight draws (eq. 7); its weight draws' median sd says how far it is from a point estimate,
+over every weight, and apart on the pixels some training image lights and on those none
+does (where the data leave the posterior at the prior, and an attack can add noise to
+every draw's logits).
 
 Scored on the hour profile's test images: clean accuracy, NLL and ECE (all of them);
 white-box robust accuracy on the first --n, the per-example worst case over the attack
@@ -30,10 +33,15 @@ rigorous attack sets of the hour profile's 12 source nets of the same seed (runs
 seeds and images (runs.study.intervals). Seeds run in different sittings add up, as in
 runs/epsilon_curves.py (<results>/seeds/).
 
+--mask-unlit is a control: every rule first sets to 0 the pixels that no training image
+lights, where the data leave a posterior's weights at the prior, so an attack there adds
+noise to every weight draw's logits.
+
 Every trained method, chain and attack is an artifact under --root (default
 runs/artifacts/full; the chains are runs/exact_posterior.py's), so a killed run resumes.
 Writes approximations.csv/.md (per method, mean over seeds), approximations_intervals.csv
-and approximations.png to --results (default runs/results/approximations/).
+and approximations.png to --results (default runs/results/approximations/, and its masked/
+with --mask-unlit).
 """
 
 from __future__ import annotations
@@ -117,10 +125,15 @@ def parse(argv: list[str] | None):
     p.add_argument("--eps", type=positive_float, nargs="+", default=list(EPS), help="L2, /126")
     p.add_argument("--linf", type=positive_float, nargs="+", default=list(LINF), help="[0, 1]")
     p.add_argument("--profile", default="hour", help="the test images' and the sets' profile")
+    p.add_argument(
+        "--mask-unlit", action="store_true",
+        help="a control: every rule sets the pixels no training image lights to 0 first",
+    )  # fmt: skip
     exact_posterior.add_chain_options(p)
     p.add_argument("--root", default=str(HERE / "artifacts" / "full"))
     p.add_argument("--sets-root", default=str(HERE / "artifacts"), help="the profile's nets")
-    p.add_argument("--results", default=str(HERE / "results" / "approximations"))
+    p.add_argument("--results", default=None, help="default runs/results/approximations/ "
+                   "(with --mask-unlit, its masked/)")  # fmt: skip
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda")
     p.add_argument("--no-progress", action="store_true")
@@ -128,6 +141,8 @@ def parse(argv: list[str] | None):
     args = p.parse_args(argv)
     if not 0 < args.dropout < 1:
         p.error(f"argument --dropout: must be in (0, 1), got {args.dropout}")
+    default = HERE / "results" / "approximations"
+    args.results = args.results or str(default / "masked" if args.mask_unlit else default)
     if args.quick:
         temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
         args.profile, args.epochs, args.cycles, args.pool, args.draws = "quick", 2, 2, 2, 4
@@ -148,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     match = {
         "profile": profile.name, "n": args.n, "eps": sorted(args.eps), "linf": sorted(args.linf),
         "methods": args.methods, "epochs": args.epochs, "draws": args.draws,
-        "budget": asdict(budget),
+        "budget": asdict(budget), "mask_unlit": args.mask_unlit,
     }  # fmt: skip
     match = json.loads(json.dumps(match))  # as seed.json reads back
     frames = {}
@@ -159,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         frames[seed] = saved
     seeds = sorted(frames)
     scores = pd.concat([frames[s]["scores"].assign(seed=s) for s in seeds])
-    claims = intervals.summarise([frames[s]["claims"] for s in seeds])
+    made = [frames[s]["claims"] for s in seeds if len(frames[s]["claims"])]
+    claims = intervals.summarise(made) if made else pd.DataFrame()
     mean = scores.groupby(["method", "metric"], sort=False)["value"].agg(["mean", "std"])
     table = mean["mean"].unstack("metric").reindex(args.methods)
     atomic_write(results / "approximations.csv", lambda tmp: table.to_csv(tmp))
@@ -174,13 +190,18 @@ def main(argv: list[str] | None = None) -> int:
         "on [0, 1] pixels). Claims: method minus hmc, paired, with "
         f"{intervals.METHOD if len(seeds) > 1 else 'a t-interval over images (one seed)'}.\n"
     )
+    against = (
+        claims[["claim", "estimate", "ci_low", "ci_high", "seeds", "verdict"]].to_markdown(
+            index=False, floatfmt=".1f"
+        )
+        if len(claims)
+        else f"(none: {REFERENCE} is not among --methods)"
+    )
     markdown = (
         "Per method (mean over seeds):\n\n"
         + table.T.to_markdown(floatfmt=".3g")
-        + "\n\nEach method minus the exact posterior (hmc):\n\n"
-        + claims[["claim", "estimate", "ci_low", "ci_high", "seeds", "verdict"]].to_markdown(
-            index=False, floatfmt=".1f"
-        )
+        + f"\n\nEach method minus the exact posterior ({REFERENCE}):\n\n"
+        + against
         + "\n\n"
         + footer
     )
@@ -199,6 +220,8 @@ def seed_tables(args, seed: int, profile, data, budget) -> dict[str, pd.DataFram
     for method in tqdm(args.methods, desc=f"methods, seed {seed}", disable=args.no_progress):
         start = time.perf_counter()
         rule, info = build(method, args, data, seed)
+        if args.mask_unlit:
+            rule = masked(rule, data.train.x.amax(0) > 0)
         rows += [{"method": method, "metric": k, "value": v} for k, v in info.items()]
         probs = decide(rule, data.test.x)  # (N, C)
         clean = evaluate(lambda _, probs=probs: probs, data.test.x, data.test.y)
@@ -271,6 +294,19 @@ def _correct(rule, x, y) -> torch.Tensor:
     return (decide(rule, x).argmax(-1) == y).double().cpu()
 
 
+def masked(rule: harness.Rule, lit: torch.Tensor) -> harness.Rule:
+    """``rule`` on inputs whose pixels no training image lights are set to 0: what a rule
+    that ignores those pixels decides (lit: (D,) bool)."""
+    keep = lit.to(torch.float32)  # (D,)
+
+    def wrap(fn):
+        return None if fn is None else (lambda x, *rest: fn(x * keep.to(x), *rest))
+
+    return replace(rule, name=f"{rule.name}_masked", fn=wrap(rule.fn), draw=wrap(rule.draw),
+                   mean=wrap(rule.mean), fingerprint={"rule": rule.fingerprint,
+                                                      "mask": "unlit pixels"})  # fmt: skip
+
+
 def transfer_sets(args, profile, data, seed: int) -> list:
     """The rigorous attack sets of the profile's 12 source nets of ``seed``."""
     root = Path(args.sets_root) / profile.name
@@ -315,7 +351,14 @@ def build(method: str, args, data, seed: int) -> tuple[harness.Rule, dict]:
     rule = harness.stochastic(name, method, args.draws, bnn, guide, args.draws, fingerprint)
     pyro.set_rng_seed(seed)
     sd = sample_weights(bnn, guide, SD_DRAWS).std(0)  # (P,) over the draws
-    return rule, info | {"weight_sd_median": float(sd.median())}
+    # FC-10's flat weights: the (10, 784) matrix row by row, then the 10 biases
+    unlit = (data.train.x.amax(0) == 0).expand(10, -1).reshape(-1).cpu()  # (7840,)
+    pixels = sd[: len(unlit)].cpu()
+    return rule, info | {
+        "weight_sd_median": float(sd.median()),
+        "weight_sd_median_lit": float(pixels[~unlit].median()),
+        "weight_sd_median_unlit": float(pixels[unlit].median()) if unlit.any() else None,
+    }
 
 
 def plain_rule(method: str, args, data, seed: int, common: dict) -> tuple[harness.Rule, dict]:

@@ -421,6 +421,29 @@ def test_approximations_quick():
     assert (folder / "approximations.png").stat().st_size > 10_000
 
 
+def test_a_masked_rule_never_sees_the_unlit_pixels():
+    """--mask-unlit's rules: an input on an unlit pixel changes nothing, on a lit one it
+    does, for the rule, its draws and its mean-weights net alike; the name and fingerprint
+    keep its attacks' artifacts apart."""
+    from runs.approximations import masked
+    from runs.epsilon_curves import Rule
+
+    def net(x):
+        return x[:, :3] * torch.tensor([1.0, 2.0, 3.0])
+
+    rule = Rule("r", "plain", 1.0, net, "logits", 2, "print", lambda x, k: net(x).expand(k, -1, -1),
+                net)  # fmt: skip
+    lit = torch.tensor([True, False, True, True])
+    out = masked(rule, lit)
+    x = torch.ones(5, 4)
+    poked = x.clone()
+    poked[:, 1] = 50.0  # an unlit pixel
+    for fn in (out.fn, out.mean, lambda v: out.draw(v, 2)):
+        torch.testing.assert_close(fn(poked), fn(x))
+        assert not torch.equal(fn(x + torch.tensor([1.0, 0, 0, 0])), fn(x))
+    assert out.name == "r_masked" and out.fingerprint == {"rule": "print", "mask": "unlit pixels"}
+
+
 def test_source_fingerprint_quick():
     """Per-epoch accuracy, loss and live share of a paper-protocol source, beside the
     notebook's row."""
