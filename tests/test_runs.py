@@ -415,7 +415,9 @@ def test_approximations_quick():
                                        "lowrank"}  # fmt: skip
     claims = pd.read_csv(folder / "approximations_intervals.csv")
     others = [m for m in METHODS if m != REFERENCE]
-    assert len(claims) == len(others) * (2 + 3 + 1)  # 2 white-box, 3 transfer, agreement
+    # against hmc: 2 white-box, 3 transfer and agreement; against plain, all but hmc's
+    assert len(claims) == len(others) * (2 + 3 + 1) + (len(METHODS) - 2) * (2 + 3)
+    assert claims["claim"].str.startswith("hmc minus plain").sum() == 0
     agree = claims[claims["claim"].str.contains("agreement")]
     assert agree["estimate"].between(0, 100).all() and (agree["ci_low"] <= agree["estimate"]).all()
     assert (folder / "approximations.png").stat().st_size > 10_000
