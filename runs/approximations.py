@@ -40,9 +40,9 @@ noise to every weight draw's logits.
 
 Every trained method, chain and attack is an artifact under --root (default
 runs/artifacts/full; the chains are runs/exact_posterior.py's), so a killed run resumes.
-Writes approximations.csv/.md (per method, mean over seeds), approximations_intervals.csv
-and approximations.png to --results (default runs/results/approximations/, and its masked/
-with --mask-unlit).
+Writes approximations.csv/.md (per method, mean over seeds), approximations_intervals.csv,
+approximations_attacks.csv (each attack of the ensemble on its own) and approximations.png
+to --results (default runs/results/approximations/, and its masked/ with --mask-unlit).
 """
 
 from __future__ import annotations
@@ -183,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(results / "approximations.csv", lambda tmp: table.to_csv(tmp))
     atomic_write(results / "approximations_intervals.csv",
                  lambda tmp: claims.to_csv(tmp, index=False))  # fmt: skip
+    attacks = pd.concat(
+        [frames[s]["attacks"].assign(seed=s) for s in seeds if "attacks" in frames[s]]
+    )
+    atomic_write(results / "approximations_attacks.csv",
+                 lambda tmp: attacks.to_csv(tmp, index=False))  # fmt: skip
     footer = (
         f"Made by `{command}` on {args.device} ({describe(args.device)}): seeds {seeds}; "
         f"profile {profile.name}'s test images, white-box on the first {args.n}; every trained "
@@ -217,6 +222,7 @@ def seed_tables(args, seed: int, profile, data, budget) -> dict[str, pd.DataFram
     x, y = data.test.x[: args.n], data.test.y[: args.n]
     sets = transfer_sets(args, profile, data, seed)
     rows, correct, argmax = [], {}, {}  # correct: method -> label -> [(index, (n,) correct)]
+    attacks = []  # each attack of the ensemble, per method and eps
     for method in tqdm(args.methods, desc=f"methods, seed {seed}", disable=args.no_progress):
         start = time.perf_counter()
         rule, info = build(method, args, data, seed)
@@ -236,12 +242,14 @@ def seed_tables(args, seed: int, profile, data, budget) -> dict[str, pd.DataFram
         correct[method] = {}
         for norm, grid in (("L2", args.eps), ("Linf", [e * X_MAX for e in args.linf])):
             for eps in grid:
-                _, worst, _ = harness.ensemble_point(rule, x, y, eps, norm, budgets,
-                                                     min_norm.get(eps), Path(args.root),
-                                                     check=False)  # fmt: skip
+                members, worst, _ = harness.ensemble_point(rule, x, y, eps, norm, budgets,
+                                                           min_norm.get(eps), Path(args.root),
+                                                           check=False)  # fmt: skip
                 size = eps if norm == "L2" else eps / X_MAX
                 label = f"white-box {norm} eps {size:g}"
                 rows.append({"method": method, "metric": label, "value": 100 * float(worst.mean())})
+                attacks += [{"method": method, "norm": norm, "eps": size, "attack": m["attack"],
+                             "acc": m["acc"]} for m in members]  # fmt: skip
                 correct[method][label] = [(torch.arange(args.n), worst)]
         for mult in TRANSFER:
             label = f"transfer x{mult:g}"
@@ -274,7 +282,7 @@ def seed_tables(args, seed: int, profile, data, budget) -> dict[str, pd.DataFram
             if method != REFERENCE
         }
     frame = intervals.claim_rows(claims, len(data.test)) if claims else _no_claims()
-    return {"scores": pd.DataFrame(rows), "claims": frame}
+    return {"scores": pd.DataFrame(rows), "claims": frame, "attacks": pd.DataFrame(attacks)}
 
 
 def _no_claims() -> pd.DataFrame:

@@ -421,6 +421,11 @@ def test_approximations_quick():
     agree = claims[claims["claim"].str.contains("agreement")]
     assert agree["estimate"].between(0, 100).all() and (agree["ci_low"] <= agree["estimate"]).all()
     assert (folder / "approximations.png").stat().st_size > 10_000
+    attacks = pd.read_csv(folder / "approximations_attacks.csv")
+    fixed = attacks[attacks["method"].isin(["plain", "ensemble"])]  # no fresh draws to judge
+    worst = fixed[fixed["attack"] == "worst"].set_index(["method", "norm"])["acc"]
+    others = fixed[fixed["attack"] != "worst"].groupby(["method", "norm"])["acc"].min()
+    assert (worst <= others.loc[worst.index] + 1e-9).all() and len(worst) == 4
 
 
 def test_a_masked_rule_never_sees_the_unlit_pixels():
