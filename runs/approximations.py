@@ -10,16 +10,24 @@ method sees the 50,000 training images; those that train do so for --epochs epoc
 the epoch of best validation accuracy, so the budgets match:
 - hmc, hmc-mixture: the exact posterior under N(0, 1) weights, and under the paper's
   scale-mixture prior (eq. 2): the NUTS chains of runs/exact_posterior.py (its options);
-- csghmc: cyclical SG-MCMC (pyro_bnn.sgmcmc) under N(0, 1), --cycles cycles over --epochs;
+- csghmc: cyclical SG-MCMC (pyro_bnn.sgmcmc) under N(0, 1), --cycles cycles over --epochs,
+  the last quarter of each cycle noisy and a draw kept after each of its epochs; it keeps
+  every draw, not a best epoch;
 - vi-paper: the paper's VI (softplus-normal guide, rho_init -3, scale-mixture prior, SGD
   lr 1e-3), whose sigma barely moves;
 - vi-adam: the same guide under N(0, 1) trained by Adam (lr 1e-3), whose sigma trains;
 - lowrank: a rank-10 low-rank Gaussian guide under N(0, 1), Adam;
 - mc-dropout: the plain net behind input dropout (--dropout), the plain nets' SGD, dropout
   kept on at test time;
-- plain: the plain net (lambda 0); ensemble: the mean of --pool plain nets.
+- plain: the plain net (lambda 0), by the paper's SGD; plain-adam: by Adam (lr 1e-3), which
+  goes further in the same epochs, as the Adam-trained guides do; ensemble: the mean of
+  --pool plain nets.
 A stochastic method decides by its posterior predictive, the mean probability of --draws
-weight draws (eq. 7); its weight draws' median sd says how far it is from a point estimate,
+weight draws (eq. 7), and its mean-weights net is scored beside it (<method>-mu: the
+posterior mean, or MC dropout's net with dropout off), the control that tells what the
+sampling adds to where training left the weights. Every rule gets the deterministic rules'
+--restarts restarts (FC-10 is cheap); APGD-T is run on the deterministic ones only. A posterior's
+weight draws' median sd says how far it is from a point estimate,
 over every weight, and apart on the pixels some training image lights and on those none
 does (where the data leave the posterior at the prior, and an attack can add noise to
 every draw's logits).
@@ -97,7 +105,8 @@ from runs.study.zoo import train_baseline, train_bnns  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ARCH = "FC-10"
 METHODS = ("hmc", "hmc-mixture", "csghmc", "vi-paper", "vi-adam", "lowrank", "mc-dropout",
-           "plain", "ensemble")  # fmt: skip
+           "plain", "plain-adam", "ensemble")  # fmt: skip
+PLAIN_METHODS = ("plain", "plain-adam", "ensemble")
 REFERENCE = "hmc"  # the exact posterior every claim is measured against
 BASELINE = "plain"  # and the plain net, the point estimate every posterior is weighed by
 HMC_PRIOR = {"hmc": "normal", "hmc-mixture": "scale-mixture"}
@@ -107,6 +116,7 @@ VI = {  # method -> (prior, guide, optimizer)
     "lowrank": ("normal", "lowrank", "adam"),
 }
 RHO_INIT = -3.0  # the guides' start, Table 3's BNN
+SAMPLE_FRACTION = 0.25  # of each cSGHMC cycle: noisy epochs, a draw kept after each
 EPS = (0.5, 1.0, 1.5, 2.0, 3.0)  # L2 budgets, /126 scale
 LINF = (0.05, 0.1, 0.2, 0.3)  # L-inf budgets on [0, 1] pixels
 TRANSFER = (1.0, 2.0, 3.0)  # multiples of the rigorous sets' r
@@ -119,11 +129,13 @@ def parse(argv: list[str] | None):
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, e.g. 0 1 2")
     p.add_argument("--epochs", type=positive_int, default=100, help="every trained method's")
-    p.add_argument("--cycles", type=positive_int, default=10, help="cSGHMC's cycles")
+    p.add_argument("--cycles", type=positive_int, default=5, help="cSGHMC's cycles")
     p.add_argument("--dropout", type=positive_float, default=0.2, help="MC dropout's rate")
     p.add_argument("--pool", type=positive_int, default=10, help="plain nets in the ensemble")
     p.add_argument("--draws", type=positive_int, default=100, help="per posterior predictive")
     p.add_argument("--n", type=positive_int, default=500, help="white-box test images")
+    p.add_argument("--restarts", type=positive_int, default=harness.Budget.det_restarts,
+                   help="of every white-box attack, stochastic rules too")  # fmt: skip
     p.add_argument("--eps", type=positive_float, nargs="+", default=list(EPS), help="L2, /126")
     p.add_argument("--linf", type=positive_float, nargs="+", default=list(LINF), help="[0, 1]")
     p.add_argument("--profile", default="hour", help="the test images' and the sets' profile")
@@ -148,7 +160,7 @@ def parse(argv: list[str] | None):
     if args.quick:
         temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
         args.profile, args.epochs, args.cycles, args.pool, args.draws = "quick", 2, 2, 2, 4
-        args.n, args.eps, args.linf = 10, [1.5], [0.3]
+        args.n, args.eps, args.linf, args.restarts = 10, [1.5], [0.3], 1
         args.chains, args.samples, args.warmup, args.kernel, args.steps = 2, 8, 8, "hmc", 4
         args.mass = "diag"  # as runs/exact_posterior.py --quick
         args.root = args.sets_root = args.results = temp
@@ -161,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = get_profile(args.profile)
     data = load_data(profile).to(args.device)
     results = Path(args.results)
-    budget = harness.Budget(profile.eot_k, profile.eot_passes)
+    budget = harness.Budget(profile.eot_k, profile.eot_passes, restarts=args.restarts,
+                            det_restarts=args.restarts)  # fmt: skip
     match = {
         "profile": profile.name, "n": args.n, "eps": sorted(args.eps), "linf": sorted(args.linf),
         "methods": args.methods, "epochs": args.epochs, "draws": args.draws,
@@ -179,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     made = [frames[s]["claims"] for s in seeds if len(frames[s]["claims"])]
     claims = intervals.summarise(made) if made else pd.DataFrame()
     mean = scores.groupby(["method", "metric"], sort=False)["value"].agg(["mean", "std"])
-    table = mean["mean"].unstack("metric").reindex(args.methods)
+    order = list(dict.fromkeys(scores["method"]))  # each method, then its mean-weights net
+    table = mean["mean"].unstack("metric").reindex(order)
     atomic_write(results / "approximations.csv", lambda tmp: table.to_csv(tmp))
     atomic_write(results / "approximations_intervals.csv",
                  lambda tmp: claims.to_csv(tmp, index=False))  # fmt: skip
@@ -211,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({BASELINE}), in points:\n\n" + against + "\n\n" + footer
     )
     atomic_write(results / "approximations.md", lambda tmp: tmp.write_text(markdown))
-    plot(scores, args.methods, results / "approximations.png")
+    plot(scores, order, results / "approximations.png")
     print(markdown)
     return 0
 
@@ -219,48 +233,43 @@ def main(argv: list[str] | None = None) -> int:
 def seed_tables(args, seed: int, profile, data, budget) -> dict[str, pd.DataFrame]:
     """One seed: every method's scores (method, metric, value) and the paired claims
     (runs.study.intervals.claim_rows) against the reference."""
-    x, y = data.test.x[: args.n], data.test.y[: args.n]
     sets = transfer_sets(args, profile, data, seed)
     rows, correct, argmax = [], {}, {}  # correct: method -> label -> [(index, (n,) correct)]
     attacks = []  # each attack of the ensemble, per method and eps
+    names = []  # every rule scored: each method, then its mean-weights net
     for method in tqdm(args.methods, desc=f"methods, seed {seed}", disable=args.no_progress):
         start = time.perf_counter()
         rule, info = build(method, args, data, seed)
-        if args.mask_unlit:
-            rule = masked(rule, data.train.x.amax(0) > 0)
-        rows += [{"method": method, "metric": k, "value": v} for k, v in info.items()]
-        probs = decide(rule, data.test.x)  # (N, C)
-        clean = evaluate(lambda _, probs=probs: probs, data.test.x, data.test.y)
-        argmax[method] = probs.argmax(-1).cpu()
-        rows += [{"method": method, "metric": k, "value": float(clean[k])}
-                 for k in ("acc", "nll", "ece")]  # fmt: skip
-        rows[-3]["value"] *= 100  # accuracy in points, as every other table
-        _, min_norm = harness.min_norm_rows(rule, data, args.n, args.eps, budget, profile,
-                                            Path(args.root), args.device, tqdm.write)  # fmt: skip
-        used = budget.of(rule)
-        budgets = harness.settings(rule, used, seed), harness.apgd_settings(rule, used, seed)
-        correct[method] = {}
-        for norm, grid in (("L2", args.eps), ("Linf", [e * X_MAX for e in args.linf])):
-            for eps in grid:
-                members, worst, _ = harness.ensemble_point(rule, x, y, eps, norm, budgets,
-                                                           min_norm.get(eps), Path(args.root),
-                                                           check=False)  # fmt: skip
-                size = eps if norm == "L2" else eps / X_MAX
-                label = f"white-box {norm} eps {size:g}"
-                rows.append({"method": method, "metric": label, "value": 100 * float(worst.mean())})
-                attacks += [{"method": method, "norm": norm, "eps": size, "attack": m["attack"],
-                             "acc": m["acc"]} for m in members]  # fmt: skip
-                correct[method][label] = [(torch.arange(args.n), worst)]
-        for mult in TRANSFER:
-            label = f"transfer x{mult:g}"
-            per_set = []
-            for s in sets:
-                x_set = data.split(s.split).x[s.tensors["index"]]
-                hits = _correct(rule, perturb(x_set, s.tensors["r"], scale=mult), s.tensors["y"])
-                per_set.append((s.tensors["index"].cpu(), hits))
-            acc = 100 * float(torch.cat([h for _, h in per_set]).mean())
-            rows.append({"method": method, "metric": label, "value": acc})
-            correct[method][label] = per_set
+        pairs = [(method, rule, info)]
+        if rule.mean is not None:  # the control: the same weights' mean, deterministic
+            mu = harness.Rule(f"{rule.name}_mu", f"{method}-mu", 0, rule.mean, "logits", 0,
+                              {"rule": rule.fingerprint, "weights": "mean"})  # fmt: skip
+            pairs.append((f"{method}-mu", mu, {}))
+        for name, one, facts in pairs:
+            if args.mask_unlit:
+                one = masked(one, data.train.x.amax(0) > 0)
+            names.append(name)
+            rows += [{"method": name, "metric": k, "value": v} for k, v in facts.items()]
+            probs = decide(one, data.test.x)  # (N, C)
+            clean = evaluate(lambda _, probs=probs: probs, data.test.x, data.test.y)
+            argmax[name] = probs.argmax(-1).cpu()
+            rows += [{"method": name, "metric": k, "value": float(clean[k])}
+                     for k in ("acc", "nll", "ece")]  # fmt: skip
+            rows[-3]["value"] *= 100  # accuracy in points, as every other table
+            found, correct[name] = white_box(one, args, data, budget, profile, seed)
+            attacks += [m | {"method": name} for m in found]
+            rows += [{"method": name, "metric": label, "value": 100 * float(ok[0][1].mean())}
+                     for label, ok in correct[name].items()]  # fmt: skip
+            for mult in TRANSFER:
+                label = f"transfer x{mult:g}"
+                per_set = []
+                for s in sets:
+                    x_set = data.split(s.split).x[s.tensors["index"]]
+                    x_adv = perturb(x_set, s.tensors["r"], scale=mult)
+                    per_set.append((s.tensors["index"].cpu(), _correct(one, x_adv, s.tensors["y"])))
+                acc = 100 * float(torch.cat([h for _, h in per_set]).mean())
+                rows.append({"method": name, "metric": label, "value": acc})
+                correct[name][label] = per_set
         rows.append({"method": method, "metric": "score_s", "value": time.perf_counter() - start})
     claims = {
         f"{method} minus {against}, {label}": [
@@ -268,7 +277,7 @@ def seed_tables(args, seed: int, profile, data, budget) -> dict[str, pd.DataFram
         ]
         for against in (REFERENCE, BASELINE)
         if against in correct
-        for method in args.methods
+        for method in names
         if method != against and not (against == BASELINE and method == REFERENCE)
         for label, sets_ in correct[method].items()
     }
@@ -283,6 +292,27 @@ def seed_tables(args, seed: int, profile, data, budget) -> dict[str, pd.DataFram
         }
     frame = intervals.claim_rows(claims, len(data.test)) if claims else _no_claims()
     return {"scores": pd.DataFrame(rows), "claims": frame, "attacks": pd.DataFrame(attacks)}
+
+
+def white_box(rule: harness.Rule, args, data, budget, profile, seed: int) -> tuple[list, dict]:
+    """``rule``'s white-box worst case at every eps of both norms: each attack's row, and
+    label -> [(index (n,), (n,) fraction of fresh draws still correct)]."""
+    x, y = data.test.x[: args.n], data.test.y[: args.n]
+    _, min_norm = harness.min_norm_rows(rule, data, args.n, args.eps, budget, profile,
+                                        Path(args.root), args.device, tqdm.write)  # fmt: skip
+    used = budget.of(rule)
+    budgets = harness.settings(rule, used, seed), harness.apgd_settings(rule, used, seed)
+    found, correct = [], {}
+    for norm, grid in (("L2", args.eps), ("Linf", [e * X_MAX for e in args.linf])):
+        for eps in grid:
+            members, worst, _ = harness.ensemble_point(rule, x, y, eps, norm, budgets,
+                                                       min_norm.get(eps), Path(args.root),
+                                                       check=False)  # fmt: skip
+            size = eps if norm == "L2" else eps / X_MAX
+            found += [{"norm": norm, "eps": size, "attack": m["attack"], "acc": m["acc"]}
+                      for m in members]  # fmt: skip
+            correct[f"white-box {norm} eps {size:g}"] = [(torch.arange(args.n), worst)]
+    return found, correct
 
 
 def _no_claims() -> pd.DataFrame:
@@ -330,7 +360,7 @@ def build(method: str, args, data, seed: int) -> tuple[harness.Rule, dict]:
     """``method`` trained (or loaded, or its chains run) as the rule it decides by, and what
     describes it: training seconds and, for a posterior, the median sd of its weight draws."""
     common = {"root": Path(args.root), "device": args.device, "progress": not args.no_progress}
-    if method in ("plain", "ensemble"):
+    if method in PLAIN_METHODS:
         return plain_rule(method, args, data, seed, common)
     if method == "mc-dropout":
         net, meta = dropout_net(args, data, seed)
@@ -372,18 +402,20 @@ def build(method: str, args, data, seed: int) -> tuple[harness.Rule, dict]:
 
 
 def plain_rule(method: str, args, data, seed: int, common: dict) -> tuple[harness.Rule, dict]:
-    """The plain net, or the ensemble of --pool of them, trained for --epochs."""
-    seeds = [seed] if method == "plain" else [pool_seed(seed, k) for k in range(args.pool)]
+    """The plain net (by the paper's SGD, or by Adam), or the ensemble of --pool of them,
+    trained for --epochs."""
+    seeds = [pool_seed(seed, k) for k in range(args.pool)] if method == "ensemble" else [seed]
+    train = matched(args.epochs)
+    train = replace(train, optimizer="adam") if method == "plain-adam" else train
     trained = [
-        train_baseline(ARCH, 0.0, data, train=matched(args.epochs), kind=KIND, seed=s,
-                       log=tqdm.write, **common)
+        train_baseline(ARCH, 0.0, data, train=train, kind=KIND, seed=s, log=tqdm.write, **common)
         for s in seeds
     ]  # fmt: skip
     nets = [net.eval().requires_grad_(False) for net, _ in trained]
     prints = [pipeline.fingerprint(meta) for _, meta in trained]
     info = {"train_s": sum(meta["wall_time_s"] for _, meta in trained)}
-    if method == "plain":
-        return harness.Rule(f"{ARCH}_plain_seed{seed}", method, 1, nets[0], "logits", 0,
+    if method != "ensemble":
+        return harness.Rule(f"{ARCH}_{method}_seed{seed}", method, 1, nets[0], "logits", 0,
                             prints[0]), info  # fmt: skip
     fn = tables.pool_fn(nets, len(nets))  # (1, B, C) probs
     return harness.Rule(f"{ARCH}_pool{len(nets)}_seed{seed}", method, len(nets), fn, "probs", 0,
@@ -401,6 +433,7 @@ def csghmc(args, data, seed: int, common: dict) -> tuple[BayesianMLP, PosteriorS
         "seed": seed,
         "cycles": args.cycles,
         "epochs_per_cycle": per_cycle,
+        "sample_fraction": SAMPLE_FRACTION,
         "n_train": len(data.train),
     }
 
@@ -410,6 +443,7 @@ def csghmc(args, data, seed: int, common: dict) -> tuple[BayesianMLP, PosteriorS
             data,
             num_cycles=args.cycles,
             epochs_per_cycle=per_cycle,
+            sample_fraction=SAMPLE_FRACTION,
             seed=seed,
             device=args.device,
             progress=common["progress"],
