@@ -104,17 +104,25 @@ class MLP(nn.Module):
 
     :param widths: layer widths, the output layer last, or an arch name.
     :param in_features: input dimension (784 for MNIST).
+    :param dropout: the rate of a dropout layer after every hidden ReLU (0: none), as MC
+        dropout samples it (:func:`~pyro_bnn.predict.dropout_sampler`); dropout on the
+        input is an ``nn.Dropout`` before the net.
 
     >>> net = MLP("FC-200-200-10")
     >>> logits = net(data.test.x)  # (10000, 10)
     """
 
-    def __init__(self, widths: Sequence[int] | str, in_features: int = IN_FEATURES) -> None:
+    def __init__(
+        self, widths: Sequence[int] | str, in_features: int = IN_FEATURES, dropout: float = 0.0
+    ) -> None:
         super().__init__()
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.widths = parse_arch(widths)
         self.in_features = in_features
         dims = (in_features, *self.widths)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.dropout = nn.Dropout(dropout) if dropout else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -129,7 +137,12 @@ class MLP(nn.Module):
         return arch_name(self.widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return mlp_forward(x, [(layer.weight, layer.bias) for layer in self.layers])
+        if self.dropout is None:
+            return mlp_forward(x, [(layer.weight, layer.bias) for layer in self.layers])
+        h = x
+        for layer in self.layers[:-1]:
+            h = self.dropout(layer(h).relu())
+        return self.layers[-1](h)
 
 
 def l2_penalty(model: MLP, lam: float) -> torch.Tensor:

@@ -48,3 +48,24 @@ def test_l2_penalty_by_hand():
     assert l2_penalty(net, 0.0).item() == 0.0
     with pytest.raises(ValueError, match="lam"):
         l2_penalty(net, -1.0)
+
+
+def test_hidden_dropout_masks_hidden_units_in_training_only():
+    torch.manual_seed(0)
+    net = MLP((50, 50, 10), dropout=0.5)
+    plain = MLP((50, 50, 10))
+    plain.load_state_dict(net.state_dict())  # dropout adds no parameters
+    x = torch.rand(8, 784)
+    torch.testing.assert_close(net.eval()(x), plain(x))  # off in eval mode
+    hidden = []
+    net.dropout.register_forward_hook(lambda _, __, out: hidden.append(out))
+    net.train()(x)
+    assert len(hidden) == 2  # after each hidden ReLU, not on the logits
+    first = plain.layers[0](x).relu()  # (8, 50) the first hidden layer without dropout
+    kept = hidden[0] != 0
+    torch.testing.assert_close(hidden[0][kept], 2 * first[kept])  # survivors scaled by 1/(1-p)
+    dropped = (~kept & (first > 0)).sum() / (first > 0).sum()
+    assert 0.35 < dropped < 0.65  # about half the live units dropped
+    assert MLP("FC-10", dropout=0.3).dropout is not None and MLP("FC-10").dropout is None
+    with pytest.raises(ValueError, match="dropout"):
+        MLP("FC-10", dropout=1.0)

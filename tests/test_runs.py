@@ -430,6 +430,23 @@ def test_approximations_quick():
     assert (worst <= members.loc[worst.index] + 1e-9).all() and len(worst) == 6
 
 
+def test_approximations_quick_on_a_deeper_net():
+    """FC-100-100-10: the methods but HMC, MC dropout behind every hidden layer too; asking
+    for HMC there is refused by name."""
+    out = run_script("approximations.py", "--no-progress", "--arch", "FC-100-100-10",
+                     "--methods", "csghmc", "mc-dropout", "plain")  # fmt: skip
+    folder = Path(re.search(r"saved (\S+)/approximations/FC-100-100-10_", out).group(1))
+    table = pd.read_csv(folder / "approximations.csv", index_col="method")
+    assert list(table.index) == ["csghmc", "csghmc-mu", "mc-dropout", "mc-dropout-mu", "plain"]
+    assert table.loc["csghmc", "weight_sd_median_lit"] > 0
+    claims = pd.read_csv(folder / "approximations_intervals.csv")
+    assert claims["claim"].str.contains("minus plain").all()  # no hmc to measure against
+    proc = run("runs/approximations.py", "--quick", "--arch", "FC-100-100-10", "--methods", "hmc")
+    assert proc.returncode == 2 and "argument --methods: hmc and hmc-mixture run on FC-10" in (
+        proc.stderr
+    )
+
+
 def test_a_masked_rule_never_sees_the_unlit_pixels():
     """--mask-unlit's rules: an input on an unlit pixel changes nothing, on a lit one it
     does, for the rule, its draws and its mean-weights net alike; the name and fingerprint
