@@ -73,6 +73,7 @@ def test_quick_writes_every_model_at_every_eps(quick):
     det_kinds = {"plain", "plain-matched", "bnn-mu", "plain-ensemble", "plain-adv"}
     exact = checks[checks["kind"].isin(det_kinds)]  # exact verdicts: no noise in the check
     assert (exact["worst_with_2x"] <= exact["acc"] + 1e-9).all() and (exact["drop"] >= 0).all()
+    assert (exact["acc_rejudged"] == exact["acc"]).all()  # an exact verdict has no noise
     assert set(checks["strongest"]) <= {"pgd", "apgd-ce", "apgd-dlr", "apgd-dlr-targeted"}
     # for a deterministic rule the worst case is never above any attack of the ensemble
     attacked = curves[(curves["attack"] != "clean") & curves["kind"].isin(det_kinds)]
@@ -344,3 +345,23 @@ def test_masking_checks_fail_where_accuracy_rises_or_transfer_wins():
     flat.loc[0, "max_rise"] = 2.0
     swept = ec.masking_checks(curves, pd.DataFrame(), {("ok", 0.0): 0.0}, flat).set_index("model")
     assert not swept.loc["ok", "passes"]
+
+
+def test_the_doubled_budget_check_judges_both_picks_on_the_same_draws():
+    """A member never picked changes no verdict (the drop is paired); a member that wins on
+    some images changes only theirs."""
+
+    def noisy(x):  # one fresh draw of a stochastic rule: (1, B, 2) logits
+        return (x[:, :2] + torch.randn(len(x), 2)).unsqueeze(0)
+
+    rule = ec.Rule("r", "bnn", -3.0, noisy, "logits", 1, "print")
+    x, y = torch.zeros(50, 4), torch.zeros(50, dtype=torch.long)
+    r = torch.zeros(50, 4)
+    committed = (torch.full((50,), 0.5, dtype=torch.float64), r)
+    never = (torch.ones(50, dtype=torch.float64), torch.full((50, 4), 9.0))  # never the pick
+    alone = ec._rejudged(rule, x, y, [committed], 200, seed=3)
+    assert 0.35 < alone.mean() < 0.65  # the verdict is noisy ...
+    assert torch.equal(ec._rejudged(rule, x, y, [committed, never], 200, seed=3), alone)
+    wins = (torch.where(torch.arange(50) < 10, 0.0, 1.0).double(), r + torch.tensor([0, 5.0, 0, 0]))
+    both = ec._rejudged(rule, x, y, [committed, wins], 200, seed=3)
+    assert torch.equal(both[10:], alone[10:]) and (both[:10] < 0.05).all()  # ... but paired
