@@ -24,6 +24,7 @@ from .evaluate import as_probs, detect, evaluate, evaluate_many, write_table
 from .guides import (
     DEFAULT_RHO_INIT,
     AutoSoftplusNormal,
+    MCDropout,
     default_init,
     init_to_net,
     init_to_net_init,
@@ -73,6 +74,7 @@ __all__ = [
     "FitResult",
     "Gaussian",
     "Likelihood",
+    "MCDropout",
     "MCMCResult",
     "MLP",
     "MNIST",

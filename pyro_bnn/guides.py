@@ -4,7 +4,8 @@ The paper's posterior (Section 2.1, eq. 1) is N(mu, softplus(rho)^2) per weight,
 softplus being the standard deviation as in the authors' code, with a constant ``rho_init`` and
 mu drawn from a truncated normal with the prior's mean and standard deviation.
 :class:`AutoSoftplusNormal` is exactly that, as a Pyro autoguide. Pyro's own autoguides
-drop in through :func:`make_guide` or any ``builder(model) -> guide``::
+drop in through :func:`make_guide` or any ``builder(model) -> guide``; :class:`MCDropout`
+makes a net trained with dropout a posterior of the same form::
 
     guide = make_guide("softplus-normal", bnn, rho_init=-3.0)
     guide = make_guide(functools.partial(AutoNormal, init_scale=0.05), bnn)
@@ -52,6 +53,7 @@ __all__ = [
     "DEFAULT_RHO_INIT",
     "GUIDES",
     "AutoSoftplusNormal",
+    "MCDropout",
     "SoftplusNormal",
     "check_rho_init",
     "default_init",
@@ -525,3 +527,57 @@ def make_guide(spec: str | Callable[..., AutoGuide], model, **kwargs) -> AutoGui
         raise ValueError(f"guide must be a name or a builder callable, got {spec!r}")
     guide.recipe = recipe  # how to rebuild it: pyro_bnn.artifacts.save_bnn stores this
     return guide
+
+
+class MCDropout(nn.Module):
+    """MC dropout (Gal & Ghahramani, 2016) as a guide: every draw of the weights site is
+    ``weights`` with each input of every 2-d weight matrix (every linear layer) dropped with
+    probability ``rate`` and the rest scaled by 1 / (1 - rate), the draw's mask shared by
+    the whole batch as any posterior's weight draw is. Each example's predictive is that of
+    dropout on the input of every layer; the draws vectorise like any other guide's.
+
+    :param model: the :class:`~pyro_bnn.bnn.BNN` whose net was trained with that dropout.
+    :param weights: the trained net's flat weights (P,), e.g. ``model.flatten(params)``.
+    :param rate: the dropout rate, in (0, 1).
+
+    >>> guide = MCDropout(bnn, bnn.flatten(dict(net.named_parameters())), rate=0.2)
+    >>> probs = sampler(bnn, guide, ensemble=100)(x, 1)  # (1, N, C)
+    """
+
+    site_names = ("weights",)
+
+    def __init__(self, model: BNN, weights: torch.Tensor, rate: float) -> None:
+        super().__init__()
+        if not 0 < rate < 1:
+            raise ValueError(f"rate must be in (0, 1), got {rate}")
+        if weights.shape != (model.num_params,):
+            raise ValueError(
+                f"weights must have shape ({model.num_params},), the net's parameter count, "
+                f"got {tuple(weights.shape)}"
+            )
+        self.model_shapes = dict(model.shapes)
+        self.rate = rate
+        self.register_buffer("weights", weights.detach().clone())
+
+    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        chunks = self.weights.split([math.prod(s) for s in self.model_shapes.values()])
+        keep = 1.0 - self.rate
+        out = []
+        for i, (shape, chunk) in enumerate(zip(self.model_shapes.values(), chunks)):
+            if len(shape) != 2:  # biases (and any other parameter) are not dropped
+                out.append(chunk)
+                continue
+            probs = chunk.new_full(shape[1:], keep)
+            mask = pyro.sample(  # (*S, in) under Predictive's vectorised plate
+                f"_dropout_mask{i}", dist.Bernoulli(probs).to_event(1),
+                infer={"is_auxiliary": True},
+            )  # fmt: skip
+            w = chunk.view(shape) * mask.unsqueeze(-2) / keep  # (*S, out, in)
+            out.append(w.flatten(-2))
+        lead = torch.broadcast_shapes(*(c.shape[:-1] for c in out))
+        flat = torch.cat([c.expand(*lead, c.shape[-1]) for c in out], -1)  # (*S, P)
+        return {"weights": pyro.sample("weights", dist.Delta(flat, event_dim=1))}
+
+    def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        """The weights as trained: the net with dropout off (weight scaling)."""
+        return {"weights": self.weights}

@@ -29,7 +29,6 @@ from pyro.infer import Predictive
 from torch import nn
 
 from .bnn import BNN, BayesianMLP, init_guide, local_params
-from .mcmc import PosteriorSamples
 
 __all__ = [
     "dropout_sampler",
@@ -71,8 +70,8 @@ def sample_posterior(model: BNN, guide, num_samples: int) -> dict[str, torch.Ten
     # draws (and the RNG stream, which also feeds the dummy "obs" site) then match fit_svi's
     # and the study's earlier results exactly.
     args = () if model.input_shape is None else (model.example_input(1, device),)
-    if isinstance(guide, PosteriorSamples):
-        names = guide.site_names
+    if hasattr(guide, "site_names"):  # stored draws, or MC dropout's
+        names = list(guide.site_names)
     else:
         names = [name for name, site in guide.prototype_trace.iter_stochastic_nodes()]
     predictive = Predictive(

@@ -21,7 +21,8 @@ the epoch of best validation accuracy, so the budgets match:
 - vi-adam: the same guide under N(0, 1) trained by Adam (lr 1e-3), whose sigma trains;
 - lowrank: a rank-10 low-rank Gaussian guide under N(0, 1), Adam;
 - mc-dropout: the plain net with dropout (--dropout) on its input and after every hidden
-  ReLU, the plain nets' SGD, dropout kept on at test time;
+  ReLU, the plain nets' SGD, dropout kept on at test time (pyro_bnn.MCDropout: each draw's
+  masks shared by the batch, as every posterior's weight draw is);
 - plain: the plain net (lambda 0), by the paper's SGD; plain-adam: by Adam (lr 1e-3), which
   goes further in the same epochs, as the Adam-trained guides do; ensemble: the mean of
   --pool plain nets.
@@ -74,13 +75,13 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from pyro_bnn import BayesianMLP, evaluate  # noqa: E402
+from pyro_bnn import BayesianMLP, MCDropout, evaluate  # noqa: E402
 from pyro_bnn.artifacts import atomic_write, cached  # noqa: E402
-from pyro_bnn.attacks import eot_model, perturb  # noqa: E402
+from pyro_bnn.attacks import perturb  # noqa: E402
 from pyro_bnn.data import X_MAX  # noqa: E402
 from pyro_bnn.mcmc import PosteriorSamples  # noqa: E402
 from pyro_bnn.nets import MLP  # noqa: E402
-from pyro_bnn.predict import dropout_sampler, sample_weights  # noqa: E402
+from pyro_bnn.predict import sample_weights  # noqa: E402
 from pyro_bnn.priors import make_prior  # noqa: E402
 from pyro_bnn.sgmcmc import fit_csghmc  # noqa: E402
 from pyro_bnn.train import fit_torch  # noqa: E402
@@ -374,21 +375,18 @@ def build(method: str, args, data, seed: int) -> tuple[harness.Rule, dict]:
     common = {"root": Path(args.root), "device": args.device, "progress": not args.no_progress}
     if method in PLAIN_METHODS:
         return plain_rule(method, args, data, seed, common)
-    if method == "mc-dropout":
-        net, meta = dropout_net(args, data, seed)
-        fn = eot_model(dropout_sampler(net, args.draws, log=True), 1)
-        name = f"{args.arch}_dropout{args.dropout:g}_seed{seed}"
-        fingerprint = pipeline.fingerprint(meta)
-        draw = dropout_sampler(net, args.draws)
-        rule = harness.Rule(name, method, args.draws, fn, "logits", args.draws, fingerprint, draw,
-                            net)  # fmt: skip
-        return rule, {"train_s": meta["wall_time_s"]}
     if method in HMC_PRIOR:
         weights, divergences, wall = exact_posterior.chains(args, data, HMC_PRIOR[method])
         bnn = exact_posterior.model(HMC_PRIOR[method])
         guide = PosteriorSamples({"weights": weights.reshape(-1, weights.shape[-1])})  # (C S, P)
         info = {"train_s": wall, "divergences": divergences}
         fingerprint = {"chains": args.chains, "samples": args.samples, "seed": args.seed}
+    elif method == "mc-dropout":  # the trained net's dropout as a guide over its weights
+        net, meta = dropout_net(args, data, seed)
+        bnn = BayesianMLP(args.arch)
+        guide = MCDropout(bnn, bnn.flatten(dict(net[1].named_parameters())), args.dropout)
+        info = {"train_s": meta["wall_time_s"]}
+        fingerprint = {"net": pipeline.fingerprint(meta), "draws": "masks shared by the batch"}
     elif method == "csghmc":
         bnn, guide, meta = csghmc(args, data, seed, common)
         info, fingerprint = {"train_s": meta["wall_time_s"]}, meta

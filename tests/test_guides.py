@@ -158,3 +158,32 @@ def test_init_to_net_centres_the_guide_on_a_trained_net_and_checks_its_shapes():
         init_to_net(bnn, MLP((7, 3), in_features=4))
     with pytest.raises(ValueError, match="missing \\['layers.1.bias'"):
         bnn.flatten({k: v for k, v in params.items() if k != "layers.1.bias"})
+
+
+def test_mc_dropout_draws_are_the_net_on_a_dropped_out_input():
+    """A draw's weights are the net's on inputs whose dropped units are zeroed and kept ones
+    scaled; the mean over draws is the per-example MC dropout predictive; median() is the
+    net with dropout off."""
+    from pyro_bnn import MLP, BayesianMLP, MCDropout, sample_weights
+    from pyro_bnn.predict import dropout_sampler, posterior_mean, sampler
+
+    torch.manual_seed(0)
+    net = MLP((6, 3), in_features=5, dropout=0.5)
+    bnn = BayesianMLP((6, 3), in_features=5)
+    guide = MCDropout(bnn, bnn.flatten(dict(net.named_parameters())), rate=0.5)
+    x = torch.randn(4, 5)
+    (w,) = sample_weights(bnn, guide, 1)  # (P,)
+    params = bnn.unflatten(w)
+    keep0 = params["layers.0.weight"][0] != 0  # (5,) the input units this draw kept
+    keep1 = params["layers.1.weight"][0] != 0  # (6,) the hidden units it kept
+    torch.testing.assert_close(params["layers.0.bias"], net.layers[0].bias)
+    h = (net.layers[0](x * keep0 * 2)).relu() * keep1 * 2
+    torch.testing.assert_close(bnn.apply(x, w), net.layers[1](h))
+    torch.testing.assert_close(posterior_mean(bnn, guide), guide.weights)
+    many = sampler(bnn, guide, ensemble=4000)(x, 1)[0]  # (4, 3) masks shared by the batch
+    per_example = dropout_sampler(torch.nn.Sequential(torch.nn.Dropout(0.5), net), 4000)(x, 1)[0]
+    torch.testing.assert_close(many, per_example, atol=0.03, rtol=0)  # the same predictive
+    with pytest.raises(ValueError, match="rate"):
+        MCDropout(bnn, guide.weights, rate=0.0)
+    with pytest.raises(ValueError, match="weights"):
+        MCDropout(bnn, guide.weights[:-1], rate=0.5)
