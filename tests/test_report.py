@@ -91,6 +91,29 @@ def test_the_readme_verdict_is_its_csvs():
     assert block == "\n" + report.readme_verdict(ROOT / found.group(1), found.group(1)) + "\n"
     start, end = report.TIMES_MARKS
     assert readme.split(start, 1)[1].split(end, 1)[0] == f"\n{report.readme_times(ROOT)}\n"
+    start, end = report.APPROX_MARKS
+    approx = report.readme_approximations(ROOT / report.APPROXIMATIONS, report.APPROXIMATIONS)
+    assert readme.split(start, 1)[1].split(end, 1)[0] == f"\n{approx}\n"
+
+
+def test_the_approximations_table_reads_its_csvs_and_drops_hmc_until_it_ran(tmp_path):
+    points = {p: 50.0 for p in report.APPROX_POINTS}
+    pd.DataFrame([
+        {"method": "vi", "acc": 90.04, "nll": 0.3312, **points},
+        {"method": "plain", "acc": 91.0, "nll": 0.3, **points},
+    ]).to_csv(tmp_path / "approximations.csv", index=False)  # fmt: skip
+    intervals(
+        ("vi minus plain, white-box L2 eps 1", -2.0, -3.5, -0.5, "fails"),
+        ("vi minus plain, white-box Linf eps 0.05", 0.4, -1.0, 1.8, "inconclusive"),
+    ).to_csv(tmp_path / "approximations_intervals.csv", index=False)
+    (tmp_path / "seeds" / "0").mkdir(parents=True)
+    (tmp_path / "seeds" / "0" / "seed.json").write_text(json.dumps({"command": "cmd", "seed": 0}))
+    text = report.readme_approximations(tmp_path, "res")
+    assert text.startswith("Made by `cmd` (seeds: 0)") and "(res/approximations.png)" in text
+    row = line(text, "vi")
+    assert "| 90.0 " in row and "| 0.331 " in row and "-2.0 [-3.5, -0.5] fails" in row
+    assert "+0.4 [-1.0, +1.8] inconclusive" in row and "minus hmc" not in text
+    assert line(text, "plain").count(" - ") == 2  # nothing against itself
 
 
 def test_update_readme_rewrites_only_its_block_and_names_a_missing_one(tmp_path):

@@ -21,6 +21,7 @@ from .results import whole_numbers
 
 __all__ = [
     "load_frames",
+    "readme_approximations",
     "readme_times",
     "readme_verdict",
     "update_readme",
@@ -636,6 +637,47 @@ def readme_times(root: Path) -> str:
     return frame.to_markdown(index=False, floatfmt=".2f")
 
 
+APPROX_MARKS = ("<!-- approximations: made by python -m runs.study.report -->",
+                "<!-- /approximations -->")  # fmt: skip
+APPROXIMATIONS = "runs/results/approximations"  # runs/approximations.py's FC-10 results
+APPROX_POINTS = ("white-box L2 eps 1", "white-box Linf eps 0.05", "transfer x1")
+
+
+def readme_approximations(folder: Path, link: str) -> str:
+    """The README's table of runs/approximations.py: per method its clean accuracy, NLL,
+    robust accuracy at APPROX_POINTS and, at the two white-box points, its difference from
+    the plain net and from HMC with the interval and verdict, all read from ``folder``
+    (linked as ``link``)."""
+    folder = Path(folder)
+    table = pd.read_csv(folder / "approximations.csv", index_col="method")
+    claims = pd.read_csv(folder / "approximations_intervals.csv").set_index("claim")
+    saved = [json.loads(p.read_text()) for p in sorted(folder.glob("seeds/*/seed.json"))]
+    rows = []
+    for method, r in table.iterrows():
+        row = {"method": method, "clean acc": f"{r['acc']:.1f}", "NLL": f"{r['nll']:.3f}"}
+        row |= {point.removeprefix("white-box "): f"{r[point]:.1f}" for point in APPROX_POINTS}
+        for against in ("plain", "hmc"):
+            for point in APPROX_POINTS[:2]:
+                key = f"{method} minus {against}, {point}"
+                c = claims.loc[key] if key in claims.index else None
+                row[f"minus {against}, {point.removeprefix('white-box ')}"] = (
+                    "-" if c is None else
+                    f"{c['estimate']:+.1f} [{c['ci_low']:+.1f}, {c['ci_high']:+.1f}] {c['verdict']}"
+                )  # fmt: skip
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame = frame.loc[:, (frame != "-").any()]  # no HMC column before its chains are in
+    commands = "; ".join(f"`{c}`" for c in dict.fromkeys(info["command"] for info in saved))
+    return "\n".join([
+        f"Made by {commands} (seeds: {', '.join(str(i['seed']) for i in saved)}); accuracy "
+        "in %, differences in points with their 95% interval over images (and seeds where "
+        f"there are several); every rule, score and eps in [approximations.md]({link}/"
+        f"approximations.md), the curves in [approximations.png]({link}/approximations.png).",
+        "",
+        frame.to_markdown(index=False, disable_numparse=True),
+    ])  # fmt: skip
+
+
 def _rewrite(text: str, marks: tuple[str, str], block: str, readme: Path) -> str:
     """``text`` with the lines between ``marks`` replaced by ``block``."""
     start, end = marks
@@ -654,6 +696,10 @@ def update_readme(readme: Path, results: Path, root: Path | None = None) -> None
     text = _rewrite(readme.read_text(), README_MARKS, readme_verdict(results, link.as_posix()),
                     readme)  # fmt: skip
     text = _rewrite(text, TIMES_MARKS, readme_times(root or readme.parent), readme)
+    approx = Path(root or readme.parent) / APPROXIMATIONS
+    if APPROX_MARKS[0] in text and approx.exists():
+        link = os.path.relpath(approx.resolve(), readme.resolve().parent)
+        text = _rewrite(text, APPROX_MARKS, readme_approximations(approx, link), readme)
     atomic_write(readme, lambda tmp: tmp.write_text(text))
 
 
