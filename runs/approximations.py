@@ -34,7 +34,9 @@ sampling adds to where training left the weights. Every rule gets the determinis
 weight draws' median sd says how far it is from a point estimate,
 over every weight, and apart on the pixels some training image lights and on those none
 does (where the data leave the posterior at the prior, and an attack can add noise to
-every draw's logits).
+every draw's logits); the norm of its mean weights' first layer on the lit pixels
+(mean_weight_norm_lit, and the plain nets' own) says how hard the net it centres on
+presses on the inputs.
 
 Scored on the hour profile's test images: clean accuracy, NLL and ECE (all of them);
 white-box robust accuracy on the first --n, the per-example worst case over the attack
@@ -81,7 +83,7 @@ from pyro_bnn.attacks import perturb  # noqa: E402
 from pyro_bnn.data import X_MAX  # noqa: E402
 from pyro_bnn.mcmc import PosteriorSamples  # noqa: E402
 from pyro_bnn.nets import MLP  # noqa: E402
-from pyro_bnn.predict import sample_weights  # noqa: E402
+from pyro_bnn.predict import posterior_mean, sample_weights  # noqa: E402
 from pyro_bnn.priors import make_prior  # noqa: E402
 from pyro_bnn.sgmcmc import fit_csghmc  # noqa: E402
 from pyro_bnn.train import fit_torch  # noqa: E402
@@ -406,11 +408,20 @@ def build(method: str, args, data, seed: int) -> tuple[harness.Rule, dict]:
     width = bnn.shapes["layers.0.weight"][0]
     unlit = (data.train.x.amax(0) == 0).expand(width, -1).reshape(-1).cpu()  # (H 784,)
     pixels = sd[: len(unlit)].cpu()
+    first = bnn.unflatten(posterior_mean(bnn, guide))["layers.0.weight"]  # (H, 784)
     return rule, info | {
         "weight_sd_median": float(sd.median()),
         "weight_sd_median_lit": float(pixels[~unlit].median()),
         "weight_sd_median_unlit": float(pixels[unlit].median()) if unlit.any() else None,
+        "mean_weight_norm_lit": lit_norm(first, data),
     }
+
+
+def lit_norm(first: torch.Tensor, data) -> float:
+    """The norm of a first layer's weights (H, 784) on the pixels some training image
+    lights: how hard a net presses on the inputs an attack can move to any effect."""
+    lit = data.train.x.amax(0) > 0  # (784,)
+    return float(first[:, lit.to(first.device)].norm())
 
 
 def plain_rule(method: str, args, data, seed: int, common: dict) -> tuple[harness.Rule, dict]:
@@ -428,6 +439,7 @@ def plain_rule(method: str, args, data, seed: int, common: dict) -> tuple[harnes
     prints = [pipeline.fingerprint(meta) for _, meta in trained]
     info = {"train_s": sum(meta["wall_time_s"] for _, meta in trained)}
     if method != "ensemble":
+        info["mean_weight_norm_lit"] = lit_norm(nets[0].layers[0].weight, data)
         return harness.Rule(f"{args.arch}_{method}_seed{seed}", method, 1, nets[0], "logits", 0,
                             prints[0]), info  # fmt: skip
     fn = tables.pool_fn(nets, len(nets))  # (1, B, C) probs

@@ -414,6 +414,8 @@ def test_approximations_quick():
         assert table[column].between(0, 100).all(), column
     bayes = table["weight_sd_median"].notna()
     assert set(table.index[bayes]) == set(stochastic)  # MC dropout's draws too
+    pressed = table["mean_weight_norm_lit"].notna()  # every single net's, or mean net's
+    assert set(table.index[pressed]) == set(stochastic) | {"plain", "plain-adam"}
     claims = pd.read_csv(folder / "approximations_intervals.csv")
     others = [m for m in table.index if m != REFERENCE]
     # against hmc: 2 white-box, 3 transfer and agreement; against plain, all but hmc's
