@@ -5,6 +5,7 @@ posterior predictive.
     python runs/exact_posterior.py                         # both priors, 4 chains each
     python runs/exact_posterior.py --priors normal --chains 2 --samples 100
     python runs/exact_posterior.py --quick                 # a slice, tiny chains, temp dirs
+    python runs/exact_posterior.py --priors normal --chain 1   # one chain: a parallel worker
 
 Each chain (Pyro's NUTS, or HMC with --kernel hmc, through pyro_bnn.mcmc.fit_mcmc; chain c
 seeded --seed + c) is an artifact under <root>/hmc-chain/, so a killed run resumes chain by
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="runs/exact_posterior.py", description=__doc__.splitlines()[0])
     p.add_argument("--priors", nargs="+", choices=HMC_PRIORS, default=list(HMC_PRIORS))
     add_chain_options(p)
+    p.add_argument("--chain", type=int, default=None,
+                   help="run (or reuse) only this chain of each prior, and write no table: "
+                   "a worker; a run without --chain then reads every chain")  # fmt: skip
     p.add_argument("--limit", type=positive_int, default=None, help="train on a slice")
     p.add_argument("--root", default=str(HERE / "artifacts" / "full"))
     p.add_argument("--results", default=str(HERE / "results" / "exact_posterior"))
@@ -72,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="200 images, 2 short chains, diagonal mass, temp dirs"
     )
     args = p.parse_args(argv)
+    if args.chain is not None and not 0 <= args.chain < args.chains:
+        p.error(f"argument --chain: must be in [0, --chains = {args.chains}), got {args.chain}")
     if args.quick:
         temp = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
         args.limit, args.chains, args.samples, args.warmup = 200, 2, 8, 8
@@ -82,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     data = data.to(args.device)
     n_train = len(data.train.y)
     unlit = data.train.x.amax(0) == 0  # (784,) pixels no training image lights
+    if args.chain is not None:
+        for prior in args.priors:
+            run_chain(args, data, prior, args.chain)
+        return 0
     rows, maps = [], {}
     for prior in args.priors:
         row, maps[prior] = prior_row(args, data, prior, unlit)

@@ -397,6 +397,12 @@ def test_exact_posterior_quick():
     assert table["test_acc"].between(0, 100).all() and table["leapfrog_per_iteration"].gt(0).all()
     assert (folder / "hmc_FC-10_n200.png").stat().st_size > 10_000
     assert len(list((folder / "hmc-chain").iterdir())) == 4  # a chain per artifact
+    out = run_script("exact_posterior.py", "--no-progress", "--priors", "normal", "--chain", "1")
+    folder = Path(re.search(r"(\S+)/hmc-chain/", out).group(1))
+    (chain,) = (folder / "hmc-chain").iterdir()  # a worker runs its chain only
+    assert "_normal_chain1_" in chain.name and not list(folder.glob("*.csv"))
+    proc = run("runs/exact_posterior.py", "--quick", "--chains", "2", "--chain", "2")
+    assert proc.returncode == 2 and "argument --chain: must be in [0, --chains = 2)" in proc.stderr
 
 
 def test_approximations_quick():
