@@ -29,7 +29,8 @@ the epoch of best validation accuracy, so the budgets match:
 A stochastic method decides by its posterior predictive, the mean probability of --draws
 weight draws (eq. 7), and its mean-weights net is scored beside it (<method>-mu: the
 posterior mean, or MC dropout's net with dropout off), the control that tells what the
-sampling adds to where training left the weights. Every rule gets the deterministic rules'
+sampling adds to where training left the weights (the claims '<method> minus
+<method>-mu'). Every rule gets the deterministic rules'
 --restarts restarts (FC-10 is cheap); APGD-T is run on the deterministic ones only. A posterior's
 weight draws' median sd says how far it is from a point estimate,
 over every weight, and apart on the pixels some training image lights and on those none
@@ -295,6 +296,15 @@ def seed_tables(args, seed: int, profile, data, budget) -> dict[str, pd.DataFram
         for method in names
         if method != against and not (against == BASELINE and method == REFERENCE)
         for label, sets_ in correct[method].items()
+    }
+    claims |= {  # what sampling adds to the weights it centres on, per method
+        f"{name.removesuffix('-mu')} minus {name}, {label}": [
+            (index, hits - mu[1])
+            for (index, hits), mu in zip(correct[name.removesuffix("-mu")][label], sets_)
+        ]
+        for name in names
+        if name.endswith("-mu")
+        for label, sets_ in correct[name].items()
     }
     if REFERENCE in argmax:  # a share, not a difference: its verdict only says it is > 0
         everything = torch.arange(len(data.test))

@@ -105,6 +105,7 @@ def test_the_approximations_table_reads_its_csvs_and_drops_hmc_until_it_ran(tmp_
     intervals(
         ("vi minus plain, white-box L2 eps 1", -2.0, -3.5, -0.5, "fails"),
         ("vi minus plain, white-box Linf eps 0.05", 0.4, -1.0, 1.8, "inconclusive"),
+        ("vi minus vi-mu, white-box L2 eps 1", 1.0, 0.5, 1.5, "holds"),
     ).to_csv(tmp_path / "approximations_intervals.csv", index=False)
     (tmp_path / "seeds" / "0").mkdir(parents=True)
     (tmp_path / "seeds" / "0" / "seed.json").write_text(json.dumps({"command": "cmd", "seed": 0}))
@@ -113,7 +114,8 @@ def test_the_approximations_table_reads_its_csvs_and_drops_hmc_until_it_ran(tmp_
     row = line(text, "vi")
     assert "| 90.0 " in row and "| 0.331 " in row and "-2.0 [-3.5, -0.5] fails" in row
     assert "+0.4 [-1.0, +1.8] inconclusive" in row and "minus hmc" not in text
-    assert line(text, "plain").count(" - ") == 2  # nothing against itself
+    assert row.rstrip(" |").endswith("+1.0 [+0.5, +1.5] holds")  # minus its mean weights
+    assert line(text, "plain").count(" - ") == 3  # nothing against itself
 
 
 def test_update_readme_rewrites_only_its_block_and_names_a_missing_one(tmp_path):

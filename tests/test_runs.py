@@ -424,8 +424,11 @@ def test_approximations_quick():
     assert set(table.index[pressed]) == set(stochastic) | {"plain", "plain-adam"}
     claims = pd.read_csv(folder / "approximations_intervals.csv")
     others = [m for m in table.index if m != REFERENCE]
-    # against hmc: 2 white-box, 3 transfer and agreement; against plain, all but hmc's
-    assert len(claims) == len(others) * (2 + 3 + 1) + (len(table) - 2) * (2 + 3)
+    # against hmc: 2 white-box, 3 transfer and agreement; against plain, all but hmc's;
+    # each posterior against its own mean weights
+    assert len(claims) == (len(others) * (2 + 3 + 1) + (len(table) - 2) * (2 + 3)
+                           + len(stochastic) * (2 + 3))  # fmt: skip
+    assert len(claims[claims["claim"].str.startswith("vi-adam minus vi-adam-mu, ")]) == 5
     assert claims["claim"].str.startswith("hmc minus plain").sum() == 0
     agree = claims[claims["claim"].str.contains("agreement")]
     assert agree["estimate"].between(0, 100).all() and (agree["ci_low"] <= agree["estimate"]).all()
@@ -447,7 +450,8 @@ def test_approximations_quick_on_a_deeper_net():
     assert list(table.index) == ["csghmc", "csghmc-mu", "mc-dropout", "mc-dropout-mu", "plain"]
     assert table.loc["csghmc", "weight_sd_median_lit"] > 0
     claims = pd.read_csv(folder / "approximations_intervals.csv")
-    assert claims["claim"].str.contains("minus plain").all()  # no hmc to measure against
+    against = claims["claim"].str.extract(r" minus ([\w-]+),")[0]
+    assert set(against) == {"plain", "csghmc-mu", "mc-dropout-mu"}  # no hmc to measure against
     proc = run("runs/approximations.py", "--quick", "--arch", "FC-100-100-10", "--methods", "hmc")
     assert proc.returncode == 2 and "argument --methods: hmc and hmc-mixture run on FC-10" in (
         proc.stderr

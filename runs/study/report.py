@@ -646,7 +646,8 @@ APPROX_POINTS = ("white-box L2 eps 1", "white-box Linf eps 0.05", "transfer x1")
 def readme_approximations(folder: Path, link: str) -> str:
     """The README's table of runs/approximations.py: per method its clean accuracy, NLL,
     robust accuracy at APPROX_POINTS and, at the two white-box points, its difference from
-    the plain net and from HMC with the interval and verdict, all read from ``folder``
+    the plain net and from HMC, and at the first its difference from its own mean-weights
+    net (what sampling adds), each with its interval and verdict, all read from ``folder``
     (linked as ``link``)."""
     folder = Path(folder)
     table = pd.read_csv(folder / "approximations.csv", index_col="method")
@@ -656,11 +657,13 @@ def readme_approximations(folder: Path, link: str) -> str:
     for method, r in table.iterrows():
         row = {"method": method, "clean acc": f"{r['acc']:.1f}", "NLL": f"{r['nll']:.3f}"}
         row |= {point.removeprefix("white-box "): f"{r[point]:.1f}" for point in APPROX_POINTS}
-        for against in ("plain", "hmc"):
-            for point in APPROX_POINTS[:2]:
+        for against, points in (("plain", APPROX_POINTS[:2]), ("hmc", APPROX_POINTS[:2]),
+                                (f"{method}-mu", APPROX_POINTS[:1])):  # fmt: skip
+            for point in points:
                 key = f"{method} minus {against}, {point}"
                 c = claims.loc[key] if key in claims.index else None
-                row[f"minus {against}, {point.removeprefix('white-box ')}"] = (
+                label = "minus its mean weights" if against.endswith("-mu") else f"minus {against}"
+                row[f"{label}, {point.removeprefix('white-box ')}"] = (
                     "-" if c is None else
                     f"{c['estimate']:+.1f} [{c['ci_low']:+.1f}, {c['ci_high']:+.1f}] {c['verdict']}"
                 )  # fmt: skip
