@@ -394,6 +394,7 @@ def test_exact_posterior_quick():
     table = pd.read_csv(folder / "hmc_FC-10_n200.csv")
     assert list(table["prior"]) == ["normal", "scale-mixture"] and table["chains"].eq(2).all()
     assert (table["r_hat_max"] >= table["r_hat_max_lit"]).all() and table["ess_median"].gt(0).all()
+    assert table["r_hat_max_iid"].gt(1.0).all()  # independent draws of the same size
     assert table["test_acc"].between(0, 100).all() and table["leapfrog_per_iteration"].gt(0).all()
     assert (folder / "hmc_FC-10_n200.png").stat().st_size > 10_000
     assert len(list((folder / "hmc-chain").iterdir())) == 4  # a chain per artifact
@@ -403,6 +404,17 @@ def test_exact_posterior_quick():
     assert "_normal_chain1_" in chain.name and not list(folder.glob("*.csv"))
     proc = run("runs/exact_posterior.py", "--quick", "--chains", "2", "--chain", "2")
     assert proc.returncode == 2 and "argument --chain: must be in [0, --chains = 2)" in proc.stderr
+
+
+def test_the_r_hat_floor_of_independent_draws_falls_with_longer_chains():
+    """Over thousands of weights, short perfectly mixed chains still pass 1.01 by chance."""
+    from runs.exact_posterior import iid_r_hat_max
+
+    short, long = (
+        iid_r_hat_max(torch.Size((3, 50, 2000))),
+        iid_r_hat_max(torch.Size((3, 800, 2000))),
+    )
+    assert short > 1.03 and 1.0 < long < 1.01 and short > long
 
 
 def test_approximations_quick():
