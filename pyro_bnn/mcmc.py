@@ -42,6 +42,7 @@ __all__ = [
     "fit_mcmc",
     "in_memory",
     "laplace",
+    "map_estimate",
 ]
 
 KERNELS = ("nuts", "hmc")
@@ -204,6 +205,41 @@ def in_memory(model: BNN, data, device: str | torch.device) -> Split:
     return train.to(device)
 
 
+def map_estimate(
+    model: BNN, data, *, max_iter: int = 500, device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """The mode of a classifier's posterior p(w | D) on the full data, by L-BFGS from the
+    prior's mean, with the prior taken as the Gaussian of its mean and variance (exact for
+    a Gaussian prior): the MAP point estimate, (P,) on ``device``.
+
+    :param model: a :class:`~pyro_bnn.bnn.BNN` with the categorical likelihood.
+    :param data: (x, y) tensors, a Split, or the MNIST splits (their train split).
+    :param max_iter: L-BFGS iterations at most.
+    :param device: where it runs.
+
+    >>> mode = map_estimate(BayesianMLP("FC-10", prior=make_prior("normal")), load_mnist())
+    """
+    if not isinstance(getattr(model, "likelihood", None), Categorical):
+        raise ValueError("map_estimate and laplace need a BNN with the categorical likelihood")
+    check_positive("max_iter", max_iter, integer=True)
+    train = in_memory(model, data, device)
+    x, y = train.x, train.y
+    mean, variance = model.prior.mean.to(x.device), model.prior.variance.to(x.device)  # (P,)
+    w = mean.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([w], max_iter=max_iter, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-9, tolerance_change=1e-12)  # fmt: skip
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        nll = F.cross_entropy(model.apply(x, w), y, reduction="sum")
+        loss = nll + ((w - mean).square() / variance).sum() / 2
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach()
+
+
 def laplace(
     model: BNN,
     data,
@@ -232,29 +268,15 @@ def laplace(
     >>> mode, cov = laplace(bnn, load_mnist())
     >>> guide, result = fit_mcmc(bnn, load_mnist(), laplace=(mode, cov))
     """
-    if not isinstance(getattr(model, "likelihood", None), Categorical):
-        raise ValueError("laplace needs a BNN with the categorical likelihood")
     check_positive("chunk_size", chunk_size, integer=True)
-    check_positive("max_iter", max_iter, integer=True)
+    mode = map_estimate(model, data, max_iter=max_iter, device=device)
     train = in_memory(model, data, device)
     x, y = train.x, train.y
-    mean, variance = model.prior.mean.to(x.device), model.prior.variance.to(x.device)  # (P,)
+    variance = model.prior.variance.to(x.device)  # (P,)
 
     def nll(w: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model.apply(xs, w), ys, reduction="sum")
 
-    w = mean.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([w], max_iter=max_iter, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-9, tolerance_change=1e-12)  # fmt: skip
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = nll(w, x, y) + ((w - mean).square() / variance).sum() / 2
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    mode = w.detach()
     hessian = torch.diag(1 / variance.double())  # (P, P): the prior's part
     for start in range(0, len(x), chunk_size):
         xs, ys = x[start : start + chunk_size], y[start : start + chunk_size]

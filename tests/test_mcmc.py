@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from pyro_bnn import BNN, Gaussian, ensemble_fn, evaluate, single_sample_fn
-from pyro_bnn.mcmc import PosteriorSamples, chain_diagnostics, fit_mcmc, laplace
+from pyro_bnn.mcmc import PosteriorSamples, chain_diagnostics, fit_mcmc, laplace, map_estimate
 from pyro_bnn.predict import mean_fn, posterior_mean, sample_posterior
 from tests.test_likelihoods import linear_data
 
@@ -130,9 +130,12 @@ def test_laplace_is_the_mode_and_inverse_hessian_of_the_potential():
     torch.testing.assert_close(cov, torch.linalg.inv(hessian), rtol=1e-2, atol=1e-5)  # float32
     mode2, cov2 = laplace(bnn, (x, y), chunk_size=7)
     torch.testing.assert_close(mode2, mode)
+    torch.testing.assert_close(map_estimate(bnn, (x, y)).double(), mode)  # its mode alone
     torch.testing.assert_close(cov2, cov, rtol=1e-2, atol=1e-5)  # float32 chunks, ill-conditioned
     with pytest.raises(ValueError, match="categorical likelihood"):
         laplace(BNN(nn.Linear(4, 1), likelihood=Gaussian(0.3)), (x, y[:, None].float()))
+    with pytest.raises(ValueError, match="max_iter"):
+        map_estimate(bnn, (x, y), max_iter=0)
 
 
 def test_a_laplace_mass_matrix_shortens_trajectories_and_keeps_the_posterior():

@@ -433,7 +433,7 @@ def test_approximations_quick():
     bayes = table["weight_sd_median"].notna()
     assert set(table.index[bayes]) == set(stochastic)  # MC dropout's draws too
     pressed = table["mean_weight_norm_lit"].notna()  # every single net's, or mean net's
-    assert set(table.index[pressed]) == set(stochastic) | {"plain", "plain-adam"}
+    assert set(table.index[pressed]) == set(stochastic) | {"plain", "plain-adam", "map"}
     claims = pd.read_csv(folder / "approximations_intervals.csv")
     others = [m for m in table.index if m != REFERENCE]
     # against hmc: 2 white-box, 3 transfer and agreement; against plain, all but hmc's;
@@ -465,7 +465,7 @@ def test_approximations_quick_on_a_deeper_net():
     against = claims["claim"].str.extract(r" minus ([\w-]+),")[0]
     assert set(against) == {"plain", "csghmc-mu", "mc-dropout-mu"}  # no hmc to measure against
     proc = run("runs/approximations.py", "--quick", "--arch", "FC-100-100-10", "--methods", "hmc")
-    assert proc.returncode == 2 and "argument --methods: hmc and hmc-mixture run on FC-10" in (
+    assert proc.returncode == 2 and "argument --methods: hmc, hmc-mixture and map run on FC-10" in (
         proc.stderr
     )
 
