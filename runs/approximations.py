@@ -542,20 +542,32 @@ def dropout_net(args, data, seed: int) -> tuple[nn.Module, dict]:
 
 def plot(scores: pd.DataFrame, methods: list[str], path: Path) -> None:
     """Robust accuracy per method against the budget: L2 white-box, L-inf white-box and
-    transfer, mean over seeds."""
+    transfer, mean over seeds; and, per method with one (mean) net, white-box accuracy at
+    the L2 eps where the methods differ most against the norm of that net's first layer
+    on the lit pixels."""
     mean = scores.groupby(["method", "metric"], sort=False)["value"].mean()
     panels = [("white-box L2 eps ", "L2 eps (/126)"), ("white-box Linf eps ", "L-inf eps ([0, 1])"),
               ("transfer x", "multiple of r")]  # fmt: skip
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4), sharey=True)
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4))
     for ax, (prefix, xlabel) in zip(axes, panels):
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)  # up to 20 rules told apart
         for method in methods:
             points = mean[method][mean[method].index.str.startswith(prefix)]
             sizes = [float(k.removeprefix(prefix)) for k in points.index]
             ax.plot(sizes, points.values, marker="o", label=method,
                     linestyle="--" if method in HMC_PRIOR else "-")  # fmt: skip
-        ax.set(xlabel=xlabel, title=prefix.strip())
-    axes[0].set_ylabel("accuracy (%)")
-    axes[-1].legend(fontsize=8)
+        ax.set(xlabel=xlabel, title=prefix.strip(), ylabel="accuracy (%)", ylim=(-2, 102))
+    axes[2].legend(fontsize=7)
+    l2 = {k for k in mean.index.get_level_values("metric") if k.startswith(panels[0][0])}
+    at = max(sorted(l2), key=lambda k: mean.xs(k, level="metric").std())  # methods differ most
+    axes[3].set_prop_cycle(color=plt.cm.tab20.colors)
+    for method in methods:
+        if (method, "mean_weight_norm_lit") in mean.index:
+            x, y = mean[method, "mean_weight_norm_lit"], mean[method, at]
+            axes[3].scatter(x, y)
+            axes[3].annotate(method, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes[3].set(xlabel="norm of the (mean) first layer on lit pixels", ylabel="accuracy (%)",
+                title=at.removeprefix("white-box "))  # fmt: skip
     save_png(fig, path)
 
 
