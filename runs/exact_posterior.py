@@ -16,7 +16,7 @@ are so correlated that Pyro's adapted diagonal (--mass diag; chains from prior d
 leaves NUTS at its tree-depth cap. Per prior it reports split
 R-hat and the effective sample size over every weight (the worst, and where the worst
 lie: weights on pixels that no training image lights, whose posterior is the prior, and
-the rest; and the worst that independent draws of the same size would show),
+the rest; and the worst that independent draws of as many would show),
 divergences, the wall time, the measured cost of one gradient of the log
 posterior and so the leapfrog steps per draw, and the posterior predictive's test
 accuracy, NLL and ECE (the mean over every kept draw). Priors: 'normal' (N(0, 1) on every
@@ -172,8 +172,9 @@ def prior_row(args, data, prior: str, unlit: torch.Tensor) -> tuple[dict, torch.
 
 def iid_r_hat_max(shape: torch.Size, seed: int = 0) -> float:
     """The largest split R-hat over independent N(0, 1) draws of ``shape`` (chains, samples,
-    P): what chains that mix perfectly would show, the floor ``r_hat_max`` is read against
-    (over thousands of weights a few exceed 1.01 by chance when chains are short)."""
+    P): what independent draws would show, the reference ``r_hat_max`` is read against
+    (over thousands of weights a few exceed 1.01 by chance when chains are short; NUTS's
+    draws, anti-correlated, can do better)."""
     g = torch.Generator().manual_seed(seed)
     return float(chain_diagnostics(torch.randn(*shape, generator=g))[0].max())
 
