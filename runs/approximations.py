@@ -8,14 +8,15 @@ robustness gain Bayes, or the approximation?
 
 FC-10 is Bayesian multinomial logistic regression (7,850 weights), where HMC is exact.
 --arch FC-100-100-10 runs every method but HMC, whose full-batch chains on that net are
-GPU-only and not yet run (cSGHMC, validated against HMC on FC-10, stands in). Every
+GPU-only and not yet run; cSGHMC is to stand in for it there once it agrees with HMC on
+FC-10, which it does not yet. Every
 method sees the 50,000 training images; those that train do so for --epochs epochs and keep
 the epoch of best validation accuracy, so the budgets match:
 - hmc, hmc-mixture: the exact posterior under N(0, 1) weights, and under the paper's
   scale-mixture prior (eq. 2): the NUTS chains of runs/exact_posterior.py (its options);
 - map: that posterior's mode under N(0, 1), by L-BFGS on every training image, the point
-  estimate hmc averages around, at hmc's clean accuracy where the trained methods stop
-  short of it;
+  estimate hmc averages around, trained to convergence where the others stop after
+  --epochs;
 - csghmc: cyclical SG-MCMC (pyro_bnn.sgmcmc) under N(0, 1), --cycles cycles over --epochs,
   the last quarter of each cycle noisy and a draw kept after each of its epochs; it keeps
   every draw, not a best epoch;
