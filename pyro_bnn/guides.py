@@ -555,12 +555,12 @@ class MCDropout(nn.Module):
                 f"weights must have shape ({model.num_params},), the net's parameter count, "
                 f"got {tuple(weights.shape)}"
             )
-        self.model_shapes = dict(model.shapes)
+        self.model_shapes, self.sizes = dict(model.shapes), list(model.sizes)
         self.rate = rate
         self.register_buffer("weights", weights.detach().clone())
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
-        chunks = self.weights.split([math.prod(s) for s in self.model_shapes.values()])
+        chunks = self.weights.split(self.sizes)
         keep = 1.0 - self.rate
         out = []
         for i, (shape, chunk) in enumerate(zip(self.model_shapes.values(), chunks)):
