@@ -5,8 +5,9 @@ gradients, for nets where full-data HMC (:mod:`pyro_bnn.mcmc`) is too slow.
 Each of ``num_cycles`` cycles starts the step size afresh at ``lr`` and lowers it along a
 cosine to 0. In a cycle's first part the sampler only explores (SGD with momentum, no
 noise); in its last ``sample_fraction`` it adds the SGHMC noise and keeps the weights at
-the end of every epoch. The draws come back as a :class:`~pyro_bnn.mcmc.PosteriorSamples`
-guide.
+the end of every epoch. With ``noise_fraction`` the noise starts earlier (1: throughout), so
+that the weights the data barely constrain are not shrunk towards 0 by the noiseless part.
+The draws come back as a :class:`~pyro_bnn.mcmc.PosteriorSamples` guide.
 
 >>> guide, result = fit_csghmc(bnn, load_mnist(), num_cycles=4, epochs_per_cycle=50)
 >>> rule = ensemble_fn(bnn, guide, size=100)  # each prediction: 100 draws, with replacement
@@ -65,6 +66,7 @@ def fit_csghmc(
     num_cycles: int = 4,
     epochs_per_cycle: int = 50,
     sample_fraction: float = 0.1,
+    noise_fraction: float | None = None,
     lr: float = 0.5,
     friction: float = 0.1,
     temperature: float = 1.0,
@@ -89,7 +91,11 @@ def fit_csghmc(
     :param data: (x, y) tensors, a Split, or the MNIST splits (their train split).
     :param num_cycles: cycles of the step size, each ending in draws.
     :param epochs_per_cycle: epochs (passes over the data) per cycle.
-    :param sample_fraction: the last part of each cycle that adds noise and keeps draws.
+    :param sample_fraction: the last part of each cycle that keeps draws.
+    :param noise_fraction: the last part of each cycle that adds noise, at least
+        ``sample_fraction``; None: ``sample_fraction`` (Zhang et al.). 1 keeps the noise on
+        throughout, so that directions the data barely constrain never collapse to 0 in
+        the noiseless part.
     :param lr: the step size at the start of each cycle.
     :param friction: the momentum's decay per step, alpha.
     :param temperature: 1 samples the posterior; below 1 a cold one.
@@ -106,9 +112,16 @@ def fit_csghmc(
         check_positive(name, value, integer=True)
     for name, value in (("lr", lr), ("temperature", temperature)):
         check_positive(name, value)
-    for name, value in (("sample_fraction", sample_fraction), ("friction", friction)):
+    noise_fraction = sample_fraction if noise_fraction is None else noise_fraction
+    for name, value in (("sample_fraction", sample_fraction), ("noise_fraction", noise_fraction),
+                        ("friction", friction)):  # fmt: skip
         if not 0 < value <= 1:
             raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    if noise_fraction < sample_fraction:
+        raise ValueError(
+            f"noise_fraction must be at least sample_fraction ({sample_fraction}), got "
+            f"{noise_fraction!r}: a draw needs the noise"
+        )
     train = in_memory(model, data, device)
     device, n = train.x.device, len(train)
     pyro.set_rng_seed(seed)
@@ -118,15 +131,16 @@ def fit_csghmc(
     velocity = {name: torch.zeros_like(value) for name, value in state.items()}
     steps_per_epoch = math.ceil(n / batch_size)
     cycle_steps = epochs_per_cycle * steps_per_epoch
-    # the first noisy epoch: the last round(fraction * epochs) epochs of a cycle, at least 1
+    # the first kept (noisy) epoch: the last round(fraction * epochs) of a cycle, at least 1
     sampling_from = epochs_per_cycle - max(1, round(sample_fraction * epochs_per_cycle))
+    noise_from = min(sampling_from, epochs_per_cycle - round(noise_fraction * epochs_per_cycle))
     batches = minibatches(train, batch_size, seed, device)
     draws, cycles = [], []
     start = time.perf_counter()
     total = num_cycles * epochs_per_cycle
     for epoch in tqdm(range(total), desc="cSGHMC", disable=not progress, unit="epoch"):
         in_cycle = epoch % epochs_per_cycle
-        noisy = in_cycle >= sampling_from
+        noisy, keep = in_cycle >= noise_from, in_cycle >= sampling_from
         for i, (x, y) in enumerate(batches(epoch)):
             t = in_cycle * steps_per_epoch + i
             step = lr * (math.cos(math.pi * t / cycle_steps) + 1) / 2
@@ -140,13 +154,14 @@ def fit_csghmc(
                         v.add_(torch.randn_like(v), alpha=math.sqrt(2 * friction * step *
                                                                     temperature / n))  # fmt: skip
                     value.add_(v)
-        if noisy:
+        if keep:
             draws.append({name: value.detach().clone() for name, value in state.items()})
             cycles.append(epoch // epochs_per_cycle)
     samples = {name: torch.stack([d[name] for d in draws]) for name in state}
     settings = {"num_cycles": num_cycles, "epochs_per_cycle": epochs_per_cycle,
-                "sample_fraction": sample_fraction, "lr": lr, "friction": friction,
-                "temperature": temperature, "batch_size": batch_size, "n_data": n}  # fmt: skip
+                "sample_fraction": sample_fraction, "noise_fraction": noise_fraction,
+                "lr": lr, "friction": friction, "temperature": temperature,
+                "batch_size": batch_size, "n_data": n}  # fmt: skip
     result = SGMCMCResult(samples, torch.tensor(cycles),
                           round(time.perf_counter() - start, 2), settings)  # fmt: skip
     return PosteriorSamples(samples), result

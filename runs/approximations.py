@@ -18,8 +18,8 @@ the epoch of best validation accuracy, so the budgets match:
   estimate hmc averages around, trained to convergence where the others stop after
   --epochs;
 - csghmc: cyclical SG-MCMC (pyro_bnn.sgmcmc) under N(0, 1), --cycles cycles over --epochs,
-  the last quarter of each cycle noisy and a draw kept after each of its epochs; it keeps
-  every draw, not a best epoch;
+  the last quarter of each cycle noisy (--csghmc-noise: a longer noisy part) and a draw
+  kept after each of its epochs; it keeps every draw, not a best epoch;
 - vi-paper: the paper's VI (softplus-normal guide, rho_init -3, scale-mixture prior, SGD
   lr 1e-3), whose sigma barely moves;
 - vi-adam: the same guide under N(0, 1) trained by Adam (lr 1e-3), whose sigma trains;
@@ -129,7 +129,7 @@ VI = {  # method -> (prior, guide, optimizer)
     "lowrank": ("normal", "lowrank", "adam"),
 }
 RHO_INIT = -3.0  # the guides' start, Table 3's BNN
-SAMPLE_FRACTION = 0.25  # of each cSGHMC cycle: noisy epochs, a draw kept after each
+SAMPLE_FRACTION = 0.25  # of each cSGHMC cycle: a draw kept after each of its epochs
 EPS = (0.5, 1.0, 1.5, 2.0, 3.0)  # L2 budgets, /126 scale
 LINF = (0.05, 0.1, 0.2, 0.3)  # L-inf budgets on [0, 1] pixels
 TRANSFER = (1.0, 2.0, 3.0)  # multiples of the rigorous sets' r
@@ -145,6 +145,15 @@ def parse(argv: list[str] | None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, e.g. 0 1 2")
     p.add_argument("--epochs", type=positive_int, default=100, help="every trained method's")
     p.add_argument("--cycles", type=positive_int, default=5, help="cSGHMC's cycles")
+    p.add_argument(
+        "--csghmc-lr",
+        type=positive_float,
+        default=None,
+        help="cSGHMC's step size at a cycle's start (default: fit_csghmc's)",
+    )
+    p.add_argument("--csghmc-noise", type=positive_float, default=None,
+                   help="the last part of each cSGHMC cycle that adds noise, in (0, 1] "
+                   "(default: the sampling part, as Zhang et al.)")  # fmt: skip
     p.add_argument("--dropout", type=positive_float, default=0.2, help="MC dropout's rate")
     p.add_argument("--pool", type=positive_int, default=10, help="plain nets in the ensemble")
     p.add_argument("--draws", type=positive_int, default=100, help="per posterior predictive")
@@ -170,6 +179,9 @@ def parse(argv: list[str] | None):
     args = p.parse_args(argv)
     if not 0 < args.dropout < 1:
         p.error(f"argument --dropout: must be in (0, 1), got {args.dropout}")
+    if args.csghmc_noise is not None and not SAMPLE_FRACTION <= args.csghmc_noise <= 1:
+        p.error(f"argument --csghmc-noise: must be in [{SAMPLE_FRACTION}, 1], got "
+                f"{args.csghmc_noise}")  # fmt: skip
     exact = args.arch == ARCHS[0]
     if args.methods is None:
         args.methods = [m for m in METHODS if exact or m not in EXACT]
@@ -500,6 +512,9 @@ def csghmc(args, data, seed: int, common: dict) -> tuple[BayesianMLP, PosteriorS
         "sample_fraction": SAMPLE_FRACTION,
         "n_train": len(data.train),
     }
+    tuned = {"lr": args.csghmc_lr, "noise_fraction": args.csghmc_noise}
+    tuned = {k: v for k, v in tuned.items() if v is not None}  # absent: fit_csghmc's defaults
+    config |= tuned
 
     def fit() -> tuple[dict, dict]:
         _, result = fit_csghmc(
@@ -508,6 +523,7 @@ def csghmc(args, data, seed: int, common: dict) -> tuple[BayesianMLP, PosteriorS
             num_cycles=args.cycles,
             epochs_per_cycle=per_cycle,
             sample_fraction=SAMPLE_FRACTION,
+            **tuned,
             seed=seed,
             device=args.device,
             progress=common["progress"],

@@ -36,7 +36,8 @@ def test_csghmc_draws_the_closed_form_posterior_of_bayesian_linear_regression():
 @pytest.mark.parametrize(
     "bad, match",
     [({"num_cycles": 0}, "num_cycles"), ({"friction": 0.0}, "friction"),
-     ({"sample_fraction": 1.5}, "sample_fraction"), ({"lr": -1.0}, "lr")],
+     ({"sample_fraction": 1.5}, "sample_fraction"), ({"lr": -1.0}, "lr"),
+     ({"sample_fraction": 0.5, "noise_fraction": 0.25}, "noise_fraction")],
 )  # fmt: skip
 def test_bad_settings_name_the_argument(bad, match):
     bnn = BNN(nn.Linear(1, 2), prior=dist.Normal(0.0, 1.0))
@@ -52,3 +53,21 @@ def test_each_cycle_keeps_the_last_fraction_of_its_epochs():
         _, result = fit_csghmc(bnn, data, num_cycles=2, epochs_per_cycle=10, lr=0.01,
                                sample_fraction=fraction, batch_size=8, progress=False)  # fmt: skip
         assert result.cycle.tolist() == [0] * kept + [1] * kept
+
+
+def test_noise_throughout_keeps_the_weights_no_datum_constrains_at_their_prior():
+    """Eight weights on inputs that are always 0: their posterior is the prior N(0, 1).
+    Noise in the sampling half alone lets the noiseless half shrink them (RMS over the draws
+    measured 0.53-0.59 over 3 seeds); noise throughout keeps them near 1 (measured 1.05-1.26)."""
+    torch.manual_seed(0)
+    x, y = torch.zeros(200, 8), 1 + 0.3 * torch.randn(200)
+    rms = {}
+    for noise in (None, 1.0):
+        bnn = BNN(nn.Linear(8, 1), prior=dist.Normal(0.0, 1.0), likelihood=Gaussian(0.3))
+        _, result = fit_csghmc(bnn, (x, y), num_cycles=4, epochs_per_cycle=100,
+                               sample_fraction=0.5, noise_fraction=noise, lr=0.2,
+                               batch_size=50, progress=False)  # fmt: skip
+        rms[noise] = float(result.samples["weights"][:, :8].pow(2).mean().sqrt())
+        assert result.settings["noise_fraction"] == (noise or 0.5)
+    assert rms[None] < 0.7
+    assert 0.75 < rms[1.0] < 1.35
