@@ -333,7 +333,7 @@ def seed_tables(args, seed: int, profile, data, budget) -> dict[str, pd.DataFram
             for method in argmax
             if method != REFERENCE
         }
-    frame = intervals.claim_rows(claims, len(data.test)) if claims else _no_claims()
+    frame = intervals.claim_rows(claims, len(data.test))
     return {"scores": pd.DataFrame(rows), "claims": frame, "attacks": pd.DataFrame(attacks)}
 
 
@@ -356,10 +356,6 @@ def white_box(rule: harness.Rule, args, data, budget, profile, seed: int) -> tup
                       for m in members]  # fmt: skip
             correct[f"white-box {norm} eps {size:g}"] = [(torch.arange(args.n), worst)]
     return found, correct
-
-
-def _no_claims() -> pd.DataFrame:
-    return pd.DataFrame(columns=["claim", "estimate", "image", "u"])
 
 
 @torch.no_grad()

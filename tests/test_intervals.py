@@ -99,3 +99,10 @@ def test_coverage_command_writes_its_table(tmp_path):
     table = pd.read_csv(out)
     assert list(table["scenario"]) == list(intervals.SCENARIOS)
     assert table["coverage"].between(0, 1).all() and (table["trials"] == 50).all()
+
+
+def test_a_run_with_no_claim_pair_summarises_to_nothing():
+    """A --models subset can form no claim: its rows are empty, not an error."""
+    empty = intervals.claim_rows({}, 10)
+    assert empty.empty and list(empty.columns) == ["claim", "estimate", "image", "u"]
+    assert intervals.summarise([empty, empty]).empty

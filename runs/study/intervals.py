@@ -136,7 +136,7 @@ def claim_rows(claims: dict[str, list[tuple]], pool: int) -> pd.DataFrame:
     input of :func:`summarise`.
 
     :param claims: claim -> one (index, diff) pair per set: (n,) int64 image indices into
-        the pool and (n,) per-example paired differences.
+        the pool and (n,) per-example paired differences; may be empty.
     :param pool: the number of images the indices point into.
     """
     rows = []
@@ -149,6 +149,8 @@ def claim_rows(claims: dict[str, list[tuple]], pool: int) -> pd.DataFrame:
         rows.append(pd.DataFrame(
             {"claim": name, "estimate": float(estimate), "image": range(pool), "u": u.numpy()}
         ))  # fmt: skip
+    if not rows:
+        return pd.DataFrame(columns=["claim", "estimate", "image", "u"])
     return pd.concat(rows, ignore_index=True)
 
 
