@@ -166,6 +166,10 @@ def prior_row(args, data, prior: str, unlit: torch.Tensor) -> tuple[dict, torch.
         "leapfrog_per_iteration": 1000 * wall / iterations / grad_ms,
         "test_acc": 100 * scores["acc"], "test_nll": scores["nll"], "test_ece": scores["ece"],
         "unlit_pixels": int(unlit.sum()),
+        # a known answer: no training image lights these pixels, so their weights'
+        # posterior is the prior; the draws' sd there should be the prior's
+        "unlit_sd": float(weights[..., on_unlit].std()) if on_unlit.any() else None,
+        "prior_sd": float(make_prior(prior).variance.sqrt()),
     }  # fmt: skip
     return row, r_hat[: 10 * 784].reshape(10, 784).amax(0).reshape(28, 28).cpu()  # (C, px)
 

@@ -396,6 +396,8 @@ def test_exact_posterior_quick():
     assert (table["r_hat_max"] >= table["r_hat_max_lit"]).all() and table["ess_median"].gt(0).all()
     assert table["r_hat_max_iid"].gt(1.0).all()  # independent draws of the same size
     assert table["test_acc"].between(0, 100).all() and table["leapfrog_per_iteration"].gt(0).all()
+    assert table["prior_sd"].round(4).tolist() == [1.0, 0.2601]  # N(0, 1); the paper's mixture
+    assert table["unlit_sd"].gt(0).all()  # 200 images leave pixels unlit
     assert (folder / "hmc_FC-10_n200.png").stat().st_size > 10_000
     assert len(list((folder / "hmc-chain").iterdir())) == 4  # a chain per artifact
     out = run_script("exact_posterior.py", "--no-progress", "--priors", "normal", "--chain", "1")
