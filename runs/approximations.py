@@ -145,14 +145,10 @@ def parse(argv: list[str] | None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, e.g. 0 1 2")
     p.add_argument("--epochs", type=positive_int, default=100, help="every trained method's")
     p.add_argument("--cycles", type=positive_int, default=5, help="cSGHMC's cycles")
-    p.add_argument(
-        "--csghmc-lr",
-        type=positive_float,
-        default=None,
-        help="cSGHMC's step size at a cycle's start (default: fit_csghmc's)",
-    )
+    p.add_argument("--csghmc-lr", type=positive_float, default=None,
+                   help="cSGHMC's first step size of a cycle (default: fit_csghmc's)")  # fmt: skip
     p.add_argument("--csghmc-noise", type=positive_float, default=None,
-                   help="the last part of each cSGHMC cycle that adds noise, in (0, 1] "
+                   help="the last part of each cSGHMC cycle that adds noise, in [0.25, 1] "
                    "(default: the sampling part, as Zhang et al.)")  # fmt: skip
     p.add_argument("--dropout", type=positive_float, default=0.2, help="MC dropout's rate")
     p.add_argument("--pool", type=positive_int, default=10, help="plain nets in the ensemble")

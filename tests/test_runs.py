@@ -378,6 +378,7 @@ def test_attack_budget_sets_only_on_early_stopped_sources():
         ("attack_budget.py", "--prob-clip", "0.7", "must be a number in [0, 0.5)"),
         ("source_fingerprint.py", "--loss-tol", "0", "must be a finite number > 0"),
         ("source_fingerprint.py", "--acc-tol", "nan", "must be a finite number > 0"),
+        ("approximations.py", "--csghmc-noise", "0.1", "must be in [0.25, 1], got 0.1"),
     ],
 )
 def test_a_bad_study_option_is_named_before_any_training(script, option, value, says):
