@@ -70,7 +70,7 @@ import functools
 import json
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import matplotlib
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     match = {
         "arch": args.arch, "profile": profile.name, "n": args.n, "eps": sorted(args.eps),
         "linf": sorted(args.linf), "methods": args.methods, "epochs": args.epochs,
-        "draws": args.draws, "budget": budget.key(), "mask_unlit": args.mask_unlit,
+        "draws": args.draws, "budget": asdict(budget), "mask_unlit": args.mask_unlit,
     }  # fmt: skip
     match = json.loads(json.dumps(match))  # as seed.json reads back
     frames = {}

@@ -18,13 +18,12 @@ defence, the lambda 0 net adversarially trained on L2 PGD examples (ADVERSARY; M
 2018), trained here on first use.
 
 The ensemble, at every eps, on the first --n test images, each judged on fresh draws:
-- L2 (--eps, /126 scale): PGD (pyro_bnn.attacks.pgd_attack, margin loss or --pgd-loss,
-  step 2.5 eps / steps); APGD-CE and APGD-DLR (pyro_bnn.attacks.apgd, torchattacks' step
-  schedule), and APGD-T on the deterministic rules; the minimum-norm attack of
-  runs/study/attack_sets.py (EOT for the stochastic rules, DDN for the others; the
-  profile's white-box steps), read at eps: an example is robust when its r is longer
-  than eps or the attack failed; transfer: PGD on a stochastic rule's mean-weights net,
-  judged on the rule;
+- L2 (--eps, /126 scale): PGD (pyro_bnn.attacks.pgd_attack, margin loss, step 2.5 eps /
+  steps); APGD-CE and APGD-DLR (pyro_bnn.attacks.apgd, torchattacks' step schedule), and
+  APGD-T on the deterministic rules; the minimum-norm attack of runs/study/attack_sets.py
+  (EOT for the stochastic rules, DDN for the others; the profile's white-box steps), read
+  at eps: an example is robust when its r is longer than eps or the attack failed;
+  transfer: PGD on a stochastic rule's mean-weights net, judged on the rule;
 - L-inf (--linf, on [0, 1] pixels): PGD (sign steps), APGD-CE, APGD-DLR, and APGD-T on the
   deterministic rules.
 The committed figure ('worst') is, per example, the lowest fraction of fresh draws still
@@ -84,14 +83,7 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from pyro_bnn.artifacts import atomic_write, cached  # noqa: E402
-from pyro_bnn.attacks import (  # noqa: E402
-    LOSSES,
-    ModelFn,
-    PGDAdversary,
-    SampleFn,
-    eot_model,
-    pgd_attack,
-)
+from pyro_bnn.attacks import ModelFn, PGDAdversary, SampleFn, eot_model, pgd_attack  # noqa: E402
 from pyro_bnn.attacks.apgd import apgd_attack  # noqa: E402
 from pyro_bnn.data import X_MAX  # noqa: E402
 from pyro_bnn.evaluate import accuracy, as_probs, run_probs  # noqa: E402
@@ -156,13 +148,6 @@ class Budget:
     steps: int = 50
     restarts: int = 1
     det_restarts: int = max(GRIDS["restarts"])
-    loss: str = "margin"  # PGD's, a key of pyro_bnn.attacks.LOSSES
-
-    def key(self) -> dict:
-        """The budget as saved runs are matched on; the default loss is left out, as runs
-        saved before it could be chosen have none."""
-        out = asdict(self)
-        return out if self.loss != "margin" else {k: v for k, v in out.items() if k != "loss"}
 
     def of(self, rule: Rule) -> Budget:
         """The budget ``rule`` is attacked with: det_restarts restarts if deterministic."""
@@ -291,7 +276,7 @@ def settings(rule: Rule, budget: Budget, seed: int) -> dict:
         "steps": budget.steps,
         "restarts": budget.restarts,
         **calls,
-        "loss": budget.loss,
+        "loss": "margin",
         "output": rule.output,
         "seed": seed,
     }
@@ -521,8 +506,6 @@ def parse(argv: list[str] | None):
     )  # fmt: skip
     p.add_argument("--steps", type=positive_int, default=Budget.steps, help="PGD steps")
     p.add_argument("--restarts", type=positive_int, default=Budget.restarts)
-    p.add_argument("--pgd-loss", choices=LOSSES, default=Budget.loss,
-                   help="PGD's loss ('hinge': the margin of the draws still correct)")  # fmt: skip
     p.add_argument("--eot", type=positive_int, default=None, help="samples per step (eot_k)")
     p.add_argument("--passes", type=positive_int, default=None, help="per verdict (eot_passes)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
@@ -577,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Path(args.results or HERE / f"results{suffix}" / "rigorous")
     eot, passes = args.eot or profile.eot_k, args.passes or profile.eot_passes
     det = max(args.restarts, *args.grids["restarts"])
-    budget = Budget(eot, passes, args.steps, args.restarts, det, args.pgd_loss)
+    budget = Budget(eot, passes, args.steps, args.restarts, det)
     n = args.n or profile.eot_examples
     command = started(args, "runs/epsilon_curves.py", argv)
     data = load_data(profile)
@@ -595,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = (
         f"on {args.device} ({describe(args.device)}); profile {profile.name}, the first {n} "
         f"test images. PGD: {budget.steps} steps, {budget.restarts} restart(s) "
-        f"({budget.det_restarts} on a deterministic rule), {budget.loss} loss, "
+        f"({budget.det_restarts} on a deterministic rule), margin loss, "
         f"step 2.5 eps / steps; a stochastic rule's step averages {budget.eot} weight samples "
         f"and its verdict counts {budget.passes} fresh ones (ceil(samples / N) calls of an "
         "N-sample ensemble)."
@@ -606,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         "n": n,
         "eps": sorted(set(args.eps)),
         "linf": sorted(set(args.linf)),
-        "budget": budget.key(),
+        "budget": asdict(budget),
         "attack_targets": profile.attack_targets,
         "only": args.only and sorted(args.only),
     }

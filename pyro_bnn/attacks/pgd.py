@@ -57,7 +57,7 @@ class PGDResult:
         return {"r": self.r, "robust": self.robust, "eps": self.eps}
 
 
-LOSSES = ("margin", "ce", "hinge")  # what pgd_attack descends: its loss= argument
+LOSSES = ("margin", "ce")  # what pgd_attack ascends: its loss= argument
 
 
 def _calls(fn: ModelFn, x: torch.Tensor, calls: int) -> torch.Tensor:
@@ -108,8 +108,6 @@ def _pgd(fn, x, y, eps, generator, bar, *, steps, restarts, eot, step_size, loss
                 logp = _log_probs(_calls(fn, v, eot), output)  # (eot * K, B, C)
                 if loss == "margin":
                     objective = _margin(logp, y).mean(0)
-                elif loss == "hinge":  # the draws already wrong add nothing
-                    objective = _margin(logp, y).clamp(min=0).mean(0)
                 else:
                     objective = logp.gather(-1, y.expand(len(logp), -1)[..., None]).mean((0, 2))
                 if not objective.requires_grad:
@@ -156,10 +154,8 @@ def pgd_attack(
     single-sample BNN (one fresh weight draw per call, e.g. ``eot_model(sampler(bnn, guide),
     1)``), or an N-sample ensemble's mean probabilities (``eot_model(sampler(bnn, guide, N),
     1)``); a call may return K draws at once (K, N, C), each counted as one draw. Each step
-    descends on the loss of the true class (the margin log p_y - max_{j != y} log p_j; its
-    hinge max(margin, 0), so that a step spends nothing on the draws already wrong and aims
-    at the share of draws correct, a stochastic rule's score; or log p_y, i.e. ascends
-    cross-entropy), averaged over ``eot`` calls of fn, along the
+    descends on the loss of the true class (the margin log p_y - max_{j != y} log p_j, or
+    log p_y, i.e. ascends cross-entropy), averaged over ``eot`` calls of fn, along the
     normalised gradient; r is then projected onto the eps-ball and into the pixel box
     [0, X_MAX]. Each restart starts uniformly in the ball. The worst restart per example
     is picked on ``passes`` fresh calls (fewest draws correct, then lowest margin), and its
@@ -173,7 +169,7 @@ def pgd_attack(
     :param restarts: random starts per example; the worst result counts.
     :param eot: calls of fn whose gradients each step averages (1 for a deterministic rule).
     :param step_size: L2 length of a step; default 2.5 * eps / steps.
-    :param loss: 'margin', 'hinge' or 'ce'.
+    :param loss: 'margin' or 'ce'.
     :param output: 'logits' or 'probs', what ``fn`` returns.
     :param passes: fresh calls of fn that judge each restart's r, and again the worst one
         (1 suffices for a deterministic rule).
@@ -243,7 +239,7 @@ class PGDAdversary:
 
     :param eps: L2 budget on the /126 scale.
     :param steps: PGD steps per minibatch.
-    :param loss: 'ce' (as Madry et al.), 'margin' or 'hinge'.
+    :param loss: 'ce' (as Madry et al.) or 'margin'.
 
     >>> fit_torch(MLP("FC-100-100-10"), load_mnist(), adversary=PGDAdversary(eps=2.0))
     >>> x_adv = PGDAdversary(eps=1.0, steps=20)(net, x, y)  # ||x_adv - x|| <= 1, in the box
