@@ -148,8 +148,8 @@ def parse(argv: list[str] | None):
     p.add_argument("--csghmc-lr", type=positive_float, default=None,
                    help="cSGHMC's first step size of a cycle (default: fit_csghmc's)")  # fmt: skip
     p.add_argument("--csghmc-noise", type=positive_float, default=None,
-                   help="the last part of each cSGHMC cycle that adds noise, in [0.25, 1] "
-                   "(default: the sampling part, as Zhang et al.)")  # fmt: skip
+                   help=f"the last part of each cSGHMC cycle that adds noise, in "
+                   f"[{SAMPLE_FRACTION}, 1] (default: the sampling part)")  # fmt: skip
     p.add_argument("--dropout", type=positive_float, default=0.2, help="MC dropout's rate")
     p.add_argument("--pool", type=positive_int, default=10, help="plain nets in the ensemble")
     p.add_argument("--draws", type=positive_int, default=100, help="per posterior predictive")
