@@ -7,6 +7,12 @@ its tree-depth cap. :func:`laplace` gives the mode and the inverse Hessian there
 ``fit_mcmc(..., laplace=...)`` uses them as a fixed dense inverse mass matrix and to start
 each chain from an over-dispersed draw, so trajectories stay short.
 
+Under the paper's scale mixture the posterior of a weight that the data barely pin is a
+spike (sd e^-7) inside a slab (sd e^-1): no single step size crosses both, and chains in
+the weights stay where they start. ``normal_scores=True`` (:class:`NormalScoreReparam`)
+samples each weight's normal score eta = Phi^-1(F(w)) instead, whose prior is N(0, 1)
+whatever F is; :func:`laplace` then works in those coordinates too.
+
 :class:`PosteriorSamples` is a guide like any other, so every decision rule, evaluation
 and attack of the library takes it in place of a fitted variational guide.
 
@@ -26,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from pyro.infer import HMC, MCMC, NUTS
 from pyro.infer.autoguide.initialization import init_to_sample, init_to_value
+from pyro.infer.reparam.reparam import Reparam
 from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 from torch import nn
 
@@ -33,10 +40,12 @@ from .bnn import BNN
 from .data import Split, training_data
 from .fitting import check_device, check_positive
 from .likelihoods import Categorical
+from .priors import from_normal_scores, to_normal_scores
 
 __all__ = [
     "FixedStepsHMC",
     "MCMCResult",
+    "NormalScoreReparam",
     "PosteriorSamples",
     "chain_diagnostics",
     "fit_mcmc",
@@ -94,6 +103,33 @@ class _FixedMassNUTS(_FixedMass, NUTS):
 
 class _FixedMassHMC(_FixedMass, FixedStepsHMC):
     pass
+
+
+class NormalScoreReparam(Reparam):
+    """Pyro reparameterizer: a latent site w ~ F (a Normal or the paper's scale mixture on
+    every element) becomes eta ~ N(0, I) at site ``<name>_score``, and w =
+    :func:`~pyro_bnn.priors.from_normal_scores` (F, eta) a deterministic site.
+
+    :param device: where the scores live (the data's device).
+
+    >>> model = poutine.reparam(bnn, config={"weights": NormalScoreReparam()})
+    """
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+
+    def apply(self, msg: dict) -> dict:
+        fn, event_dim = self._unwrap(msg["fn"])
+        value = msg["value"]
+        eta = None if value is None else to_normal_scores(fn, value).to(self.device)  # an init
+        standard = dist.Normal(torch.zeros((), device=self.device), 1.0)
+        eta = pyro.sample(f"{msg['name']}_score",
+                          self._wrap(standard.expand(fn.batch_shape), event_dim), obs=eta,
+                          infer={"is_observed": msg["is_observed"]})  # fmt: skip
+        if value is None:
+            value = from_normal_scores(fn, eta)
+        return {"fn": dist.Delta(value, event_dim=event_dim).mask(False), "value": value,
+                "is_observed": True}  # fmt: skip
 
 
 class PosteriorSamples(nn.Module):
@@ -206,16 +242,23 @@ def in_memory(model: BNN, data, device: str | torch.device) -> Split:
 
 
 def map_estimate(
-    model: BNN, data, *, max_iter: int = 500, device: str | torch.device = "cpu"
+    model: BNN,
+    data,
+    *,
+    max_iter: int = 500,
+    device: str | torch.device = "cpu",
+    normal_scores: bool = False,
 ) -> torch.Tensor:
     """The mode of a classifier's posterior p(w | D) on the full data, by L-BFGS from the
     prior's mean, with the prior taken as the Gaussian of its mean and variance (exact for
-    a Gaussian prior): the MAP point estimate, (P,) on ``device``.
+    a Gaussian prior): the MAP point estimate, (P,) on ``device``. With ``normal_scores``,
+    the mode of p(eta | D) under the exact prior, eta the weights' normal scores.
 
     :param model: a :class:`~pyro_bnn.bnn.BNN` with the categorical likelihood.
     :param data: (x, y) tensors, a Split, or the MNIST splits (their train split).
     :param max_iter: L-BFGS iterations at most.
     :param device: where it runs.
+    :param normal_scores: work in the coordinates of :class:`NormalScoreReparam`.
 
     >>> mode = map_estimate(BayesianMLP("FC-10", prior=make_prior("normal")), load_mnist())
     """
@@ -225,13 +268,16 @@ def map_estimate(
     train = in_memory(model, data, device)
     x, y = train.x, train.y
     mean, variance = model.prior.mean.to(x.device), model.prior.variance.to(x.device)  # (P,)
+    if normal_scores:  # eta ~ N(0, I): its prior mean 0 and variance 1
+        mean, variance = torch.zeros_like(mean), torch.ones_like(variance)
     w = mean.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([w], max_iter=max_iter, line_search_fn="strong_wolfe",
                             tolerance_grad=1e-9, tolerance_change=1e-12)  # fmt: skip
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        nll = F.cross_entropy(model.apply(x, w), y, reduction="sum")
+        weights = from_normal_scores(model.prior, w) if normal_scores else w
+        nll = F.cross_entropy(model.apply(x, weights), y, reduction="sum")
         loss = nll + ((w - mean).square() / variance).sum() / 2
         loss.backward()
         return loss
@@ -247,6 +293,7 @@ def laplace(
     chunk_size: int = 500,
     max_iter: int = 500,
     device: str | torch.device = "cpu",
+    normal_scores: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The Laplace approximation of a classifier's posterior p(w | D) on the full data, with
     the prior taken as the Gaussian of its mean and variance (exact for a Gaussian prior;
@@ -263,26 +310,49 @@ def laplace(
     :param chunk_size: examples per Hessian chunk (memory: P x chunk_size x classes).
     :param max_iter: L-BFGS iterations at most.
     :param device: where it runs.
+    :param normal_scores: the Laplace approximation of p(eta | D) under the exact prior,
+        eta the weights' normal scores (:class:`NormalScoreReparam`).
     :returns: the mode (P,) and the covariance (P, P), float64.
 
     >>> mode, cov = laplace(bnn, load_mnist())
     >>> guide, result = fit_mcmc(bnn, load_mnist(), laplace=(mode, cov))
     """
     check_positive("chunk_size", chunk_size, integer=True)
-    mode = map_estimate(model, data, max_iter=max_iter, device=device)
+    mode = map_estimate(model, data, max_iter=max_iter, device=device, normal_scores=normal_scores)
     train = in_memory(model, data, device)
     x, y = train.x, train.y
-    variance = model.prior.variance.to(x.device)  # (P,)
+    w = from_normal_scores(model.prior, mode) if normal_scores else mode
 
     def nll(w: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model.apply(xs, w), ys, reduction="sum")
 
-    hessian = torch.diag(1 / variance.double())  # (P, P): the prior's part
+    hessian = torch.zeros(len(w), len(w), dtype=torch.float64, device=x.device)  # (P, P)
+    grad = torch.zeros(len(w), dtype=torch.float64, device=x.device)  # (P,)
     for start in range(0, len(x), chunk_size):
         xs, ys = x[start : start + chunk_size], y[start : start + chunk_size]
-        hessian += torch.func.hessian(nll)(mode, xs, ys).double()  # (P, P)
+        hessian += torch.func.hessian(nll)(w, xs, ys).double()  # the data's part
+        grad += torch.func.grad(nll)(w, xs, ys).double()
+    if normal_scores:  # d2/deta2 of nll(w(eta)) + |eta|^2 / 2, by the chain rule
+        slope, curvature = _normal_score_derivatives(model, mode)  # dw/deta, d2w/deta2
+        hessian *= slope[:, None] * slope[None, :]
+        hessian.diagonal().add_(grad * curvature + 1)
+    else:
+        hessian.diagonal().add_(1 / model.prior.variance.to(x.device).double())  # the prior's
     covariance = torch.cholesky_inverse(torch.linalg.cholesky(hessian))
     return mode.double(), (covariance + covariance.T) / 2
+
+
+def _normal_score_derivatives(model: BNN, eta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """dw/deta and d2w/deta2 (P,) each, float64, of w = from_normal_scores(prior, eta):
+    w' = phi(eta) / p(w), so w'' = -eta w' - (d log p / dw) w'^2."""
+    device = eta.device
+    eta = eta.double().detach().cpu().requires_grad_(True)  # the prior's tensors are on the CPU
+    w = from_normal_scores(model.prior, eta)
+    (slope,) = torch.autograd.grad(w.sum(), eta)
+    at = w.detach().requires_grad_(True)
+    (score,) = torch.autograd.grad(model.prior.log_prob(at).sum(), at)  # elementwise
+    curvature = -eta.detach() * slope - score * slope.square()
+    return slope.to(device), curvature.to(device)
 
 
 def fit_mcmc(
@@ -297,6 +367,7 @@ def fit_mcmc(
     num_steps: int = 10,
     target_accept: float = 0.8,
     laplace: tuple[torch.Tensor, torch.Tensor] | None = None,
+    normal_scores: bool = False,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -308,7 +379,9 @@ def fit_mcmc(
     its own draw of the prior (Pyro's ``init_to_sample``), so that R-hat compares chains
     that started apart. With ``laplace`` = (mode, cov) of :func:`laplace`, the mass matrix
     is cov, fixed (only the step size adapts), and chain c starts at an over-dispersed
-    draw, mode + 2 L z with L L^T = cov and z ~ N(0, I).
+    draw, mode + 2 L z with L L^T = cov and z ~ N(0, I). With ``normal_scores`` the chains
+    move the weights' normal scores (:class:`NormalScoreReparam`; ``laplace`` then comes
+    from ``laplace(..., normal_scores=True)``), and the draws kept are the weights.
 
     :param model: the :class:`~pyro_bnn.bnn.BNN`.
     :param data: (x, y) tensors, a Split, or the MNIST splits (their train split); held in
@@ -322,6 +395,7 @@ def fit_mcmc(
     :param target_accept: the acceptance rate the step size adapts to.
     :param laplace: (mode (P,), covariance (P, P)) of the weights, the site of a
         :class:`~pyro_bnn.bnn.BNN` with no other latent: precondition by them.
+    :param normal_scores: sample the normal scores of the weights, not the weights.
     :param seed: seeds chain 0; chain c uses seed + c.
     :param device: where the chains run.
     :param progress: show Pyro's progress bar.
@@ -350,6 +424,8 @@ def fit_mcmc(
                              f"{tuple(mode.shape)} and {tuple(cov.shape)}")  # fmt: skip
         root = torch.linalg.cholesky(cov)  # (P, P)
         common["inverse_mass"] = cov.to(x.dtype)
+    sampled = (pyro.poutine.reparam(model, config={"weights": NormalScoreReparam(x.device)})
+               if normal_scores else model)  # fmt: skip
     draws, divergences = [], []
     start = time.perf_counter()
     for chain in range(num_chains):
@@ -359,15 +435,20 @@ def fit_mcmc(
         else:
             z = torch.randn(len(mode), dtype=torch.float64, device=x.device)
             start_at = mode + OVERDISPERSION * root @ z  # (P,)
+            if normal_scores:  # the initial value is the weights'; the reparam inverts it
+                start_at = from_normal_scores(model.prior, start_at.cpu()).to(start_at)
             common["init_strategy"] = init_to_value(values={"weights": start_at.to(x.dtype)})
         if kernel == "nuts":
-            step = nuts(model, max_tree_depth=max_tree_depth, **common)
+            step = nuts(sampled, max_tree_depth=max_tree_depth, **common)
         else:
-            step = hmc(model, num_steps=num_steps, **common)
+            step = hmc(sampled, num_steps=num_steps, **common)
         mcmc = MCMC(step, num_samples=num_samples, warmup_steps=warmup,
                     disable_progbar=not progress)  # fmt: skip
         mcmc.run(x, y)
-        draws.append({k: v.detach().to(x.device) for k, v in mcmc.get_samples().items()})
+        kept = mcmc.get_samples()
+        if normal_scores:  # (S, P) scores to weights
+            kept["weights"] = from_normal_scores(model.prior, kept.pop("weights_score").cpu())
+        draws.append({k: v.detach().to(x.device) for k, v in kept.items()})
         divergences.append(len(mcmc.diagnostics()["divergences"]["chain 0"]))
     wall = time.perf_counter() - start
     samples = {name: torch.stack([d[name] for d in draws]) for name in draws[0]}  # (C, S, ...)
@@ -377,7 +458,7 @@ def fit_mcmc(
         r_hat[name], ess[name] = float(site_r_hat.max()), float(site_ess.min())
     settings = {"kernel": kernel, "num_chains": num_chains, "num_samples": num_samples,
                 "warmup": warmup, "n_data": len(x), "mass": "diag" if laplace is None
-                else "laplace"}  # fmt: skip
+                else "laplace", "normal_scores": normal_scores}  # fmt: skip
     settings |= {"max_tree_depth": max_tree_depth} if kernel == "nuts" else {"num_steps": num_steps}
     guide = PosteriorSamples({name: v.reshape(-1, *v.shape[2:]) for name, v in samples.items()})
     return guide, MCMCResult(samples, r_hat, ess, divergences, round(wall, 2), settings)

@@ -45,7 +45,13 @@ from pyro.ops.integrator import potential_grad  # noqa: E402
 
 from pyro_bnn import BayesianMLP, evaluate, load_mnist  # noqa: E402
 from pyro_bnn.artifacts import artifact_dir, atomic_write, cached  # noqa: E402
-from pyro_bnn.mcmc import KERNELS, chain_diagnostics, fit_mcmc, laplace  # noqa: E402
+from pyro_bnn.mcmc import (  # noqa: E402
+    KERNELS,
+    NormalScoreReparam,
+    chain_diagnostics,
+    fit_mcmc,
+    laplace,
+)
 from pyro_bnn.predict import predictive_probs  # noqa: E402
 from pyro_bnn.priors import make_prior  # noqa: E402
 from runs.study.args import Parser, device, exit_timed, positive_int, started  # noqa: E402
@@ -124,6 +130,9 @@ def add_chain_options(p) -> None:
     p.add_argument("--steps", type=positive_int, default=20, help="HMC's leapfrog steps")
     p.add_argument("--mass", choices=MASSES, default="laplace",
                    help="the Laplace covariance, fixed, or Pyro's adapted diagonal")  # fmt: skip
+    p.add_argument("--normal-scores", action="store_true",
+                   help="sample each weight's normal score Phi^-1(F(w)), F its prior's CDF, "
+                   "not the weight (pyro_bnn.mcmc.NormalScoreReparam)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="chain c is seeded --seed + c")
 
 
@@ -146,14 +155,14 @@ def prior_row(args, data, prior: str, unlit: torch.Tensor) -> tuple[dict, torch.
     r_hat, ess = chain_diagnostics(weights)  # (P,) each
     # FC-10's flat weights: the (10, 784) matrix row by row, then the 10 biases
     on_unlit = torch.cat([unlit.expand(10, -1).reshape(-1), torch.zeros(10, dtype=torch.bool)])
-    grad_ms = gradient_ms(prior, data, args.device)
+    grad_ms = gradient_ms(prior, data, args.device, args.normal_scores)
     iterations = args.chains * (args.warmup + args.samples)
     bnn = model(prior).to(args.device)
     flat = weights.reshape(-1, weights.shape[-1]).to(args.device)  # (C S, P)
     scores = evaluate(lambda x: predictive_probs(bnn, flat, x).mean(0), data.test.x, data.test.y)
     row = {
         "arch": ARCH, "prior": prior, "kernel": args.kernel, "mass": args.mass,
-        "chains": args.chains,
+        "normal_scores": args.normal_scores, "chains": args.chains,
         "warmup": args.warmup, "draws_per_chain": args.samples, "n_train": len(data.train.y),
         "r_hat_max": float(r_hat.max()), "r_hat_limit": R_HAT_LIMIT[prior],
         "r_hat_max_iid": iid_r_hat_max(weights.shape),
@@ -198,13 +207,15 @@ def run_chain(args, data, prior: str, chain: int) -> tuple[dict, dict]:
     )
     config = {"arch": ARCH, "prior": prior, "n_train": len(data.train.y), "seed": args.seed + chain}
     config |= settings | ({"mass": "laplace"} if args.mass == "laplace" else {})
-    name = f"{ARCH}_{prior}_chain{chain}_seed{args.seed}"
+    config |= {"normal_scores": True} if args.normal_scores else {}
+    scores = "_scores" if args.normal_scores else ""
+    name = f"{ARCH}_{prior}{scores}_chain{chain}_seed{args.seed}"
 
     def compute() -> tuple[dict, dict]:
         pre = preconditioner(args, data, prior) if args.mass == "laplace" else None
         _, result = fit_mcmc(model(prior), data, num_chains=1, seed=args.seed + chain,
                              device=args.device, progress=not args.no_progress, laplace=pre,
-                             **settings)  # fmt: skip
+                             normal_scores=args.normal_scores, **settings)  # fmt: skip
         return {"weights": result.samples["weights"][0].cpu()}, {
             "divergences": sum(result.divergences)
         }
@@ -213,27 +224,33 @@ def run_chain(args, data, prior: str, chain: int) -> tuple[dict, dict]:
 
 
 def preconditioner(args, data, prior: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """pyro_bnn.mcmc.laplace's mode and covariance under ``prior``, an artifact under
-    <root>/laplace/ (every chain of the prior shares it)."""
+    """pyro_bnn.mcmc.laplace's mode and covariance under ``prior`` (of the normal scores
+    with --normal-scores), an artifact under <root>/laplace/ (every chain of the prior
+    shares it)."""
     config = {"arch": ARCH, "prior": prior, "n_train": len(data.train.y)}
+    config |= {"normal_scores": True} if args.normal_scores else {}
 
     def compute() -> tuple[dict, dict]:
         start = time.perf_counter()
-        mode, cov = laplace(model(prior), data, device=args.device)
+        mode, cov = laplace(model(prior), data, device=args.device,
+                            normal_scores=args.normal_scores)  # fmt: skip
         return {"mode": mode.cpu(), "cov": cov.cpu()}, {"wall_time_s": time.perf_counter() - start}
 
-    path = artifact_dir(args.root, "laplace", f"{ARCH}_{prior}")
+    scores = "_scores" if args.normal_scores else ""
+    path = artifact_dir(args.root, "laplace", f"{ARCH}_{prior}{scores}")
     tensors, _ = cached(path, config, compute, log=print)
     return tensors["mode"], tensors["cov"]
 
 
-def gradient_ms(prior: str, data, device) -> float:
-    """Median milliseconds of one gradient of the log posterior on the whole training set,
-    the unit of a leapfrog step."""
+def gradient_ms(prior: str, data, device, normal_scores: bool = False) -> float:
+    """Median milliseconds of one gradient of the log posterior on the whole training set
+    (of the normal scores' if ``normal_scores``), the unit of a leapfrog step."""
     x, y = data.train.x, data.train.y
     pyro.set_rng_seed(0)
-    init, potential, _, _ = initialize_model(model(prior).to(device), model_args=(x, y),
-                                             max_plate_nesting=1)  # fmt: skip
+    sampled = model(prior).to(device)
+    if normal_scores:
+        sampled = pyro.poutine.reparam(sampled, config={"weights": NormalScoreReparam(device)})
+    init, potential, _, _ = initialize_model(sampled, model_args=(x, y), max_plate_nesting=1)
     times = []
     for _ in range(GRAD_REPEATS + 1):  # the first call warms up
         if str(device).startswith("cuda"):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from pyro_bnn import BNN, Gaussian, ensemble_fn, evaluate, single_sample_fn
+from pyro_bnn import BNN, Gaussian, ScaleMixtureNormal, ensemble_fn, evaluate, single_sample_fn
 from pyro_bnn.mcmc import PosteriorSamples, chain_diagnostics, fit_mcmc, laplace, map_estimate
 from pyro_bnn.predict import mean_fn, posterior_mean, sample_posterior
 from tests.test_likelihoods import linear_data
@@ -161,3 +161,63 @@ def test_a_laplace_mass_matrix_shortens_trajectories_and_keeps_the_posterior():
     b = lap.samples["weights"].reshape(-1, 15).double()
     se = (a.var(0) / diag.ess["weights"] + b.var(0) / lap.ess["weights"]).sqrt()
     assert ((a.mean(0) - b.mean(0)).abs() < 4 * se).all()
+
+
+def _with_dead_inputs(dead: int = 2):
+    """_correlated_classification with ``dead`` more inputs that are always 0: the weights
+    on them appear in no likelihood term, so their posterior is their prior."""
+    x, y = _correlated_classification(200)
+    return torch.cat([x, torch.zeros(len(x), dead)], 1), y
+
+
+def test_normal_scores_let_hmc_draw_the_spike_and_slab_where_no_datum_constrains():
+    """Under the paper's scale mixture, the posterior of a weight on a dead input is the
+    prior itself: half its mass in the spike (sd e^-7) and half in the slab (sd e^-1).
+    In the normal scores' coordinates HMC draws it: R-hat near 1 there, and the share of
+    draws inside the spike and their sd are the prior's."""
+    x, y = _with_dead_inputs()
+    prior = ScaleMixtureNormal()
+    bnn = BNN(nn.Linear(6, 3), prior=prior)
+    _, result = fit_mcmc(bnn, (x, y), num_samples=100, warmup=100, num_chains=2, kernel="hmc",
+                         num_steps=10, normal_scores=True, progress=False)  # fmt: skip
+    assert result.settings["normal_scores"] and sum(result.divergences) == 0
+    weight = result.samples["weights"][..., :18].reshape(2, 100, 3, 6)  # (C, S, out, in)
+    dead = weight[..., 4:]  # (C, S, 3, 2)
+    r_hat, ess = chain_diagnostics(dead)
+    assert r_hat.max() < 1.1 and ess.min() > 50  # a chain stuck in the spike or the slab: far above
+    spike = 3 * prior.sigma2  # the spike holds 99.7% of its mass, the slab 0.7% of its
+    assert abs(float((dead.abs() < spike).float().mean()) - 0.5 * (0.9973 + 0.0074)) < 0.1
+    torch.testing.assert_close(dead.std(), prior.variance.sqrt(), rtol=0.25, atol=0)
+
+
+def test_laplace_in_normal_scores_is_the_mode_and_inverse_hessian_of_their_potential():
+    """laplace(normal_scores=True): the mode zeroes the gradient of Pyro's potential of the
+    reparametrised model, and the covariance inverts its Hessian, here by central
+    differences of that gradient (the chain rule in laplace is checked against autograd)."""
+    from pyro.infer.mcmc.util import initialize_model
+
+    from pyro_bnn.mcmc import NormalScoreReparam
+
+    x, y = _with_dead_inputs()
+    bnn = BNN(nn.Linear(6, 3), prior=ScaleMixtureNormal())
+    mode, cov = laplace(bnn, (x, y), normal_scores=True)
+    model = pyro.poutine.reparam(bnn, config={"weights": NormalScoreReparam()})
+    _, potential, _, _ = initialize_model(model, model_args=(x, y), max_plate_nesting=1)
+
+    def grad(eta: torch.Tensor) -> torch.Tensor:
+        at = eta.float().requires_grad_(True)
+        return torch.autograd.grad(potential({"weights_score": at}), at)[0].double()
+
+    assert grad(mode).abs().max() < 1e-2  # the gradient at 0 is ~10
+    h = 1e-3
+    hessian = torch.stack([(grad(mode + h * e) - grad(mode - h * e)) / (2 * h)
+                           for e in torch.eye(len(mode), dtype=torch.float64)])  # fmt: skip
+    symmetric = (hessian + hessian.T) / 2
+    torch.testing.assert_close(torch.linalg.inv(cov), symmetric, rtol=0.05, atol=0.05)
+    # the dead inputs' weights: no data, so their scores' posterior is N(0, 1) exactly
+    dead = torch.zeros(3, 6, dtype=torch.bool)
+    dead[:, 4:] = True
+    dead = torch.cat([dead.reshape(-1), torch.zeros(3, dtype=torch.bool)])
+    standard = torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64)
+    torch.testing.assert_close(mode[dead], standard[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(cov.diagonal()[dead], standard[1], atol=1e-4, rtol=0)

@@ -4,7 +4,14 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from pyro_bnn.priors import PackedPrior, ScaleMixtureNormal, make_prior, pack_prior
+from pyro_bnn.priors import (
+    PackedPrior,
+    ScaleMixtureNormal,
+    from_normal_scores,
+    make_prior,
+    pack_prior,
+    to_normal_scores,
+)
 
 PI, S1, S2 = 0.5, math.exp(-1), math.exp(-7)
 
@@ -124,3 +131,43 @@ def test_prior_errors():
     with pytest.raises(ValueError, match="known priors: scale-mixture"):
         make_prior("horseshoe")
     assert isinstance(make_prior("scale-mixture", pi=0.25), ScaleMixtureNormal)
+
+
+@pytest.mark.parametrize(
+    "pi, sigma1, sigma2",
+    [(0.5, math.exp(-1), math.exp(-7)), (0.25, 1.0, math.exp(-8)), (0.9, 0.01, 2.0),
+     (0.5, 1.0, 1e-6)],
+)  # fmt: skip
+def test_normal_scores_carry_a_standard_normal_onto_the_prior(pi, sigma1, sigma2):
+    """w = F^-1(Phi(eta)): the mixture's CDF, written here from its two normal CDFs, gives
+    back Phi(eta); to_normal_scores inverts it within 1e-8; dw/deta matches finite
+    differences; and normal draws of eta become draws of the prior."""
+    prior = ScaleMixtureNormal(pi, sigma1, sigma2)
+    eta = torch.cat([torch.linspace(-12, 12, 24001, dtype=torch.float64),
+                     torch.logspace(-9, 0, 20, dtype=torch.float64)])  # fmt: skip
+    w = from_normal_scores(prior, eta)
+    cdf = pi * torch.special.ndtr(w / sigma1) + (1 - pi) * torch.special.ndtr(w / sigma2)
+    assert (cdf - torch.special.ndtr(eta)).abs().max() < 1e-10
+    assert (to_normal_scores(prior, w) - eta).abs().max() < 1e-8
+    at = torch.tensor([-3.0, -0.9, -0.3, 0.2, 0.7, 2.5], dtype=torch.float64, requires_grad=True)
+    (slope,) = torch.autograd.grad(from_normal_scores(prior, at).sum(), at)
+    h = 1e-6
+    up, down = (from_normal_scores(prior, at.detach() + d) for d in (h, -h))
+    torch.testing.assert_close(slope, (up - down) / (2 * h), rtol=1e-5, atol=0)
+    g = torch.Generator().manual_seed(0)
+    drawn = from_normal_scores(prior, torch.randn(100_000, generator=g))  # float32 in and out
+    assert drawn.dtype == torch.float32
+    torch.testing.assert_close(drawn.var(), prior.variance, rtol=0.03, atol=0)
+    (narrow, p_narrow), (wide, p_wide) = sorted([(sigma1, pi), (sigma2, 1 - pi)])
+    share = (drawn.abs() < narrow).float().mean()  # P(|w| < the narrow sd), from the CDFs
+    expect = p_narrow * math.erf(1 / math.sqrt(2)) + p_wide * math.erf(narrow / wide / math.sqrt(2))
+    assert abs(float(share) - expect) < 0.005
+
+
+def test_normal_scores_of_a_normal_prior_are_its_standardised_weights():
+    prior = dist.Normal(torch.full((3,), 1.0), 2.0).to_event(1)
+    eta = torch.tensor([-1.0, 0.0, 0.5])
+    torch.testing.assert_close(from_normal_scores(prior, eta), torch.tensor([-1.0, 1.0, 2.0]))
+    torch.testing.assert_close(to_normal_scores(prior, torch.tensor([-1.0, 1.0, 2.0])), eta)
+    with pytest.raises(ValueError, match="Laplace"):
+        from_normal_scores(dist.Laplace(0.0, 1.0), eta)

@@ -405,6 +405,11 @@ def test_exact_posterior_quick():
     folder = Path(re.search(r"(\S+)/hmc-chain/", out).group(1))
     (chain,) = (folder / "hmc-chain").iterdir()  # a worker runs its chain only
     assert "_normal_chain1_" in chain.name and not list(folder.glob("*.csv"))
+    out = run_script("exact_posterior.py", "--no-progress", "--priors", "scale-mixture",
+                     "--chain", "0", "--normal-scores")  # fmt: skip
+    folder = Path(re.search(r"(\S+)/hmc-chain/", out).group(1))
+    (chain,) = (folder / "hmc-chain").iterdir()  # its own artifact, beside the weights' chains
+    assert "_scale-mixture_scores_chain0_" in chain.name
     proc = run("runs/exact_posterior.py", "--quick", "--chains", "2", "--chain", "2")
     assert proc.returncode == 2 and "argument --chain: must be in [0, --chains = 2)" in proc.stderr
 
