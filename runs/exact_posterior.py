@@ -19,8 +19,11 @@ lie: weights on pixels that no training image lights, whose posterior is the pri
 the rest; and the worst that independent draws of as many would show),
 divergences, the wall time, the measured cost of one gradient of the log
 posterior and so the leapfrog steps per draw, and the posterior predictive's test
-accuracy, NLL and ECE (the mean over every kept draw). Priors: 'normal' (N(0, 1) on every
-weight) and 'scale-mixture' (the paper's eq. 2 prior).
+accuracy, NLL and ECE (the mean over every kept draw). Under the scale mixture it also
+reports how often the unlit pixels' weights fall in the spike, beside the prior's share,
+and how many lit weights are bimodal (in the spike in 10-90% of draws). --normal-scores
+samples each weight's normal score (pyro_bnn.mcmc.NormalScoreReparam), not the weight.
+Priors: 'normal' (N(0, 1) on every weight) and 'scale-mixture' (the paper's eq. 2 prior).
 
 Writes hmc_<arch>_n<train>.csv and .md (one row per prior) and a .png of the largest R-hat
 per pixel to --results (default runs/results/exact_posterior/).
@@ -28,6 +31,7 @@ per pixel to --results (default runs/results/exact_posterior/).
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 import time
@@ -53,7 +57,7 @@ from pyro_bnn.mcmc import (  # noqa: E402
     laplace,
 )
 from pyro_bnn.predict import predictive_probs  # noqa: E402
-from pyro_bnn.priors import make_prior  # noqa: E402
+from pyro_bnn.priors import ScaleMixtureNormal, make_prior  # noqa: E402
 from runs.study.args import Parser, device, exit_timed, positive_int, started  # noqa: E402
 from runs.study.machine import describe  # noqa: E402
 from runs.study.plots import save_png  # noqa: E402
@@ -179,8 +183,31 @@ def prior_row(args, data, prior: str, unlit: torch.Tensor) -> tuple[dict, torch.
         # posterior is the prior; the draws' sd there should be the prior's
         "unlit_sd": float(weights[..., on_unlit].std()) if on_unlit.any() else None,
         "prior_sd": float(make_prior(prior).variance.sqrt()),
+        **spike_shares(prior, weights, on_unlit),
     }  # fmt: skip
     return row, r_hat[: 10 * 784].reshape(10, 784).amax(0).reshape(28, 28).cpu()  # (C, px)
+
+
+def spike_shares(prior: str, weights: torch.Tensor, on_unlit: torch.Tensor) -> dict:
+    """Under the scale mixture, how often the draws (C, S, P) lie in the spike, |w| < 3
+    times its sd: on the unlit pixels' weights, beside the prior's own share (the known
+    answer there); and how many lit weights are bimodal, in the spike in 10-90% of draws."""
+    base = make_prior(prior)
+    if not isinstance(base, ScaleMixtureNormal):
+        return {"spike_share_unlit": None, "spike_share_prior": None, "bimodal_lit": None}
+    (narrow, p_narrow), (wide, p_wide) = sorted(
+        [(base.sigma1, base.pi), (base.sigma2, 1 - base.pi)]
+    )
+    inside = (weights.abs() < 3 * narrow).double().mean((0, 1))  # (P,) share of draws
+    expect = p_narrow * math.erf(3 / math.sqrt(2)) + p_wide * math.erf(
+        3 * narrow / wide / math.sqrt(2)
+    )
+    lit = inside[~on_unlit]
+    return {
+        "spike_share_unlit": float(inside[on_unlit].mean()) if on_unlit.any() else None,
+        "spike_share_prior": expect,
+        "bimodal_lit": int(((lit >= 0.1) & (lit <= 0.9)).sum()),
+    }
 
 
 def iid_r_hat_max(shape: torch.Size, seed: int = 0) -> float:

@@ -399,6 +399,10 @@ def test_exact_posterior_quick():
     assert table["test_acc"].between(0, 100).all() and table["leapfrog_per_iteration"].gt(0).all()
     assert table["prior_sd"].round(4).tolist() == [1.0, 0.2601]  # N(0, 1); the paper's mixture
     assert table["unlit_sd"].gt(0).all()  # 200 images leave pixels unlit
+    # the spike's share: the prior's, 0.5 * P(|N(0, e^-7)| < 3 e^-7) + 0.5 * P(|N(0, e^-1)| < ...)
+    assert table["spike_share_prior"].isna().tolist() == [True, False]
+    assert round(table["spike_share_prior"][1], 4) == 0.5016
+    assert table["spike_share_unlit"][1] <= 1 and table["bimodal_lit"][1] >= 0
     assert (folder / "hmc_FC-10_n200.png").stat().st_size > 10_000
     assert len(list((folder / "hmc-chain").iterdir())) == 4  # a chain per artifact
     out = run_script("exact_posterior.py", "--no-progress", "--priors", "normal", "--chain", "1")
