@@ -252,7 +252,8 @@ def map_estimate(
     """The mode of a classifier's posterior p(w | D) on the full data, by L-BFGS from the
     prior's mean, with the prior taken as the Gaussian of its mean and variance (exact for
     a Gaussian prior): the MAP point estimate, (P,) on ``device``. With ``normal_scores``,
-    the mode of p(eta | D) under the exact prior, eta the weights' normal scores.
+    the mode of p(eta | D) under the exact prior, eta the weights' normal scores, by
+    L-BFGS from the normal scores of that Gaussian-prior mode.
 
     :param model: a :class:`~pyro_bnn.bnn.BNN` with the categorical likelihood.
     :param data: (x, y) tensors, a Split, or the MNIST splits (their train split).
@@ -268,9 +269,12 @@ def map_estimate(
     train = in_memory(model, data, device)
     x, y = train.x, train.y
     mean, variance = model.prior.mean.to(x.device), model.prior.variance.to(x.device)  # (P,)
+    start = mean
     if normal_scores:  # eta ~ N(0, I): its prior mean 0 and variance 1
+        gaussian = map_estimate(model, train, max_iter=max_iter, device=device)
+        start = to_normal_scores(model.prior, gaussian.cpu()).to(x.device)
         mean, variance = torch.zeros_like(mean), torch.ones_like(variance)
-    w = mean.clone().requires_grad_(True)
+    w = start.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([w], max_iter=max_iter, line_search_fn="strong_wolfe",
                             tolerance_grad=1e-9, tolerance_change=1e-12)  # fmt: skip
 
@@ -311,7 +315,10 @@ def laplace(
     :param max_iter: L-BFGS iterations at most.
     :param device: where it runs.
     :param normal_scores: the Laplace approximation of p(eta | D) under the exact prior,
-        eta the weights' normal scores (:class:`NormalScoreReparam`).
+        eta the weights' normal scores (:class:`NormalScoreReparam`). The chain rule's
+        second-order term, (d nll / dw) (d2w / deta2), enters only where it is positive:
+        where it is not, a weight sits between the spike and the slab, the mode may be a
+        saddle there, and the term would cost the matrix its positive definiteness.
     :returns: the mode (P,) and the covariance (P, P), float64.
 
     >>> mode, cov = laplace(bnn, load_mnist())
@@ -335,7 +342,7 @@ def laplace(
     if normal_scores:  # d2/deta2 of nll(w(eta)) + |eta|^2 / 2, by the chain rule
         slope, curvature = _normal_score_derivatives(model, mode)  # dw/deta, d2w/deta2
         hessian *= slope[:, None] * slope[None, :]
-        hessian.diagonal().add_(grad * curvature + 1)
+        hessian.diagonal().add_((grad * curvature).clamp_min(0) + 1)
     else:
         hessian.diagonal().add_(1 / model.prior.variance.to(x.device).double())  # the prior's
     covariance = torch.cholesky_inverse(torch.linalg.cholesky(hessian))
