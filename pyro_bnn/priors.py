@@ -45,6 +45,7 @@ QUANTILE_GRID = torch.linspace(
     math.log(QUANTILE_GRID_MIN), math.log(40.0), 4001, dtype=torch.float64
 )
 NEWTON_STEPS = 6
+FAR_TAIL = -700.0  # log tail probabilities below it underflow exp in float64
 
 
 class _MixtureLogProb(torch.autograd.Function):
@@ -144,6 +145,11 @@ class ScaleMixtureNormal(dist.TorchDistribution):
         )
 
 
+def _log_density(prior: ScaleMixtureNormal, w: torch.Tensor) -> torch.Tensor:
+    """log p(w), elementwise, without validating w (a diverging step may bring NaN)."""
+    return _MixtureLogProb.apply(w, prior._c1, prior._h1, prior._c2, prior._h2)
+
+
 def _log_survival(prior: ScaleMixtureNormal, a: torch.Tensor) -> torch.Tensor:
     """log P(w > a) under the mixture, exact in the far tail."""
     return torch.logaddexp(
@@ -175,7 +181,7 @@ def _mixture_quantile(prior: ScaleMixtureNormal, eta: torch.Tensor) -> torch.Ten
     """The weight w whose prior CDF is Phi(eta), float64: bracketed by a table of the
     quantiles, then safeguarded Newton steps on log w (a bisection where a step leaves
     the bracket). Symmetric, so the upper tail keeps its precision."""
-    a = eta.double().abs()
+    a = eta.double().abs().nan_to_num(0.0, posinf=0.0)  # non-finite scores pass through below
     log_a = a.clamp_min(QUANTILE_GRID_MIN).log()
     target = torch.special.log_ndtr(-a)
     table = _quantile_table(prior.pi, prior.sigma1, prior.sigma2).to(a.device)  # (G,)
@@ -185,21 +191,22 @@ def _mixture_quantile(prior: ScaleMixtureNormal, eta: torch.Tensor) -> torch.Ten
     i = at.floor().long()
     lo, hi = table[i], table[i + 1]  # log w brackets: the quantile is monotone
     small, large = sorted((prior.sigma1, prior.sigma2))
-    beyond = log_a > grid[-1]  # past the table: the components' quantiles bracket it
-    lo = torch.where(beyond, log_a + math.log(small), lo)
-    hi = torch.where(beyond, log_a + math.log(large), hi)
-    u = torch.where(beyond, (lo + hi) / 2, torch.lerp(lo, hi, at - i))
+    beyond = log_a > grid[-1]  # past the table: the components' quantiles bracket it, and
+    lo = torch.where(beyond, log_a + math.log(small), lo)  # Newton from the wide one's stays
+    hi = torch.where(beyond, log_a + math.log(large), hi)  # inside (log S concave there)
+    u = torch.where(beyond, hi, torch.lerp(lo, hi, at - i))
     for _ in range(NEWTON_STEPS):
         w = u.exp()
         log_s = _log_survival(prior, w)
         gap = log_s - target  # > 0: u below the quantile
         lo, hi = torch.where(gap > 0, u, lo), torch.where(gap > 0, hi, u)
-        step = u + gap * (log_s - prior.log_prob(w) - u).exp()  # d log S / du = -w p(w) / S
+        step = u + gap * (log_s - _log_density(prior, w) - u).exp()  # dlogS/du = -w p(w) / S
         u = torch.where((step >= lo) & (step <= hi), step, (lo + hi) / 2)
     # below the table the quantile is linear: w = eta phi(0) / p(0), to O(eta^3)
-    linear = a * math.exp(-LOG_SQRT_2PI - float(prior.log_prob(torch.zeros((), dtype=a.dtype))))
+    at_zero = float(_log_density(prior, torch.zeros((), dtype=a.dtype)))
+    linear = a * math.exp(-LOG_SQRT_2PI - at_zero)
     w = torch.where(a < QUANTILE_GRID_MIN, linear, u.exp())
-    return torch.copysign(w, eta.double())
+    return torch.copysign(w, eta.double()).where(eta.isfinite(), eta.double())
 
 
 def _univariate(prior: dist.Distribution) -> dist.Distribution:
@@ -226,7 +233,7 @@ class _FromNormalScores(torch.autograd.Function):
             return prior.loc.to(eta) + scale * eta
         w = _mixture_quantile(prior, eta)
         log_phi = -eta.double().square() / 2 - LOG_SQRT_2PI
-        ctx.save_for_backward((log_phi - prior.log_prob(w)).exp().to(eta.dtype))
+        ctx.save_for_backward((log_phi - _log_density(prior, w)).exp().to(eta.dtype))
         return w.to(eta.dtype)
 
     @staticmethod
@@ -258,8 +265,18 @@ def to_normal_scores(prior: dist.Distribution, w: torch.Tensor) -> torch.Tensor:
     base = _univariate(prior)
     if isinstance(base, dist.Normal):
         return (w - base.loc.to(w)) / base.scale.to(w)
-    tail = _log_survival(base, w.double().abs()).exp()  # P(|W| > |w|) / 2, in (0, 1/2]
-    return torch.copysign(-torch.special.ndtri(tail), w.double()).to(w.dtype)
+    log_tail = _log_survival(base, w.double().abs())  # log P(W > |w|), in (-inf, log 1/2]
+    a = -torch.special.ndtri(log_tail.exp())
+    # where exp underflows (|eta| > 38), Newton on log Phi(-a) = log_tail from the
+    # asymptote a^2 / 2 + log a ~ -log_tail - log sqrt(2 pi)
+    far = log_tail < FAR_TAIL
+    guess = (-2 * log_tail.clamp(max=FAR_TAIL)).sqrt()
+    for _ in range(NEWTON_STEPS):
+        log_phi = torch.special.log_ndtr(-guess)
+        slope = (-guess.square() / 2 - LOG_SQRT_2PI - log_phi).exp()  # -d log Phi(-a) / da
+        guess = guess + (log_phi - log_tail) / slope
+    eta = torch.copysign(torch.where(far, guess, a), w.double()).to(w.dtype)
+    return eta.where(w.isfinite(), w)
 
 
 class PackedPrior(dist.TorchDistribution):

@@ -25,8 +25,9 @@ and how many lit weights are bimodal (in the spike in 10-90% of draws). --normal
 samples each weight's normal score (pyro_bnn.mcmc.NormalScoreReparam), not the weight.
 Priors: 'normal' (N(0, 1) on every weight) and 'scale-mixture' (the paper's eq. 2 prior).
 
-Writes hmc_<arch>_n<train>.csv and .md (one row per prior) and a .png of the largest R-hat
-per pixel to --results (default runs/results/exact_posterior/).
+Writes hmc_<arch>_n<train>.csv and .md (one row per prior; suffixed _scores with
+--normal-scores) and a .png of the largest R-hat per pixel to --results (default
+runs/results/exact_posterior/).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     table = pd.DataFrame(rows)
     results = Path(args.results)
-    tag = f"hmc_{ARCH}_n{n_train}"
+    tag = f"hmc_{ARCH}_n{n_train}" + ("_scores" if args.normal_scores else "")
     atomic_write(results / f"{tag}.csv", lambda tmp: table.to_csv(tmp, index=False))
     footer = (
         f"Made by `{command}` on {args.device} ({describe(args.device)}). R-hat is split "

@@ -140,15 +140,24 @@ def test_prior_errors():
 )  # fmt: skip
 def test_normal_scores_carry_a_standard_normal_onto_the_prior(pi, sigma1, sigma2):
     """w = F^-1(Phi(eta)): the mixture's CDF, written here from its two normal CDFs, gives
-    back Phi(eta); to_normal_scores inverts it within 1e-8; dw/deta matches finite
+    back Phi(eta), and its tail from the two normal tails; to_normal_scores inverts it
+    within 1e-8 out to |eta| = 45, past the quantile table; dw/deta matches finite
     differences; and normal draws of eta become draws of the prior."""
     prior = ScaleMixtureNormal(pi, sigma1, sigma2)
-    eta = torch.cat([torch.linspace(-12, 12, 24001, dtype=torch.float64),
+    eta = torch.cat([torch.linspace(-45, 45, 90001, dtype=torch.float64),
                      torch.logspace(-9, 0, 20, dtype=torch.float64)])  # fmt: skip
     w = from_normal_scores(prior, eta)
+    assert (w.diff()[:90000] > 0).all()  # monotone across the table's end at 40
     cdf = pi * torch.special.ndtr(w / sigma1) + (1 - pi) * torch.special.ndtr(w / sigma2)
     assert (cdf - torch.special.ndtr(eta)).abs().max() < 1e-10
+    up = eta > 5  # the upper tail: log P(W > w) = log (1 - Phi(eta)), relative to it
+    log_ndtr = torch.special.log_ndtr
+    log_tail = torch.logaddexp(math.log(pi) + log_ndtr(-w[up] / sigma1),
+                               math.log1p(-pi) + log_ndtr(-w[up] / sigma2))  # fmt: skip
+    assert ((log_tail - torch.special.log_ndtr(-eta[up])).abs() / eta[up] ** 2).max() < 1e-10
     assert (to_normal_scores(prior, w) - eta).abs().max() < 1e-8
+    odd = torch.tensor([math.nan, math.inf, -math.inf], dtype=torch.float64)  # pass through
+    torch.testing.assert_close(from_normal_scores(prior, odd), odd, equal_nan=True)
     at = torch.tensor([-3.0, -0.9, -0.3, 0.2, 0.7, 2.5], dtype=torch.float64, requires_grad=True)
     (slope,) = torch.autograd.grad(from_normal_scores(prior, at).sum(), at)
     h = 1e-6
