@@ -260,6 +260,10 @@ def from_normal_scores(prior: dist.Distribution, eta: torch.Tensor) -> torch.Ten
 def to_normal_scores(prior: dist.Distribution, w: torch.Tensor) -> torch.Tensor:
     """The inverse of :func:`from_normal_scores`: eta = Phi^-1(F(w)), not differentiable.
 
+    :param prior: as for :func:`from_normal_scores`: F.
+    :param w: the weights.
+    :returns: their normal scores, shaped as w.
+
     >>> eta = to_normal_scores(ScaleMixtureNormal(), w)
     """
     base = _univariate(prior)
