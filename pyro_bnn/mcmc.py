@@ -338,7 +338,8 @@ def laplace(
     for start in range(0, len(x), chunk_size):
         xs, ys = x[start : start + chunk_size], y[start : start + chunk_size]
         hessian += torch.func.hessian(nll)(w, xs, ys).double()  # the data's part
-        grad += torch.func.grad(nll)(w, xs, ys).double()
+        if normal_scores:  # the chain rule's second-order term needs d nll / dw
+            grad += torch.func.grad(nll)(w, xs, ys).double()
     if normal_scores:  # d2/deta2 of nll(w(eta)) + |eta|^2 / 2, by the chain rule
         slope, curvature = _normal_score_derivatives(model, mode)  # dw/deta, d2w/deta2
         hessian *= slope[:, None] * slope[None, :]
