@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     table = pd.DataFrame(rows)
     results = Path(args.results)
-    tag = f"hmc_{ARCH}_n{n_train}" + ("_scores" if args.normal_scores else "")
+    tag = f"hmc_{ARCH}_n{n_train}" + scores_suffix(args)
     atomic_write(results / f"{tag}.csv", lambda tmp: table.to_csv(tmp, index=False))
     footer = (
         f"Made by `{command}` on {args.device} ({describe(args.device)}). R-hat is split "
@@ -225,6 +225,11 @@ def model(prior: str) -> BayesianMLP:
     return BayesianMLP(ARCH, prior=make_prior(prior))
 
 
+def scores_suffix(args) -> str:
+    """What --normal-scores adds to the names of the chains, the Laplace and the table."""
+    return "_scores" if args.normal_scores else ""
+
+
 def run_chain(args, data, prior: str, chain: int) -> tuple[dict, dict]:
     """Chain ``chain`` under ``prior``: its artifact, run now unless it is saved."""
     settings = {"kernel": args.kernel, "warmup": args.warmup, "num_samples": args.samples}
@@ -236,8 +241,7 @@ def run_chain(args, data, prior: str, chain: int) -> tuple[dict, dict]:
     config = {"arch": ARCH, "prior": prior, "n_train": len(data.train.y), "seed": args.seed + chain}
     config |= settings | ({"mass": "laplace"} if args.mass == "laplace" else {})
     config |= {"normal_scores": True} if args.normal_scores else {}
-    scores = "_scores" if args.normal_scores else ""
-    name = f"{ARCH}_{prior}{scores}_chain{chain}_seed{args.seed}"
+    name = f"{ARCH}_{prior}{scores_suffix(args)}_chain{chain}_seed{args.seed}"
 
     def compute() -> tuple[dict, dict]:
         pre = preconditioner(args, data, prior) if args.mass == "laplace" else None
@@ -264,8 +268,7 @@ def preconditioner(args, data, prior: str) -> tuple[torch.Tensor, torch.Tensor]:
                             normal_scores=args.normal_scores)  # fmt: skip
         return {"mode": mode.cpu(), "cov": cov.cpu()}, {"wall_time_s": time.perf_counter() - start}
 
-    scores = "_scores" if args.normal_scores else ""
-    path = artifact_dir(args.root, "laplace", f"{ARCH}_{prior}{scores}")
+    path = artifact_dir(args.root, "laplace", f"{ARCH}_{prior}{scores_suffix(args)}")
     tensors, _ = cached(path, config, compute, log=print)
     return tensors["mode"], tensors["cov"]
 
