@@ -13,7 +13,8 @@ many of them the source already misclassified, the distortion, the source's accu
 loss, and beside them the authors' notebook's (runs.study.paper.AUTHORS_SETS). Unless
 --sets-only, also the Table 2 cells: the seven BNNs of runs/bnn_curves.py (best
 validation epoch; single sample, mean of --runs) at x + 1.5 r and the four plain
-FC-100-100-10 nets at x + 3 r, as the authors' code scores them. Attack sets are
+FC-100-100-10 nets at x + 3 r, as the authors' code scores them, each beside the paper's
+cell and the difference. Attack sets are
 artifacts under --root: a killed run resumes set by set.
 
 --sources paper (the default) trains the sources as the authors' notebook did
@@ -186,17 +187,23 @@ def main(argv: list[str] | None = None) -> int:
     zoo = tables.Zoo(args.seed, bnns, plains, [], [])
     cells = [
         tables.table2(zoo, budget_sets, data, args.runs, BNN_MULT, PLAIN_MULT, False)
-        .drop(columns="paper")
         .assign(steps=steps)
         for steps, budget_sets in sets.items()
     ]
     cells_df = pd.concat(cells)
+    cells_df["diff"] = cells_df["acc"] - cells_df["paper"].astype(float)
     atomic_write(results / f"budget_{tag}.csv", lambda tmp: cells_df.to_csv(tmp, index=False))
-    wide = cells_df.pivot_table(index=["source", "steps"], columns=["kind", "param"], values="acc")
+    def wide(values: str) -> str:
+        table = cells_df.pivot_table(index=["source", "steps"], columns=["kind", "param"],
+                                     values=values)  # fmt: skip
+        return table.to_markdown(floatfmt=".2f")
+
     markdown = (
         sets_df.to_markdown(index=False, floatfmt=".3f")
         + "\n\nTable 2 cells (accuracy %, survivors only; BNN x1.5, plain x3):\n\n"
-        + wide.to_markdown(floatfmt=".2f")
+        + wide("acc")
+        + "\n\nThe same cells minus the paper's Table 2 (points):\n\n"
+        + wide("diff")
         + f"\n\nBNNs from {args.bnn_root}.\n"
         + footer
     )

@@ -21,7 +21,8 @@ epoch within --loss-tol of that loss and their live shares. Then the epochs whos
 lies within 10% of the notebook's survivors: how many, and their longest run.
 
 Writes fingerprint_<tag>.csv (every epoch), fingerprint_<tag>_summary.csv and .md (a row
-per source) and a .png to --results (default runs/results/budget/); tag: <archs>.
+per source) and a .png to --results (default runs/results/budget/); tag: <archs>, suffixed
+_lam<l1>_<l2>... for --lams other than 0 and 1e-4.
 """
 
 from __future__ import annotations
@@ -58,13 +59,14 @@ from runs.study.plots import save_png  # noqa: E402
 from runs.study.tables import keras_loss  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+DEFAULT_LAMS = (0.0, 1e-4)
 LIVE_TOL = 0.1  # live_near_epochs: the live share within 10% of the notebook's survivors
 
 
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="runs/source_fingerprint.py", description=__doc__.splitlines()[0])
     p.add_argument("--archs", nargs="+", default=["FC-10", "FC-100-100-10", "FC-200-200-10"])
-    p.add_argument("--lams", type=float, nargs="+", default=[0.0, 1e-4])
+    p.add_argument("--lams", type=float, nargs="+", default=list(DEFAULT_LAMS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--epochs", type=positive_int, default=PAPER_SOURCE.max_epochs)
     p.add_argument(
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     epochs = pd.concat(histories, ignore_index=True)
     summary = summarise(epochs, args.acc_tol, args.loss_tol)
     results, tag = Path(args.results), "_".join(args.archs)
+    if tuple(args.lams) != DEFAULT_LAMS:
+        tag += "_lam" + "_".join(f"{lam:g}" for lam in args.lams)
     atomic_write(results / f"fingerprint_{tag}.csv", lambda t: epochs.to_csv(t, index=False))
     atomic_write(
         results / f"fingerprint_{tag}_summary.csv", lambda t: summary.to_csv(t, index=False)

@@ -358,6 +358,13 @@ def test_attack_budget_quick():
     cells = pd.read_csv(folder / "budget_paper-sources_FC-10_n100_3ep_lam0.csv")
     assert len(cells) == 2 * (2 + 2 + 4)  # budgets x (2 BNNs, their posterior means, 4 plains)
     assert set(cells["multiplier"]) == {1.5, 3.0} and cells["acc"].between(0, 100).all()
+    theirs = cells[cells["kind"].isin(["bnn", "plain"])]  # FC-10 lambda 0: Table 2's first row
+    expected = [paper.TABLE2_BNN[0][paper.RHO_INITS.index(v)] if k == "bnn"
+                else paper.TABLE2_PLAIN[0][paper.LAMBDAS.index(v)]
+                for k, v in zip(theirs["kind"], theirs["param"])]  # fmt: skip
+    assert theirs["paper"].tolist() == expected
+    assert ((theirs["diff"] - (theirs["acc"] - theirs["paper"])).abs() < 1e-9).all()
+    assert cells.loc[~cells.index.isin(theirs.index), "paper"].isna().all()
     assert (folder / "budget_paper-sources_FC-10_n100_3ep_lam0.png").stat().st_size > 10_000
     assert "Table 2 cells" in out
 
@@ -510,12 +517,12 @@ def test_source_fingerprint_quick():
     notebook's row."""
     out = run_script("source_fingerprint.py")
     folder = Path(out.split("saved ")[1].split("/fingerprint/")[0])
-    epochs = pd.read_csv(folder / "fingerprint_FC-10.csv")
+    epochs = pd.read_csv(folder / "fingerprint_FC-10_lam0.csv")
     assert list(epochs["epoch"]) == [1, 2, 3] and epochs["live_share"].between(0, 1).all()
-    summary = pd.read_csv(folder / "fingerprint_FC-10_summary.csv").iloc[0]
+    summary = pd.read_csv(folder / "fingerprint_FC-10_lam0_summary.csv").iloc[0]
     assert summary["authors_survivors"] == 8351 / 10_000 and summary["epochs"] == 3
     assert summary["val_acc"] == pytest.approx(epochs["val_acc"].iloc[-1])
-    assert (folder / "fingerprint_FC-10.png").stat().st_size > 10_000
+    assert (folder / "fingerprint_FC-10_lam0.png").stat().st_size > 10_000
 
 
 def test_loss_matched_epoch_is_the_nearest_loss_at_the_notebooks_accuracy():

@@ -229,3 +229,27 @@ def test_attack_summary_sets_the_source_and_the_authors_beside_the_set(small):
     rigorous = replace(attack, meta={**meta, "config": {"protocol": "rigorous"}})
     ours = tables.attack_summary([rigorous], small).iloc[0]  # no authors, no Keras clip
     assert ours[["authors_success_rate", "authors_val_acc", "live_share"]].isna().all()
+
+
+def test_table2_reads_the_papers_cell_of_each_source_not_of_its_position(small):
+    """Sets of a subset of the 12 sources, out of the paper's order: each row's 'paper'
+    figure is its own source's (FC-1200-1200-10 at lambda 1 is the paper's last row)."""
+    from runs.study import paper
+
+    n = 20
+    tensors = {"r": torch.zeros(n, 784), "success": torch.ones(n, dtype=torch.bool),
+               "y": small.val.y[:n], "index": torch.arange(n)}  # fmt: skip
+    sources = [("FC-1200-1200-10", 1.0), ("FC-10", 0.0), ("FC-100-100-10", 0.0)]
+    sets = [
+        tables.AttackSet(SimpleNamespace(name=f"{arch}_lam{lam:g}", arch=arch, lam=lam),
+                         tensors, {}, "val")  # fmt: skip
+        for arch, lam in sources
+    ]
+    plains = {1e-2: torch.nn.Linear(784, 10), 0.5: torch.nn.Linear(784, 10)}
+    zoo = tables.Zoo(seed=0, bnns={}, plains=plains, sources=[], pool=[])
+    got = tables.table2(zoo, sets, small, runs=1, bnn_mult=1.5, plain_mult=3.0,
+                        keep_failures=False)  # fmt: skip
+    col = paper.LAMBDAS.index(1e-2)
+    none = -1.0  # no such cell in the paper: lambda 0.5, and FC-100-100-10 as a source
+    expected = [paper.TABLE2_PLAIN[11][col], none, paper.TABLE2_PLAIN[0][col], none, none, none]
+    assert got["paper"].astype(float).fillna(none).tolist() == expected

@@ -20,6 +20,16 @@ ATTACK_STEPS = 4000
 # Szegedy et al. (2014), Table 1: test error of their FC-10 nets, by lambda.
 SZEGEDY_TEST_ERROR = {("FC-10", 1e-4): 0.074, ("FC-10", 1e-2): 0.094, ("FC-10", 1.0): 0.20}
 
+
+
+def source_row(arch: str, lam: float) -> int | None:
+    """The row of a source net in Tables 2-4 (sources in SOURCE_ARCHS order, then LAMBDAS'),
+    None for a source the paper did not attack."""
+    if arch not in SOURCE_ARCHS or lam not in LAMBDAS:
+        return None
+    return SOURCE_ARCHS.index(arch) * len(LAMBDAS) + LAMBDAS.index(lam)
+
+
 TABLE1_BNN = {  # rho_init: (validation, test)
     -30.0: (97.51, 97.51),
     -10.0: (97.28, 97.46),

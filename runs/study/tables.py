@@ -108,8 +108,13 @@ def _score(fn, x: torch.Tensor, y: torch.Tensor) -> dict:
     return _pct(evaluate(fn, x, y))
 
 
-def _paper_col(values, index):
-    return None if values is None else values[index]
+def _paper_cell(table: list, source, column: tuple, value) -> float | None:
+    """The paper's figure for ``source`` (its row of ``table``) in the column of ``value``
+    among ``column``; None where the paper has no such cell."""
+    row = paper.source_row(source.arch, source.lam)
+    if row is None or value not in column:
+        return None
+    return table[row][column.index(value)]
 
 
 def table1(zoo: Zoo, data: MNIST, runs: int) -> pd.DataFrame:
@@ -251,10 +256,10 @@ def table2(
 ) -> pd.DataFrame:
     """Accuracy of every BNN (single sample, mean of runs) and baseline on every set."""
     rows = []
-    for i, s in enumerate(sets):
+    for s in sets:
         x_b, y_b = s.eval_set(data, bnn_mult, keep_failures)
         x_p, y_p = s.eval_set(data, plain_mult, keep_failures)
-        for j, (rho, (bnn, guide)) in enumerate(zoo.bnns.items()):
+        for rho, (bnn, guide) in zoo.bnns.items():
             rows.append(
                 {
                     "source": s.source.name,
@@ -262,10 +267,10 @@ def table2(
                     "param": rho,
                     "multiplier": bnn_mult,
                     **_score(single_sample_fn(bnn, guide, runs), x_b, y_b),
-                    "paper": _paper_col(paper.TABLE2_BNN[i], j) if rho in paper.RHO_INITS else None,
+                    "paper": _paper_cell(paper.TABLE2_BNN, s.source, paper.RHO_INITS, rho),
                 }
             )
-        for j, (lam, net) in enumerate(zoo.plains.items()):
+        for lam, net in zoo.plains.items():
             rows.append(
                 {
                     "source": s.source.name,
@@ -273,7 +278,7 @@ def table2(
                     "param": lam,
                     "multiplier": plain_mult,
                     **_score(as_probs(net), x_p, y_p),
-                    "paper": _paper_col(paper.TABLE2_PLAIN[i], j) if lam in paper.LAMBDAS else None,
+                    "paper": _paper_cell(paper.TABLE2_PLAIN, s.source, paper.LAMBDAS, lam),
                 }
             )
         for (kind, param), fn in zoo.control_fns(runs).items():  # scored as their kin
@@ -296,7 +301,7 @@ def table3(
     runs; with a pool of plain nets, the same for ensembles of N plain nets as a control."""
     bnn, guide = zoo.bnns[rho]
     rows = []
-    for i, s in enumerate(sets):
+    for s in sets:
         x, y = s.eval_set(data, bnn_mult, keep_failures)
         for size in sizes:
             row = evaluate(ensemble_fn(bnn, guide, size), x, y)
@@ -307,9 +312,7 @@ def table3(
                     "N": size,
                     **_pct(row),
                     "runs": row["runs"],
-                    "paper": paper.TABLE3[i][paper.ENSEMBLE_SIZES.index(size)]
-                    if size in paper.ENSEMBLE_SIZES
-                    else None,
+                    "paper": _paper_cell(paper.TABLE3, s.source, paper.ENSEMBLE_SIZES, size),
                 }
             )
             if zoo.pool and size <= len(zoo.pool):
@@ -351,21 +354,21 @@ def table4(
 ) -> pd.DataFrame:
     """SNR-pruned BNN of Table 4, 100-sample ensembles, ranked globally and per tensor."""
     bnn, guide = zoo.bnns[rho]
-    named = {"val": (data.val.x, data.val.y), "test": (data.test.x, data.test.y)}
-    named |= {s.source.name: s.eval_set(data, bnn_mult, keep_failures) for s in sets}
+    clean = {name: getattr(data, name) for name in ("val", "test")}
+    # name: (x, y, the paper's row for that set)
+    named = {name: (split.x, split.y, paper.TABLE4_CLEAN[name]) for name, split in clean.items()}
+    for s in sets:
+        row = paper.source_row(s.source.arch, s.source.lam)
+        named[s.source.name] = (*s.eval_set(data, bnn_mult, keep_failures),
+                                None if row is None else paper.TABLE4[row])  # fmt: skip
     rows = []
     for scope in ("global", "tensor"):
         for rate in rates:
             fn = ensemble_fn(bnn, prune(bnn, guide, rate, scope), size, runs=1)
-            for i, (name, (x, y)) in enumerate(named.items()):
-                col = paper.PRUNE_RATES.index(rate) if rate in paper.PRUNE_RATES else None
+            for name, (x, y, theirs) in named.items():
                 ref = None
-                if col is not None:
-                    ref = (
-                        paper.TABLE4_CLEAN[name][col]
-                        if name in ("val", "test")
-                        else paper.TABLE4[i - 2][col]
-                    )
+                if theirs is not None and rate in paper.PRUNE_RATES:
+                    ref = theirs[paper.PRUNE_RATES.index(rate)]
                 rows.append(
                     {
                         "scope": scope,
