@@ -186,13 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no BNNs of seed {args.seed} in {args.bnn_root}: run bnn_curves.py")
     zoo = tables.Zoo(args.seed, bnns, plains, [], [])
     cells = [
-        tables.table2(zoo, budget_sets, data, args.runs, BNN_MULT, PLAIN_MULT, False)
-        .assign(steps=steps)
+        tables.table2(zoo, budget_sets, data, args.runs, BNN_MULT, PLAIN_MULT, False).assign(
+            steps=steps
+        )
         for steps, budget_sets in sets.items()
     ]
     cells_df = pd.concat(cells)
     cells_df["diff"] = cells_df["acc"] - cells_df["paper"].astype(float)
     atomic_write(results / f"budget_{tag}.csv", lambda tmp: cells_df.to_csv(tmp, index=False))
+
     def wide(values: str) -> str:
         table = cells_df.pivot_table(index=["source", "steps"], columns=["kind", "param"],
                                      values=values)  # fmt: skip

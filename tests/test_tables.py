@@ -241,8 +241,9 @@ def test_table2_reads_the_papers_cell_of_each_source_not_of_its_position(small):
                "y": small.val.y[:n], "index": torch.arange(n)}  # fmt: skip
     sources = [("FC-1200-1200-10", 1.0), ("FC-10", 0.0), ("FC-100-100-10", 0.0)]
     sets = [
-        tables.AttackSet(SimpleNamespace(name=f"{arch}_lam{lam:g}", arch=arch, lam=lam),
-                         tensors, {}, "val")  # fmt: skip
+        tables.AttackSet(
+            SimpleNamespace(name=f"{arch}_lam{lam:g}", arch=arch, lam=lam), tensors, {}, "val"
+        )  # fmt: skip
         for arch, lam in sources
     ]
     plains = {1e-2: torch.nn.Linear(784, 10), 0.5: torch.nn.Linear(784, 10)}

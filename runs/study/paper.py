@@ -21,7 +21,6 @@ ATTACK_STEPS = 4000
 SZEGEDY_TEST_ERROR = {("FC-10", 1e-4): 0.074, ("FC-10", 1e-2): 0.094, ("FC-10", 1.0): 0.20}
 
 
-
 def source_row(arch: str, lam: float) -> int | None:
     """The row of a source net in Tables 2-4 (sources in SOURCE_ARCHS order, then LAMBDAS'),
     None for a source the paper did not attack."""
