@@ -49,7 +49,7 @@ from .predict import (
 )
 from .priors import ScaleMixtureNormal, make_prior
 from .pruning import prune
-from .sgmcmc import SGMCMCResult, fit_csghmc
+from .sgmcmc import SGMCMCResult, fisher_scale, fit_csghmc
 from .stack import fit_stack
 from .train import FitResult, fit_svi, fit_torch, sgd
 from .uncertainty import (
@@ -94,6 +94,7 @@ __all__ = [
     "evaluate",
     "evaluate_many",
     "expected_entropy",
+    "fisher_scale",
     "fit_csghmc",
     "fit_mcmc",
     "fit_stack",

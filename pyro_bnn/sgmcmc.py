@@ -9,8 +9,16 @@ the end of every epoch. With ``noise_fraction`` the noise starts earlier (1: thr
 that the weights the data barely constrain are not shrunk towards 0 by the noiseless part.
 The draws come back as a :class:`~pyro_bnn.mcmc.PosteriorSamples` guide.
 
+One step size serves every weight, so a weight the data pin down (posterior sd 0.01) and
+one they leave at the prior (sd 1) cannot both move at their own pace: the loose ones take
+10^4 times the steps to spread. ``scale`` (a fixed diagonal preconditioner, about each
+weight's posterior sd; :func:`fisher_scale` gives one) runs the sampler in w / scale,
+where both move alike.
+
 >>> guide, result = fit_csghmc(bnn, load_mnist(), num_cycles=4, epochs_per_cycle=50)
 >>> rule = ensemble_fn(bnn, guide, size=100)  # each prediction: 100 draws, with replacement
+>>> scale = fisher_scale(bnn, load_mnist(), map_estimate(bnn, load_mnist()))
+>>> guide, result = fit_csghmc(bnn, load_mnist(), scale=scale, lr=10.0)
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from .fitting import check_positive
 from .mcmc import PosteriorSamples, in_memory
 from .train import minibatches
 
-__all__ = ["SGMCMCResult", "fit_csghmc"]
+__all__ = ["SGMCMCResult", "fisher_scale", "fit_csghmc"]
 
 
 @dataclass
@@ -59,6 +67,53 @@ def _latent_sites(model: BNN) -> dict[str, torch.Tensor]:
     return {name: trace.nodes[name]["value"].detach().clone() for name in trace.stochastic_nodes}
 
 
+def fisher_scale(
+    model: BNN,
+    data,
+    weights: torch.Tensor,
+    *,
+    chunk_size: int = 1000,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """(P,) the sd of a diagonal Laplace approximation of p(w | D) at ``weights``, with the
+    empirical Fisher for the data's curvature: (sum_n g_n^2 + 1 / Var[prior])^(-1/2), g_n
+    the gradient of -log p(y_n | x_n, w). The preconditioner of :func:`fit_csghmc`; where no
+    datum reaches a weight it is the prior's sd.
+
+    :param model: a :class:`~pyro_bnn.bnn.BNN` whose only latent site is its weights.
+    :param data: (x, y) tensors, a Split, or the MNIST splits (their train split).
+    :param weights: (P,) where to measure the curvature, e.g. the MAP
+        (:func:`~pyro_bnn.mcmc.map_estimate`).
+    :param chunk_size: examples per batch of per-example gradients (memory: P x chunk_size).
+    :param device: where it runs.
+
+    >>> scale = fisher_scale(bnn, load_mnist(), map_estimate(bnn, load_mnist()))
+    """
+    check_positive("chunk_size", chunk_size, integer=True)
+    extra = sorted(set(_latent_sites(model)) - {"weights"})
+    if extra:
+        raise ValueError(f"fisher_scale covers the weights alone; the model also samples {extra}")
+    if weights.shape != (model.num_params,):
+        raise ValueError(
+            f"weights must have shape ({model.num_params},), got {tuple(weights.shape)}"
+        )
+    train = in_memory(model, data, device)
+    w = weights.detach().to(train.x.device, model.dtype)
+
+    def nll(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = model.apply(x[None], w)  # (1, K): one example
+        return -model.likelihood.distribution(out, {}).log_prob(y[None]).sum()
+
+    per_example = torch.func.vmap(torch.func.grad(nll), in_dims=(None, 0, 0))
+    fisher = torch.zeros_like(w, dtype=torch.float64)  # (P,)
+    with pyro.validation_enabled(False):  # no data-dependent checks under vmap
+        for start in range(0, len(train.x), chunk_size):
+            xs, ys = train.x[start : start + chunk_size], train.y[start : start + chunk_size]
+            fisher += per_example(w, xs, ys).double().square().sum(0)  # (chunk, P) -> (P,)
+    precision = fisher + 1 / model.prior.variance.to(fisher.device).double()
+    return precision.rsqrt().to(model.dtype)
+
+
 def fit_csghmc(
     model: BNN,
     data,
@@ -70,6 +125,7 @@ def fit_csghmc(
     lr: float = 0.5,
     friction: float = 0.1,
     temperature: float = 1.0,
+    scale: torch.Tensor | dict[str, torch.Tensor] | None = None,
     batch_size: int = 128,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -78,14 +134,16 @@ def fit_csghmc(
     """Sample p(w | D) by cSGHMC from minibatches.
 
     With u(w) = -(log p(w) + (N / n) sum_batch log p(y | x, w)) / N, the minibatch
-    estimate of the negative log posterior per datapoint, each step is
+    estimate of the negative log posterior per datapoint, and s the ``scale``, each step is
 
-        v <- (1 - friction) v - lr_t grad u(w) + sqrt(2 friction lr_t temperature / N) xi
+        v <- (1 - friction) v - lr_t s^2 grad u(w) + s sqrt(2 friction lr_t temperature / N) xi
         w <- w + v
 
     with xi ~ N(0, I) only in the sampling part of a cycle, and
     lr_t = lr (cos(pi t / T) + 1) / 2 over the T steps of a cycle (Zhang et al. 2020,
-    Algorithm 1 with SGHMC; their code's parametrisation).
+    Algorithm 1 with SGHMC; their code's parametrisation). With s = 1 this is their
+    sampler; otherwise it is theirs run on w / s, which has the same stationary
+    distribution (a fixed mass matrix diag(s^-2)).
 
     :param model: the :class:`~pyro_bnn.bnn.BNN`.
     :param data: (x, y) tensors, a Split, or the MNIST splits (their train split).
@@ -99,6 +157,11 @@ def fit_csghmc(
     :param lr: the step size at the start of each cycle.
     :param friction: the momentum's decay per step, alpha.
     :param temperature: 1 samples the posterior; below 1 a cold one.
+    :param scale: a fixed diagonal preconditioner, about each coordinate's posterior sd:
+        ``{site: tensor broadcastable to it}``, or a tensor for a BNN's ``weights``
+        (:func:`fisher_scale`; or the square root of :func:`~pyro_bnn.mcmc.laplace`'s
+        diagonal). ``lr`` is then on the scale of w / s, where 1 is a posterior sd.
+        None: 1 everywhere.
     :param batch_size: examples per minibatch.
     :param seed: seeds the prior draw that starts the chain, the noise and the batches.
     :param device: where it runs.
@@ -128,6 +191,7 @@ def fit_csghmc(
     state = {name: value.to(device) for name, value in _latent_sites(model).items()}
     for value in state.values():
         value.requires_grad_(True)
+    scales = _scales(scale, state)
     velocity = {name: torch.zeros_like(value) for name, value in state.items()}
     steps_per_epoch = math.ceil(n / batch_size)
     cycle_steps = epochs_per_cycle * steps_per_epoch
@@ -149,10 +213,13 @@ def fit_csghmc(
             grads = torch.autograd.grad(u, list(state.values()))
             with torch.no_grad():
                 for (name, value), grad in zip(state.items(), grads):
-                    v = velocity[name].mul_(1 - friction).add_(grad, alpha=-step)
+                    s = scales[name]  # None: 1
+                    drift = grad if s is None else grad * s.square()
+                    v = velocity[name].mul_(1 - friction).add_(drift, alpha=-step)
                     if noisy:
-                        v.add_(torch.randn_like(v), alpha=math.sqrt(2 * friction * step *
-                                                                    temperature / n))  # fmt: skip
+                        xi = torch.randn_like(v)
+                        v.add_(xi if s is None else xi * s,
+                               alpha=math.sqrt(2 * friction * step * temperature / n))  # fmt: skip
                     value.add_(v)
         if keep:
             draws.append({name: value.detach().clone() for name, value in state.items()})
@@ -161,7 +228,37 @@ def fit_csghmc(
     settings = {"num_cycles": num_cycles, "epochs_per_cycle": epochs_per_cycle,
                 "sample_fraction": sample_fraction, "noise_fraction": noise_fraction,
                 "lr": lr, "friction": friction, "temperature": temperature,
-                "batch_size": batch_size, "n_data": n}  # fmt: skip
+                "preconditioned": scale is not None, "batch_size": batch_size,
+                "n_data": n}  # fmt: skip
     result = SGMCMCResult(samples, torch.tensor(cycles),
                           round(time.perf_counter() - start, 2), settings)  # fmt: skip
     return PosteriorSamples(samples), result
+
+
+def _scales(scale, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | None]:
+    """``scale`` as {site: tensor of the site's shape}, None (1) where none is given;
+    ValueError naming the site whose scale is not positive, finite and broadcastable."""
+    if scale is None:
+        scale = {}
+    elif isinstance(scale, torch.Tensor):
+        scale = {"weights": scale}
+    unknown = sorted(set(scale) - set(state))
+    if unknown:
+        raise ValueError(f"scale names sites the model does not sample: {unknown}")
+    out = {}
+    for name, value in state.items():
+        s = scale.get(name)
+        if s is None:
+            out[name] = None
+            continue
+        s = torch.as_tensor(s).detach().to(value.device, value.dtype)
+        if not bool(torch.isfinite(s).all() and (s > 0).all()):
+            raise ValueError(f"scale[{name!r}] must be finite and > 0 everywhere")
+        try:
+            out[name] = s.expand(value.shape).clone()
+        except RuntimeError:
+            raise ValueError(
+                f"scale[{name!r}] has shape {tuple(s.shape)}, which does not broadcast to "
+                f"the site's {tuple(value.shape)}"
+            ) from None
+    return out
