@@ -48,6 +48,7 @@ __all__ = [
     "NormalScoreReparam",
     "PosteriorSamples",
     "chain_diagnostics",
+    "configurational_temperature",
     "fit_mcmc",
     "in_memory",
     "laplace",
@@ -219,6 +220,63 @@ def chain_diagnostics(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"draws must be (chains, draws >= 4, ...), got {tuple(draws.shape)}")
     flat = draws.reshape(draws.shape[0], draws.shape[1], -1).double()  # (C, S, elements)
     return split_gelman_rubin(flat), effective_sample_size(flat)
+
+
+def configurational_temperature(
+    model: BNN,
+    data,
+    draws: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    center: torch.Tensor | None = None,
+    chunk_size: int = 10_000,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """Per draw, (w - c) . grad U(w) / P over the coordinates in ``mask`` (P of them), with
+    U(w) = -log p(w) - sum_n log p(y_n | x_n, w) on the full data and c a fixed ``center``.
+    Under the exact posterior its mean is exactly 1, coordinate by coordinate
+    (equipartition: E[(w_i - c_i) dU/dw_i] = 1, by parts), whatever the posterior's shape
+    and c; draws of p^(1/T), too hot or too cold, read T (Wenzel et al. 2020 read SG-MCMC
+    draws this way). A check of any sampler that needs no reference chain; a center near
+    the posterior's (the MAP) makes each reading less noisy.
+
+    :param model: a :class:`~pyro_bnn.bnn.BNN` whose only latent site is its weights.
+    :param data: (x, y) tensors, a Split, or the MNIST splits (their train split).
+    :param draws: (S, P) weight draws, e.g. ``result.samples["weights"]``, chains flattened.
+    :param mask: (P,) bool, the coordinates to average over; None: all.
+    :param center: (P,) c; None: 0.
+    :param chunk_size: examples per forward pass.
+    :param device: where it runs.
+    :returns: (S,) float64, one reading per draw; their mean is the temperature.
+
+    >>> t = configurational_temperature(bnn, load_mnist(), result.samples["weights"].flatten(0, 1))
+    >>> float(t.mean())  # 1 at the exact posterior
+    """
+    check_positive("chunk_size", chunk_size, integer=True)
+    if draws.dim() != 2 or draws.shape[1] != model.num_params:
+        raise ValueError(f"draws must be (S, {model.num_params}), got {tuple(draws.shape)}")
+    mask = torch.ones(model.num_params, dtype=torch.bool) if mask is None else mask
+    if mask.shape != (model.num_params,) or mask.dtype != torch.bool or not mask.any():
+        raise ValueError(f"mask must be a ({model.num_params},) bool tensor with a True in it")
+    train = in_memory(model, data, device)
+    mask = mask.to(train.x.device)
+    center = torch.zeros(model.num_params) if center is None else center.detach()
+    if center.shape != (model.num_params,):
+        raise ValueError(f"center must be ({model.num_params},), got {tuple(center.shape)}")
+    center = center.to(train.x.device, model.dtype)
+    readings = []
+    block = max(1, 200_000 // chunk_size)  # draws per pass: (block, chunk, K) outputs
+    for w in draws.to(train.x.device, model.dtype).split(block):
+        w = w.detach().requires_grad_(True)  # (block, P)
+        (grad,) = torch.autograd.grad(-model.prior.log_prob(w).sum(), w)  # draws apart
+        for start in range(0, len(train.x), chunk_size):
+            xs, ys = train.x[start : start + chunk_size], train.y[start : start + chunk_size]
+            out = model.apply(xs, w)  # (block, chunk, K)
+            nll = -model.likelihood.distribution(out, {}).log_prob(ys).sum()
+            grad += torch.autograd.grad(nll, w)[0]
+        moved = ((w.detach() - center) * grad)[:, mask].double()  # (block, P in mask)
+        readings.append(moved.sum(-1) / mask.sum())
+    return torch.cat(readings)
 
 
 def in_memory(model: BNN, data, device: str | torch.device) -> Split:

@@ -126,6 +126,7 @@ def fit_csghmc(
     friction: float = 0.1,
     temperature: float = 1.0,
     scale: torch.Tensor | dict[str, torch.Tensor] | None = None,
+    init: torch.Tensor | dict[str, torch.Tensor] | None = None,
     batch_size: int = 128,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -162,6 +163,8 @@ def fit_csghmc(
         (:func:`fisher_scale`; or the square root of :func:`~pyro_bnn.mcmc.laplace`'s
         diagonal). ``lr`` is then on the scale of w / s, where 1 is a posterior sd.
         None: 1 everywhere.
+    :param init: where the chain starts, ``{site: tensor of its shape}`` or a tensor for a
+        BNN's ``weights`` (e.g. the MAP); None: a draw from the prior (Zhang et al.).
     :param batch_size: examples per minibatch.
     :param seed: seeds the prior draw that starts the chain, the noise and the batches.
     :param device: where it runs.
@@ -188,7 +191,7 @@ def fit_csghmc(
     train = in_memory(model, data, device)
     device, n = train.x.device, len(train)
     pyro.set_rng_seed(seed)
-    state = {name: value.to(device) for name, value in _latent_sites(model).items()}
+    state = _start(init, _latent_sites(model), device)
     for value in state.values():
         value.requires_grad_(True)
     scales = _scales(scale, state)
@@ -233,6 +236,24 @@ def fit_csghmc(
     result = SGMCMCResult(samples, torch.tensor(cycles),
                           round(time.perf_counter() - start, 2), settings)  # fmt: skip
     return PosteriorSamples(samples), result
+
+
+def _start(init, prior_draw: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    """The chain's first state: ``init`` where given, the prior draw elsewhere; ValueError
+    naming a site the model does not sample or a value of the wrong shape."""
+    init = {} if init is None else {"weights": init} if isinstance(init, torch.Tensor) else init
+    unknown = sorted(set(init) - set(prior_draw))
+    if unknown:
+        raise ValueError(f"init names sites the model does not sample: {unknown}")
+    state = {}
+    for name, value in prior_draw.items():
+        start = init.get(name, value)
+        if tuple(start.shape) != tuple(value.shape):
+            raise ValueError(
+                f"init[{name!r}] must have shape {tuple(value.shape)}, got {tuple(start.shape)}"
+            )
+        state[name] = start.detach().to(device, value.dtype).clone()
+    return state
 
 
 def _scales(scale, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | None]:

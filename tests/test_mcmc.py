@@ -10,7 +10,14 @@ import torch
 from torch import nn
 
 from pyro_bnn import BNN, Gaussian, ScaleMixtureNormal, ensemble_fn, evaluate, single_sample_fn
-from pyro_bnn.mcmc import PosteriorSamples, chain_diagnostics, fit_mcmc, laplace, map_estimate
+from pyro_bnn.mcmc import (
+    PosteriorSamples,
+    chain_diagnostics,
+    configurational_temperature,
+    fit_mcmc,
+    laplace,
+    map_estimate,
+)
 from pyro_bnn.predict import mean_fn, posterior_mean, sample_posterior
 from tests.test_likelihoods import linear_data
 
@@ -227,3 +234,31 @@ def test_laplace_in_normal_scores_is_the_mode_and_inverse_hessian_of_their_poten
     standard = torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64)
     torch.testing.assert_close(mode[dead], standard[0], atol=1e-4, rtol=0)
     torch.testing.assert_close(cov.diagonal()[dead], standard[1], atol=1e-4, rtol=0)
+
+
+def test_configurational_temperature_reads_1_at_the_posterior_and_t_at_its_tempered_twin():
+    """A 2-class linear net on six points, two weights: its posterior (not Gaussian) drawn
+    exactly from a fine grid, and the tempered p^(1/2) the same way. Equipartition makes
+    the readings' mean 1 and 2, on every weight and on all of them."""
+    bnn = BNN(nn.Linear(1, 2, bias=False), prior=dist.Normal(0.0, 1.0))
+    x = torch.tensor([[-2.0], [-1.0], [-0.5], [0.5], [1.0], [2.0]])
+    y = torch.tensor([0, 0, 1, 0, 1, 1])
+    h = 0.02
+    axis = torch.arange(-6, 6 + h / 2, h, dtype=torch.float64)
+    grid = torch.cartesian_prod(axis, axis)  # (G, 2): class 0's weight, class 1's
+    logits = grid[:, None, :] * x.double()[None, :, :]  # (G, 6, 2): x w_k per class k
+    u = -logits.log_softmax(-1).gather(-1, y[None, :, None].expand(len(grid), -1, 1)).sum((1, 2))
+    u = u + grid.square().sum(-1) / 2  # U(w) = -log p(y | x, w) - log N(w; 0, I) + const
+    mode = grid[u.argmin()]
+    g = torch.Generator().manual_seed(0)
+    for temp in (1.0, 2.0):
+        cells = torch.multinomial((-(u - u.min()) / temp).exp(), 4000, True, generator=g)
+        draws = grid[cells] + h * (torch.rand(4000, 2, generator=g, dtype=torch.float64) - 0.5)
+        for mask in (None, torch.tensor([True, False]), torch.tensor([False, True])):
+            t = configurational_temperature(bnn, (x, y), draws.float(), mask=mask, center=mode)
+            se = float(t.std()) / len(t) ** 0.5
+            assert t.shape == (4000,) and abs(float(t.mean()) - temp) < 4 * se + 0.01, (temp, mask)
+    with pytest.raises(ValueError, match=r"draws must be \(S, 2\)"):
+        configurational_temperature(bnn, (x, y), torch.zeros(3))
+    with pytest.raises(ValueError, match="mask must be"):
+        configurational_temperature(bnn, (x, y), draws.float(), mask=torch.zeros(2, dtype=bool))

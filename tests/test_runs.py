@@ -512,6 +512,22 @@ def test_a_masked_rule_never_sees_the_unlit_pixels():
     assert out.name == "r_masked" and out.fingerprint == {"rule": "print", "mask": "unlit pixels"}
 
 
+def test_csghmc_temperature_quick():
+    """Four cSGHMC settings (2 scales x 2 starts) on a slice: a row each with the draws'
+    configurational temperature. A chain from a prior draw keeps the unlit pixels' weights
+    at the prior, which reads 1 there; a chain from the MAP reads far colder in 8 epochs."""
+    out = run_script("csghmc_temperature.py", "--no-progress")
+    folder = Path(re.search(r"wrote (\S+)/csghmc_temperature\.csv", out).group(1))
+    table = pd.read_csv(folder / "csghmc_temperature.csv").set_index("setting")
+    assert list(table.index) == ["none lr 0.1 from prior", "none lr 0.1 from map",
+                                 "fisher lr 0.1 from prior", "fisher lr 0.1 from map"]  # fmt: skip
+    assert table["draws"].eq(2).all() and table["test_acc"].between(0, 100).all()
+    prior, mode = table[table["start"] == "prior"], table[table["start"] == "map"]
+    assert ((prior["temperature_unlit"] - 1).abs() < 0.15).all()
+    assert (mode["temperature"].to_numpy() < 0.5 * prior["temperature"].to_numpy()).all()
+    assert (folder / "csghmc_temperature.png").stat().st_size > 10_000
+
+
 def test_source_fingerprint_quick():
     """Per-epoch accuracy, loss and live share of a paper-protocol source, beside the
     notebook's row."""
