@@ -451,6 +451,9 @@ def test_approximations_quick():
         assert table[column].between(0, 100).all(), column
     bayes = table["weight_sd_median"].notna()
     assert set(table.index[bayes]) == set(stochastic)  # MC dropout's draws too
+    read = table["temperature"].notna()  # every posterior with a prior: not MC dropout
+    assert set(table.index[read]) == set(stochastic) - {"mc-dropout"}
+    assert table.loc[read, "temperature"].gt(0).all()
     pressed = table["mean_weight_norm_lit"].notna()  # every single net's, or mean net's
     assert set(table.index[pressed]) == set(stochastic) | {"plain", "plain-adam", "map"}
     claims = pd.read_csv(folder / "approximations_intervals.csv")
