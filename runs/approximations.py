@@ -19,7 +19,9 @@ the epoch of best validation accuracy, so the budgets match:
   --epochs;
 - csghmc: cyclical SG-MCMC (pyro_bnn.sgmcmc) under N(0, 1), --cycles cycles over --epochs,
   the last quarter of each cycle noisy (--csghmc-noise: a longer noisy part) and a draw
-  kept after each of its epochs; it keeps every draw, not a best epoch;
+  kept after each of its epochs; it keeps every draw, not a best epoch. On FC-10,
+  --csghmc-scale fisher preconditions it by fisher_scale at the MAP and --csghmc-start map
+  starts it there (runs/csghmc_temperature.py reads how hot each setting's draws are);
 - vi-paper: the paper's VI (softplus-normal guide, rho_init -3, scale-mixture prior, SGD
   lr 1e-3), whose sigma barely moves;
 - vi-adam: the same guide under N(0, 1) trained by Adam (lr 1e-3), whose sigma trains;
@@ -98,7 +100,7 @@ from pyro_bnn.mcmc import (  # noqa: E402
 from pyro_bnn.nets import MLP  # noqa: E402
 from pyro_bnn.predict import posterior_mean, sample_weights  # noqa: E402
 from pyro_bnn.priors import make_prior  # noqa: E402
-from pyro_bnn.sgmcmc import fit_csghmc  # noqa: E402
+from pyro_bnn.sgmcmc import fisher_scale, fit_csghmc  # noqa: E402
 from pyro_bnn.train import fit_torch  # noqa: E402
 from runs import epsilon_curves as harness  # noqa: E402
 from runs import exact_posterior  # noqa: E402
@@ -157,6 +159,18 @@ def parse(argv: list[str] | None):
     p.add_argument("--csghmc-noise", type=positive_float, default=None,
                    help=f"the last part of each cSGHMC cycle that adds noise, in "
                    f"[{SAMPLE_FRACTION}, 1] (default: the sampling part)")  # fmt: skip
+    p.add_argument(
+        "--csghmc-scale",
+        choices=("none", "fisher"),
+        default="none",
+        help="cSGHMC's preconditioner: none, or fisher_scale at the MAP (FC-10)",
+    )
+    p.add_argument(
+        "--csghmc-start",
+        choices=("prior", "map"),
+        default="prior",
+        help="where each cSGHMC chain starts: a prior draw, or the MAP (FC-10)",
+    )
     p.add_argument("--dropout", type=positive_float, default=0.2, help="MC dropout's rate")
     p.add_argument("--pool", type=positive_int, default=10, help="plain nets in the ensemble")
     p.add_argument("--draws", type=positive_int, default=100, help="per posterior predictive")
@@ -188,6 +202,9 @@ def parse(argv: list[str] | None):
     exact = args.arch == ARCHS[0]
     if args.methods is None:
         args.methods = [m for m in METHODS if exact or m not in EXACT]
+    if not exact and (args.csghmc_scale, args.csghmc_start) != ("none", "prior"):
+        p.error(f"arguments --csghmc-scale fisher and --csghmc-start map need the MAP, which "
+                f"is computed on FC-10 only, not on {args.arch}")  # fmt: skip
     if not exact and set(args.methods) & set(EXACT):
         p.error(f"argument --methods: hmc, hmc-mixture and map run on FC-10 only; full-batch "
                 f"HMC on {args.arch} is GPU-only and not yet run")  # fmt: skip
@@ -482,10 +499,9 @@ def plain_rule(method: str, args, data, seed: int, common: dict) -> tuple[harnes
                         "probs", 0, prints), info  # fmt: skip
 
 
-def map_rule(args, data) -> tuple[harness.Rule, dict]:
+def posterior_mode(args, data) -> tuple[torch.Tensor, dict]:
     """The exact posterior's mode under N(0, 1), by L-BFGS on every training image
-    (pyro_bnn.mcmc.map_estimate): the point estimate hmc averages around, trained to
-    convergence; no training seed moves it."""
+    (pyro_bnn.mcmc.map_estimate), an artifact: (P,) on --device, and its meta."""
     bnn = exact_posterior.model("normal").to(args.device).requires_grad_(False)
     config = {"arch": args.arch, "prior": "normal", "method": "map", "n_train": len(data.train)}
 
@@ -496,7 +512,15 @@ def map_rule(args, data) -> tuple[harness.Rule, dict]:
 
     path = artifact_path(Path(args.root), KIND, f"{args.arch}_map", config)
     tensors, meta = cached(path, config, fit, log=tqdm.write)
-    mode = tensors["weights"].to(args.device)  # (P,)
+    return tensors["weights"].to(args.device), meta
+
+
+def map_rule(args, data) -> tuple[harness.Rule, dict]:
+    """The exact posterior's mode under N(0, 1) (:func:`posterior_mode`): the point estimate
+    hmc averages around, trained to convergence; no training seed moves it."""
+    bnn = exact_posterior.model("normal").to(args.device).requires_grad_(False)
+    mode, meta = posterior_mode(args, data)  # (P,)
+    config = {"arch": args.arch, "prior": "normal", "method": "map", "n_train": len(data.train)}
     rule = harness.Rule(f"{args.arch}_map", "map", 0, functools.partial(bnn.apply, weights=mode),
                         "logits", 0, config)  # fmt: skip
     first = bnn.unflatten(mode)["layers.0.weight"]  # (10, 784)
@@ -520,8 +544,18 @@ def csghmc(args, data, seed: int, common: dict) -> tuple[BayesianMLP, PosteriorS
     tuned = {"lr": args.csghmc_lr, "noise_fraction": args.csghmc_noise}
     tuned = {k: v for k, v in tuned.items() if v is not None}  # absent: fit_csghmc's defaults
     config |= tuned
+    at_mode = (args.csghmc_scale, args.csghmc_start) != ("none", "prior")
+    if at_mode:  # the default keeps the artifacts of runs made before these options
+        config |= {"scale": args.csghmc_scale, "start": args.csghmc_start}
 
     def fit() -> tuple[dict, dict]:
+        extra = {}
+        if at_mode:
+            mode, _ = posterior_mode(args, data)  # (P,)
+            if args.csghmc_scale == "fisher":
+                extra["scale"] = fisher_scale(bnn, data, mode, device=args.device)
+            if args.csghmc_start == "map":
+                extra["init"] = mode
         _, result = fit_csghmc(
             bnn,
             data,
@@ -529,6 +563,7 @@ def csghmc(args, data, seed: int, common: dict) -> tuple[BayesianMLP, PosteriorS
             epochs_per_cycle=per_cycle,
             sample_fraction=SAMPLE_FRACTION,
             **tuned,
+            **extra,
             seed=seed,
             device=args.device,
             progress=common["progress"],

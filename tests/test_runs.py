@@ -386,6 +386,7 @@ def test_attack_budget_sets_only_on_early_stopped_sources():
         ("source_fingerprint.py", "--loss-tol", "0", "must be a finite number > 0"),
         ("source_fingerprint.py", "--acc-tol", "nan", "must be a finite number > 0"),
         ("approximations.py", "--csghmc-noise", "0.1", "must be in [0.25, 1], got 0.1"),
+        ("csghmc_temperature.py", "--noise", "0.1", "must be in [0.25, 1], got 0.1"),
     ],
 )
 def test_a_bad_study_option_is_named_before_any_training(script, option, value, says):
@@ -441,8 +442,11 @@ def test_approximations_quick():
     case in both norms, transfer at x1-x3, and each method against HMC with an interval."""
     from runs.approximations import METHODS, REFERENCE
 
-    out = run_script("approximations.py", "--no-progress")
+    out = run_script("approximations.py", "--no-progress", "--csghmc-scale", "fisher",
+                     "--csghmc-start", "map")  # fmt: skip
     folder = Path(re.search(r"(\S+)/hmc-chain/", out).group(1))
+    (chain,) = (folder / "approximations").glob("FC-10_csghmc_seed0_*")
+    assert json.loads((chain / "meta.json").read_text())["config"]["scale"] == "fisher"
     table = pd.read_csv(folder / "approximations.csv", index_col="method")
     stochastic = ["hmc", "hmc-mixture", "csghmc", "vi-paper", "vi-adam", "lowrank", "mc-dropout"]
     assert set(table.index) == set(METHODS) | {f"{m}-mu" for m in stochastic}
@@ -490,6 +494,9 @@ def test_approximations_quick_on_a_deeper_net():
     assert proc.returncode == 2 and "argument --methods: hmc, hmc-mixture and map run on FC-10" in (
         proc.stderr
     )
+    proc = run("runs/approximations.py", "--quick", "--arch", "FC-100-100-10",
+               "--csghmc-start", "map")  # fmt: skip
+    assert proc.returncode == 2 and "need the MAP, which is computed on FC-10 only" in proc.stderr
 
 
 def test_a_masked_rule_never_sees_the_unlit_pixels():
