@@ -231,8 +231,8 @@ def fit_csghmc(
     settings = {"num_cycles": num_cycles, "epochs_per_cycle": epochs_per_cycle,
                 "sample_fraction": sample_fraction, "noise_fraction": noise_fraction,
                 "lr": lr, "friction": friction, "temperature": temperature,
-                "preconditioned": scale is not None, "batch_size": batch_size,
-                "n_data": n}  # fmt: skip
+                "preconditioned": scale is not None, "start": "prior" if init is None else "init",
+                "batch_size": batch_size, "n_data": n}  # fmt: skip
     result = SGMCMCResult(samples, torch.tensor(cycles),
                           round(time.perf_counter() - start, 2), settings)  # fmt: skip
     return PosteriorSamples(samples), result

@@ -16,7 +16,8 @@ combination of:
 Each draw's reading of pyro_bnn.mcmc.configurational_temperature (center: the MAP) is 1
 in expectation under the exact posterior, whatever its shape; above 1 the draws are too
 spread, below 1 too tight. Readings on the pixels some training image lights and on those
-none does (where the posterior is the prior) are reported apart. Beside them: the
+none does (where the posterior is the prior) are reported apart, over every draw and over
+the last cycle's draws alone, after the chain's transient. Beside them: the
 predictive of all the draws on the test set (accuracy, NLL), the median sd of the unlit
 pixels' weights over the draws (1 under the exact posterior), and the wall time.
 
@@ -110,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         + f"\n\nMade by `{command}` on {args.device} ({describe(args.device)}): FC-10 under "
         f"N(0, 1), {len(data.train)} training images, {args.epochs} epochs in {args.cycles} "
         f"cycles, noise on the last {args.noise:g} of each; temperature: the mean of the "
-        "draws' configurational temperature (1 at the exact posterior; sd: over the draws, "
-        "which are autocorrelated), on every weight, the lit pixels' and the unlit ones'.\n"
+        "draws' configurational temperature (1 at the exact posterior), on every weight, the "
+        "lit pixels' and the unlit ones', over every draw and over the last cycle's alone "
+        f"(the first cycles' draws hold the chain's transient). One chain per setting, seed "
+        f"{args.seed}; the two starts of a setting share their random numbers.\n"
     )
     atomic_write(results / "csghmc_temperature.md", lambda t: t.write_text(markdown))
     plot(readings, results / "csghmc_temperature.png")
@@ -139,16 +142,21 @@ def setting(args, data, bnn, mode, scale, on_lit, kind: str, lr: float, begin: s
     }
     clean = evaluate(ensemble_fn(bnn, guide, size=len(draws), runs=1), data.test.x, data.test.y)
     sd = draws.std(0).cpu()  # (P,)
+    last = result.cycle == result.cycle.max()  # (draws,) the last cycle's
     row = {
         "setting": f"{kind} lr {lr:g} from {begin}",
         "scale": kind,
         "lr": lr,
         "start": begin,
         "draws": len(draws),
-        "temperature": float(read["all"].mean()),
-        "temperature_sd": float(read["all"].std()),
-        "temperature_lit": float(read["lit"].mean()),
-        "temperature_unlit": float(read["unlit"].mean()) if "unlit" in read else None,
+        **{
+            f"temperature{'' if part == 'all' else '_' + part}": float(t.mean())
+            for part, t in read.items()
+        },
+        **{
+            f"temperature_last_cycle{'' if part == 'all' else '_' + part}": float(t[last].mean())
+            for part, t in read.items()
+        },  # fmt: skip
         "test_acc": 100 * float(clean["acc"]),
         "test_nll": float(clean["nll"]),
         "unlit_sd_median": float(sd[~on_lit].median()) if (~on_lit).any() else None,
@@ -158,7 +166,8 @@ def setting(args, data, bnn, mode, scale, on_lit, kind: str, lr: float, begin: s
 
 
 def plot(readings: dict[str, torch.Tensor], path: Path) -> None:
-    """Each setting's readings, draw by draw, against the exact posterior's 1."""
+    """Each setting's readings, draw by draw (cycle after cycle), against the exact
+    posterior's 1."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for (name, t), style in zip(readings.items(), itertools.cycle(["-", "--", ":"])):
         ax.plot(range(1, len(t) + 1), t.numpy(), style, marker="o", ms=2, label=name)

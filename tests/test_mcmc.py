@@ -258,7 +258,15 @@ def test_configurational_temperature_reads_1_at_the_posterior_and_t_at_its_tempe
             t = configurational_temperature(bnn, (x, y), draws.float(), mask=mask, center=mode)
             se = float(t.std()) / len(t) ** 0.5
             assert t.shape == (4000,) and abs(float(t.mean()) - temp) < 4 * se + 0.01, (temp, mask)
+        chunked = configurational_temperature(
+            bnn, (x, y), draws.float(), center=mode, chunk_size=4
+        )  # 2 chunks of data, 50 draws a pass
+        torch.testing.assert_close(chunked, configurational_temperature(
+            bnn, (x, y), draws.float(), center=mode), rtol=1e-5, atol=1e-5)  # fmt: skip
     with pytest.raises(ValueError, match=r"draws must be \(S, 2\)"):
         configurational_temperature(bnn, (x, y), torch.zeros(3))
     with pytest.raises(ValueError, match="mask must be"):
         configurational_temperature(bnn, (x, y), draws.float(), mask=torch.zeros(2, dtype=bool))
+    learned = BNN(nn.Linear(1, 1), prior=dist.Normal(0.0, 1.0), likelihood=Gaussian("learned"))
+    with pytest.raises(ValueError, match=r"also samples \['log_scale'\]"):
+        configurational_temperature(learned, (x, y.float()), torch.zeros(1, 2))
