@@ -222,6 +222,17 @@ def chain_diagnostics(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return split_gelman_rubin(flat), effective_sample_size(flat)
 
 
+def check_weights_only(model: BNN, caller: str) -> None:
+    """Raise ValueError naming ``caller`` unless the model's only latent site is its weights."""
+    with torch.no_grad():
+        sites = set(pyro.poutine.trace(model).get_trace().stochastic_nodes)
+    if sites != {"weights"}:
+        raise ValueError(
+            f"{caller} covers the weights alone; the model also samples "
+            f"{sorted(sites - {'weights'})}"
+        )
+
+
 def configurational_temperature(
     model: BNN,
     data,
@@ -253,13 +264,7 @@ def configurational_temperature(
     >>> float(t.mean())  # 1 at the exact posterior
     """
     check_positive("chunk_size", chunk_size, integer=True)
-    with torch.no_grad():
-        sites = set(pyro.poutine.trace(model).get_trace().stochastic_nodes)
-    if sites != {"weights"}:
-        raise ValueError(
-            f"configurational_temperature reads the weights alone; the model also samples "
-            f"{sorted(sites - {'weights'})}"
-        )
+    check_weights_only(model, "configurational_temperature")
     if draws.dim() != 2 or draws.shape[1] != model.num_params:
         raise ValueError(f"draws must be (S, {model.num_params}), got {tuple(draws.shape)}")
     mask = torch.ones(model.num_params, dtype=torch.bool) if mask is None else mask

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .bnn import BNN
 from .fitting import check_positive
-from .mcmc import PosteriorSamples, in_memory
+from .mcmc import PosteriorSamples, check_weights_only, in_memory
 from .train import minibatches
 
 __all__ = ["SGMCMCResult", "fisher_scale", "fit_csghmc"]
@@ -90,9 +90,7 @@ def fisher_scale(
     >>> scale = fisher_scale(bnn, load_mnist(), map_estimate(bnn, load_mnist()))
     """
     check_positive("chunk_size", chunk_size, integer=True)
-    extra = sorted(set(_latent_sites(model)) - {"weights"})
-    if extra:
-        raise ValueError(f"fisher_scale covers the weights alone; the model also samples {extra}")
+    check_weights_only(model, "fisher_scale")
     if weights.shape != (model.num_params,):
         raise ValueError(
             f"weights must have shape ({model.num_params},), got {tuple(weights.shape)}"
