@@ -1,4 +1,5 @@
-"""SVI step vs plain torch SGD step, and the 100-sample predictive vs 100 plain forwards.
+"""SVI step vs plain torch SGD step, the 100-sample predictive vs 100 plain forwards, and
+one draw of weights (an EOT attack step's, 10 samples).
 
 SVI steps timed: Pyro's Trace_ELBO step ('pyro', fit_svi(engine='pyro')), the fused stack
 step for one model ('stack K=1', what fit_svi runs for the paper's model) and for K models
@@ -14,8 +15,8 @@ ratio and the median ratio is reported, so machine noise mostly cancels.
     python benchmarks/svi_speed.py --device cuda        # both sides on the GPU
 
 ``--against REF`` extracts the library at a git commit into a temporary package and times
-its SVI step in the same process, in rotating order with today's: before/after without
-machine noise between runs. (A library from before 657dff6 sets Pyro's
+its SVI step and its weight draw in the same process, in rotating order with today's:
+before/after without machine noise between runs. (A library from before 657dff6 sets Pyro's
 ``module_local_params`` at import; today's step runs under that setting anyway.)
 """
 
@@ -68,6 +69,11 @@ def svi_step_of(lib, arch: str, guide_name: str, n: int, batch, device: torch.de
     return bnn, guide, step
 
 
+def draw_of(lib, bnn, guide, samples: int):
+    """One draw of ``samples`` weight vectors by library ``lib``'s sample_weights."""
+    return torch.no_grad()(lambda: lib.predict.sample_weights(bnn, guide, samples))
+
+
 def stack_step_of(arch: str, k: int, n: int, batch, compile: bool, device: torch.device):
     """A timed step of k stacked paper BNNs (fit_stack's step): (k, step)."""
     import pyro_bnn
@@ -101,6 +107,7 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=300, help="steps per timed block")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--samples", type=int, default=100, help="predictive weight samples")
+    p.add_argument("--draw-samples", type=int, default=10, help="weight samples per draw")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--against", default=None, help="a git commit whose SVI step to time too")
     p.add_argument("--stack-k", type=int, default=7, help="models in the stacked step")
@@ -133,10 +140,12 @@ def main(argv=None) -> None:
     import pyro_bnn
 
     bnn, guide, svi_step = svi_step_of(pyro_bnn, args.arch, args.guide, n, batch, dev)
+    draws = {"today": draw_of(pyro_bnn, bnn, guide, args.draw_samples)}
     base_step = None
     if args.against:
         base = library_at(args.against)
-        base_step = svi_step_of(base, args.arch, args.guide, n, batch, dev)[2]
+        base_bnn, base_guide, base_step = svi_step_of(base, args.arch, args.guide, n, batch, dev)
+        draws[args.against] = draw_of(base, base_bnn, base_guide, args.draw_samples)
 
     stacks = {}
     for compiled in (False,) if args.no_compile else (False, True):
@@ -156,7 +165,7 @@ def main(argv=None) -> None:
     def bnn_predictive():
         predictive_probs(bnn, sample_weights(bnn, guide, args.samples), x_test)
 
-    step_ratios, pred_ratios, base_ratios, rows = [], [], [], []
+    step_ratios, pred_ratios, base_ratios, rows, draw_times = [], [], [], [], {}
     stack_ratios = {label: [] for label in stacks}
     timers = {"plain": plain_step, "svi": svi_step} | ({"base": base_step} if base_step else {})
     timers |= {label: step for label, (_, step) in stacks.items()}
@@ -173,6 +182,8 @@ def main(argv=None) -> None:
             if base_step:
                 base_ratios.append(t["base"] / t["plain"])
             pred_ratios.append(t_pred / t_fwd)
+            for name in list(draws)[r % len(draws) :] + list(draws)[: r % len(draws)]:
+                draw_times.setdefault(name, []).append(timed(draws[name], 50, dev))
             rows.append((t["plain"], t["svi"], t_fwd, t_pred, *(t[label] for label in stacks)))
     med = [statistics.median(col) for col in zip(*rows)]
     print(f"machine: {describe(args.device)}, torch {torch.__version__}, pyro {pyro.__version__}")
@@ -196,6 +207,14 @@ def main(argv=None) -> None:
             f"SVI step at {args.against}  ratio {statistics.median(base_ratios):.2f}x "
             f"(per repeat: {', '.join(f'{r:.2f}' for r in base_ratios)}); today / then: "
             f"{statistics.median(a / b for a, b in zip(step_ratios, base_ratios)):.3f}"
+        )
+    today = draw_times["today"]
+    print(f"draw of {args.draw_samples} weight vectors {statistics.median(today) * 1e3:8.3f} ms")
+    if args.against:
+        then = draw_times[args.against]
+        print(
+            f"draw at {args.against} {statistics.median(then) * 1e3:8.3f} ms; today / then: "
+            f"{statistics.median(a / b for a, b in zip(today, then)):.3f}"
         )
     print(f"{args.samples} plain forwards  {med[2]:8.3f} s  (10,000 test images)")
     ratio = statistics.median(pred_ratios)

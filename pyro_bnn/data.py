@@ -104,6 +104,12 @@ class Split:
     def to(self, device: torch.device | str) -> Split:
         return Split(self.x.to(device), self.y.to(device))
 
+    def lit(self) -> torch.Tensor:
+        """``x.shape[1:]`` bool: the input features some example sets nonzero (for MNIST,
+        the pixels some image lights; an attack on the others moves a net only through
+        weights no example trained)."""
+        return self.x.amax(0) > 0
+
 
 @dataclass(frozen=True)
 class MNIST:

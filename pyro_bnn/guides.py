@@ -257,8 +257,8 @@ class SoftplusNormal(dist.TorchDistribution):
 
     ``rsample`` computes the log density of the value it returns from the noise it drew
     (-log sigma - eps^2 / 2 - log sqrt(2 pi)), which ``log_prob`` then reuses: same value and
-    gradient as the textbook formula, at a fraction of the cost. Other values take the
-    textbook path.
+    gradient as the textbook formula, at a fraction of the cost. Other values, and draws
+    made without gradients (predictions), take the textbook path.
 
     :param loc: mu, any shape.
     :param rho: rho, broadcastable with ``loc``; sigma = softplus(rho).
@@ -299,6 +299,9 @@ class SoftplusNormal(dist.TorchDistribution):
         eps = torch.randn(
             self._extended_shape(sample_shape), dtype=self.loc.dtype, device=self.loc.device
         )
+        if not torch.is_grad_enabled():  # a prediction's draw: no ELBO asks for its density
+            self._last = None
+            return torch.addcmul(self.loc, F.softplus(self.rho), eps)
         value, log_q = _SoftplusNormalSample.apply(self.loc, self.rho, eps, len(self.event_shape))
         self._last = (value, log_q)
         return value

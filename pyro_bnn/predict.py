@@ -1,8 +1,8 @@
 """Posterior predictive of a BNN: (S, N, C) probabilities (or Gaussian (loc, scale)) from S
 weight samples.
 
-Weights come from the guide through Pyro's ``Predictive(parallel=True)`` in one vectorised
-draw; the forward pass then runs all S samples at once, chunked over N to bound memory.
+Weights come from the guide in one vectorised draw (:func:`sample_posterior`); the forward
+pass then runs all S samples at once, chunked over N to bound memory.
 The three decision rules the harness scores are prob functions (x -> probs):
 
 - :func:`single_sample_fn`: each run is one weight sample (Section 3.2; Tables 1 and 2);
@@ -24,8 +24,9 @@ import itertools
 import math
 from collections.abc import Callable
 
+import pyro
 import torch
-from pyro.infer import Predictive
+from pyro import poutine
 from torch import nn
 
 from .bnn import BNN, BayesianMLP, init_guide, local_params
@@ -53,8 +54,12 @@ def _device(guide) -> torch.device:
 
 
 def sample_posterior(model: BNN, guide, num_samples: int) -> dict[str, torch.Tensor]:
-    """Every latent site drawn from the guide by ``pyro.infer.Predictive`` in one
-    vectorised draw: {'weights': (S, P), ...} (a learned noise scale adds 'log_scale' (S,)).
+    """Every latent site drawn from the guide in one vectorised draw: {'weights': (S, P),
+    ...} (a learned noise scale adds 'log_scale' (S,)).
+
+    The guide runs under a plate of S draws, as ``pyro.infer.Predictive(parallel=True)``
+    runs it, but the model is not run: its sites would only copy the guide's, and its
+    three traces (prior draws of every weight) cost several forward passes.
 
     :param model: the :class:`~pyro_bnn.bnn.BNN`.
     :param guide: its fitted guide.
@@ -66,21 +71,34 @@ def sample_posterior(model: BNN, guide, num_samples: int) -> dict[str, torch.Ten
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
     init_guide(model, guide)
     device = _device(guide)
-    # With a known input shape, run the model on one dummy input, as a data call does: the
-    # draws (and the RNG stream, which also feeds the dummy "obs" site) then match fit_svi's
-    # and the study's earlier results exactly.
+    # the guide's plates (an autoguide's data plate) are sized by the model's input
     args = () if model.input_shape is None else (model.example_input(1, device),)
-    if hasattr(guide, "site_names"):  # stored draws, or MC dropout's
-        names = list(guide.site_names)
-    else:
-        names = [name for name, site in guide.prototype_trace.iter_stochastic_nodes()]
-    predictive = Predictive(
-        model, guide=guide, num_samples=num_samples, parallel=True, return_sites=names
-    )
-    with torch.no_grad(), local_params(model, guide):
-        samples = predictive(*args)
-    # under the data plate a site is (S, 1, *shape): drop the plate's singleton
-    return {k: v.squeeze(1) if args and v.dim() > 1 else v for k, v in samples.items()}
+    with torch.no_grad(), local_params(model, guide), poutine.block():
+        # an autoguide's sites sit in the plates of its model's (prototype) sites
+        prototype = getattr(guide, "prototype_trace", None)
+        sites = _latents(prototype or poutine.trace(guide).get_trace(*args))
+        nesting = max((-f.dim for s in sites for f in s["cond_indep_stack"] if f.vectorized),
+                      default=0)  # fmt: skip
+        with pyro.plate("_num_predictive_samples", num_samples, dim=-nesting - 1):
+            drawn = _latents(poutine.trace(guide).get_trace(*args))
+    # a site of batch shape B is (S, *B, *event); inside a plate of dim -d it is padded to
+    # (S, 1, ..., *event): drop the plates' singletons
+    out = {}
+    for site in drawn:
+        value = site["value"]
+        for _ in range(nesting - len(site["fn"].batch_shape)):
+            value = value.squeeze(1)
+        out[site["name"]] = value
+    return out
+
+
+def _latents(trace) -> list[dict]:
+    """The guide's latent sample sites (not its auxiliary ones, e.g. MC dropout's masks)."""
+    return [
+        site for site in trace.nodes.values()
+        if site["type"] == "sample" and not site["is_observed"]
+        and not site["infer"].get("is_auxiliary")
+    ]  # fmt: skip
 
 
 def sample_weights(model: BNN, guide, num_samples: int) -> torch.Tensor:

@@ -113,13 +113,14 @@ from runs.study.args import (  # noqa: E402
     positive_int,
     started,
 )
-from runs.study.config import BNN  # noqa: E402
+from runs.study.config import BNN, PLAIN  # noqa: E402
 from runs.study.machine import describe  # noqa: E402
 from runs.study.naming import artifact_path  # noqa: E402
-from runs.study.pipeline import SeedResult, load_zoo  # noqa: E402
+from runs.study.pipeline import SeedResult  # noqa: E402
 from runs.study.plots import save_png  # noqa: E402
 from runs.study.profiles import get_profile  # noqa: E402
 from runs.study.results import other_seeds, save_seed  # noqa: E402
+from runs.study.sources import train_sources  # noqa: E402
 from runs.study.training import load_data, matched, pool_seed  # noqa: E402
 from runs.study.zoo import train_baseline, train_bnns  # noqa: E402
 
@@ -186,7 +187,9 @@ def parse(argv: list[str] | None):
     )  # fmt: skip
     exact_posterior.add_chain_options(p)
     p.add_argument("--root", default=str(HERE / "artifacts" / "full"))
-    p.add_argument("--sets-root", default=str(HERE / "artifacts"), help="the profile's nets")
+    p.add_argument("--sets-root", default=None,
+                   help="the profile's source nets and their attack sets (default runs/artifacts; "
+                        "with --quick a temp dir)")  # fmt: skip
     p.add_argument("--results", default=None, help="default runs/results/approximations/ "
                    "(with --mask-unlit, its masked/)")  # fmt: skip
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
@@ -217,7 +220,9 @@ def parse(argv: list[str] | None):
         args.n, args.eps, args.linf, args.restarts = 10, [1.5], [0.3], 1
         args.chains, args.samples, args.warmup, args.kernel, args.steps = 2, 8, 8, "hmc", 4
         args.mass = "diag"  # as runs/exact_posterior.py --quick
-        args.root = args.sets_root = args.results = temp
+        args.root = args.results = temp
+        args.sets_root = args.sets_root or temp
+    args.sets_root = args.sets_root or str(HERE / "artifacts")
     return args
 
 
@@ -301,7 +306,7 @@ def seed_tables(args, seed: int, profile, data, budget) -> dict[str, pd.DataFram
             pairs.append((f"{method}-mu", mu, {}))
         for name, one, facts in pairs:
             if args.mask_unlit:
-                one = masked(one, data.train.x.amax(0) > 0)
+                one = masked(one, data.train.lit())
             names.append(name)
             rows += [{"method": name, "metric": k, "value": v} for k, v in facts.items()]
             probs = decide(one, data.test.x)  # (N, C)
@@ -409,7 +414,9 @@ def masked(rule: harness.Rule, lit: torch.Tensor) -> harness.Rule:
 def transfer_sets(args, profile, data, seed: int) -> list:
     """The rigorous attack sets of the profile's 12 source nets of ``seed``."""
     root = Path(args.sets_root) / profile.name
-    zoo, _ = load_zoo(profile, data, root, seed, False, SeedResult(), args.device)
+    sources = train_sources(data, train=replace(PLAIN, max_epochs=profile.source_epochs),
+                            root=root, seed=seed, device=args.device, progress=False)  # fmt: skip
+    zoo = tables.Zoo(seed, bnns={}, plains={}, sources=sources, pool=[])  # the sources alone
     return pipeline.build_attack_sets(
         "rigorous", profile, zoo, data, root, False, SeedResult(), args.device
     )
@@ -458,7 +465,7 @@ def build(method: str, args, data, seed: int) -> tuple[harness.Rule, dict]:
         info["temperature"] = float(read.mean())
     # the flat weights begin with the first layer's (H, 784) matrix, row by row
     width = bnn.shapes["layers.0.weight"][0]
-    unlit = (data.train.x.amax(0) == 0).expand(width, -1).reshape(-1).cpu()  # (H 784,)
+    unlit = (~data.train.lit()).expand(width, -1).reshape(-1).cpu()  # (H 784,)
     pixels = sd[: len(unlit)].cpu()
     first = bnn.unflatten(posterior_mean(bnn, guide))["layers.0.weight"]  # (H, 784)
     return rule, info | {
@@ -472,8 +479,7 @@ def build(method: str, args, data, seed: int) -> tuple[harness.Rule, dict]:
 def lit_norm(first: torch.Tensor, data) -> float:
     """The norm of a first layer's weights (H, 784) on the pixels some training image
     lights: how hard a net presses on the inputs an attack can move to any effect."""
-    lit = data.train.x.amax(0) > 0  # (784,)
-    return float(first[:, lit.to(first.device)].norm())
+    return float(first[:, data.train.lit().to(first.device)].norm())
 
 
 def plain_rule(method: str, args, data, seed: int, common: dict) -> tuple[harness.Rule, dict]:

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = map_estimate(bnn, data, device=args.device)  # (P,)
     scale = fisher_scale(bnn, data, mode, device=args.device)
     print(f"MAP and fisher_scale in {time.perf_counter() - start:.0f} s")
-    lit = (data.train.x.amax(0) > 0).cpu()  # (784,)
+    lit = data.train.lit().cpu()  # (784,)
     # the flat weights begin with the first layer's (10, 784) matrix, row by row
     on_lit = torch.cat([lit.expand(10, -1).reshape(-1), torch.ones(10, dtype=torch.bool)])
     defaults = {"none": [0.05, 0.1, 0.5], "fisher": [2.0, 5.0, 20.0]}

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_mnist() if args.limit is None else load_mnist().head(args.limit)
     data = data.to(args.device)
     n_train = len(data.train.y)
-    unlit = data.train.x.amax(0) == 0  # (784,) pixels no training image lights
+    unlit = ~data.train.lit()  # (784,) pixels no training image lights
     if args.chain is not None:
         for prior in args.priors:
             run_chain(args, data, prior, args.chain)

@@ -1,6 +1,9 @@
 """Shared fixtures: MNIST loaded once per session, small real slices, a clean Pyro state."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pyro
 import pytest
@@ -14,6 +17,23 @@ SUBPROCESS_TIMEOUT = 1800
 if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: one core per worker, for its
     os.environ["OMP_NUM_THREADS"] = "1"  # subprocesses too, so workers do not oversubscribe
     torch.set_num_threads(1)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, timeout=SUBPROCESS_TIMEOUT):
+    """``python <args>`` in the repository root: the CompletedProcess, output captured."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_script(script: str, *args: str) -> str:
+    """``python runs/<script> --quick <args>``: its stdout, after checking it succeeded."""
+    proc = run(f"runs/{script}", "--quick", *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
 
 
 @pytest.fixture(scope="session")

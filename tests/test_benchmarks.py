@@ -25,7 +25,7 @@ def bench(script: str, *args: str) -> str:
 def test_svi_speed_benchmark_runs_and_reports_both_ratios():
     stdout = bench("svi_speed.py", "--steps", "3", "--repeats", "2", "--samples", "2")
     assert "SVI step (pyro)" in stdout and "SVI step (stack K=7 compiled)" in stdout
-    assert "2-sample predictive" in stdout
+    assert "2-sample predictive" in stdout and "draw of 10 weight vectors" in stdout
 
 
 def test_plain_stack_benchmark_runs_and_reports_a_ratio():

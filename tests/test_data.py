@@ -20,6 +20,17 @@ def test_split_sizes_and_range(mnist):
     assert torch.allclose(counts, counts.round(), atol=1e-4)
 
 
+def test_lit_marks_the_pixels_some_image_lights(mnist):
+    lit = mnist.train.lit()
+    assert lit.shape == (784,) and lit.dtype == torch.bool
+    assert not lit[0] and lit[28 * 14 + 14]  # a corner never lit, the centre lit
+    # a pixel is unlit exactly when every image leaves it black
+    unlit = ~lit
+    assert (mnist.train.x[:, unlit] == 0).all() and (mnist.train.x[:, lit] > 0).any(0).all()
+    two = as_split((torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 2.0]]), torch.tensor([0, 1])))
+    assert two.lit().tolist() == [False, True, True]
+
+
 def test_val_is_the_last_10k_training_images(mnist, tmp_path):
     raw = gzip.decompress((SHIPPED_DIR / "train-labels-idx1-ubyte.gz").read_bytes())
     labels = torch.tensor(list(raw[8:]))

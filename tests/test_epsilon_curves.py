@@ -16,7 +16,7 @@ from runs.study import intervals
 from runs.study.pipeline import SeedResult, load_zoo
 from runs.study.profiles import get_profile
 from runs.study.training import load_data
-from tests.test_runs import run, run_script
+from tests.conftest import run, run_script
 
 MODELS = len(ec.QUICK_RULES)  # --quick attacks one rule of each kind, and what claims need
 DETERMINISTIC = sum(kind.startswith("plain") or kind == "bnn-mu" for kind, _ in ec.QUICK_RULES)

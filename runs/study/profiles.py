@@ -84,11 +84,11 @@ PROFILES = {
     "quick": Profile(
         name="quick",
         n_train=2000,
-        n_eval=300,
+        n_eval=200,
         plain_epochs=3,
         source_epochs=3,
         bnn_epochs=3,
-        runs=10,
+        runs=5,
         attack_steps=20,
         attack_examples=None,
         attack_targets=2,
