@@ -21,9 +21,12 @@ the last cycle's draws alone, after the chain's transient. Beside them: the
 predictive of all the draws on the test set (accuracy, NLL), the median sd of the unlit
 pixels' weights over the draws (1 under the exact posterior), and the wall time.
 
-Writes csghmc_temperature.csv (one row per setting), .md and .png (the readings, draw by
-draw) to --results (default runs/results/approximations/). Every number is computed here;
-nothing is cached, so a killed run is rerun whole (about 2 minutes per setting on a CPU).
+Writes csghmc_temperature.csv (one row per setting; _seed<S> for --seed S other than 0),
+.md and .png (the readings, draw by draw) to --results (default
+runs/results/approximations/), then csghmc_temperature_seeds.csv/.md: every seed's table
+there run with the same epochs, cycles, noise and images, pooled per setting. Every number
+is computed here; nothing is cached, so a killed run is rerun whole (about 2 minutes per
+setting on a CPU).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ HERE = Path(__file__).resolve().parent
 ARCH = "FC-10"
 SCALES = ("none", "fisher")
 STARTS = ("prior", "map")
+RUN = ["epochs", "cycles", "noise", "n_train"]  # what a seed's table must share to be pooled
 SAMPLE_FRACTION = (
     0.25  # runs/approximations.py's: a draw after each epoch of a cycle's last quarter
 )
@@ -70,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the last part of each cycle with noise, in [0.25, 1]")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=positive_int, default=None, help="train on a slice")
-    p.add_argument("--results", default=str(HERE / "results" / "approximations"))
+    p.add_argument("--results", default=None,
+                   help="default runs/results/approximations/; --quick: a temp dir")  # fmt: skip
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda")
     p.add_argument("--no-progress", action="store_true")
@@ -81,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.limit, args.epochs, args.cycles = 1000, 8, 1  # 2 draws
         args.lrs = args.lrs or [0.1]
-        args.results = tempfile.mkdtemp(prefix="pyro_bnn_quick_")
+        args.results = args.results or tempfile.mkdtemp(prefix="pyro_bnn_quick_")
+    args.results = args.results or str(HERE / "results" / "approximations")
     command = started(args, "runs/csghmc_temperature.py", argv)
     data = load_mnist() if args.limit is None else load_mnist().head(args.limit)
     data = data.to(args.device)
@@ -103,9 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         readings[row["setting"]] = t
         print(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in row.items()))  # fmt: skip
-    table = pd.DataFrame(rows)
+    run = {"seed": args.seed, "epochs": args.epochs, "cycles": args.cycles, "noise": args.noise,
+           "n_train": len(data.train)}  # fmt: skip
+    table = pd.DataFrame(rows).assign(**run)
     results = Path(args.results)
-    atomic_write(results / "csghmc_temperature.csv", lambda t: table.to_csv(t, index=False))
+    stem = "csghmc_temperature" + ("" if args.seed == 0 else f"_seed{args.seed}")
+    atomic_write(results / f"{stem}.csv", lambda t: table.to_csv(t, index=False))
     markdown = (
         table.to_markdown(index=False, floatfmt=".3g")
         + f"\n\nMade by `{command}` on {args.device} ({describe(args.device)}): FC-10 under "
@@ -116,11 +125,39 @@ def main(argv: list[str] | None = None) -> int:
         f"(the first cycles' draws hold the chain's transient). One chain per setting, seed "
         f"{args.seed}; the two starts of a setting share their random numbers.\n"
     )
-    atomic_write(results / "csghmc_temperature.md", lambda t: t.write_text(markdown))
-    plot(readings, results / "csghmc_temperature.png")
+    atomic_write(results / f"{stem}.md", lambda t: t.write_text(markdown))
+    plot(readings, results / f"{stem}.png")
     print(markdown)
-    print(f"wrote {results}/csghmc_temperature.csv, .md and .png")
+    print(f"wrote {results}/{stem}.csv, .md and .png")
+    print(combine(results, run))
     return 0
+
+
+def combine(results: Path, run: dict) -> str:
+    """Every seed's table under ``results`` run with ``run``'s settings (:data:`RUN`),
+    pooled into csghmc_temperature_seeds.csv/.md: per setting, the temperature's mean, min
+    and max over seeds (one chain each)."""
+    files = sorted(results.glob("csghmc_temperature*.csv"))
+    tables = [pd.read_csv(f) for f in files if not f.stem.endswith("_seeds")]
+    want = [float(run[k]) for k in RUN]
+    each = pd.concat(t for t in tables if set(RUN) <= set(t.columns)
+                     and t[RUN].iloc[0].astype(float).tolist() == want)  # fmt: skip
+    columns = ["temperature", "temperature_last_cycle", "temperature_last_cycle_lit", "test_acc"]
+    settings = each.groupby("setting", sort=False)
+    table = settings[columns].agg(["mean", "min", "max"])
+    table.columns = [f"{c}_{stat}" for c, stat in table.columns]
+    table.insert(0, "seeds", settings["seed"].nunique())
+    table = table.reset_index()
+    atomic_write(results / "csghmc_temperature_seeds.csv", lambda t: table.to_csv(t, index=False))
+    settings_text = ", ".join(f"{k} {run[k]:g}" for k in RUN)
+    markdown = (
+        table.to_markdown(index=False, floatfmt=".3g")
+        + f"\n\nEvery seed's csghmc_temperature*.csv under {results} run with "
+        f"{settings_text}: seeds {sorted(each['seed'].unique().tolist())}, one chain per "
+        "setting and seed; mean, min and max over the seeds.\n"
+    )
+    atomic_write(results / "csghmc_temperature_seeds.md", lambda t: t.write_text(markdown))
+    return markdown
 
 
 def setting(args, data, bnn, mode, scale, on_lit, kind: str, lr: float, begin: str):

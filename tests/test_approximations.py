@@ -162,3 +162,11 @@ def test_csghmc_temperature_quick():
     assert ((prior["temperature_unlit"] - 1).abs() < 0.15).all()
     assert (mode["temperature"].to_numpy() < 0.5 * prior["temperature"].to_numpy()).all()
     assert (folder / "csghmc_temperature.png").stat().st_size > 10_000
+    # a second seed beside the first: its own files, and the seeds pooled per setting
+    run_script("csghmc_temperature.py", "--no-progress", "--seed", "1", "--results", str(folder))
+    second = pd.read_csv(folder / "csghmc_temperature_seed1.csv").set_index("setting")
+    pooled = pd.read_csv(folder / "csghmc_temperature_seeds.csv").set_index("setting")
+    assert pooled["seeds"].eq(2).all() and list(pooled.index) == list(table.index)
+    both = pd.concat([table["temperature"], second["temperature"]], axis=1)
+    assert pooled["temperature_mean"].to_numpy() == pytest.approx(both.mean(axis=1).to_numpy())
+    assert (pooled["temperature_min"] == both.min(axis=1)).all() and (second["seed"] == 1).all()
