@@ -76,7 +76,9 @@ def sample_posterior(model: BNN, guide, num_samples: int) -> dict[str, torch.Ten
     with torch.no_grad(), local_params(model, guide), poutine.block():
         # an autoguide's sites sit in the plates of its model's (prototype) sites
         prototype = getattr(guide, "prototype_trace", None)
-        sites = _latents(prototype or poutine.trace(guide).get_trace(*args))
+        if prototype is None:  # stored draws, or MC dropout's
+            prototype = poutine.trace(guide).get_trace(*args)
+        sites = _latents(prototype)
         nesting = max((-f.dim for s in sites for f in s["cond_indep_stack"] if f.vectorized),
                       default=0)  # fmt: skip
         with pyro.plate("_num_predictive_samples", num_samples, dim=-nesting - 1):
