@@ -152,9 +152,10 @@ def combine(results: Path, run: dict) -> str:
     settings_text = ", ".join(f"{k} {run[k]:g}" for k in RUN)
     markdown = (
         table.to_markdown(index=False, floatfmt=".3g")
-        + f"\n\nEvery seed's csghmc_temperature*.csv under {results} run with "
-        f"{settings_text}: seeds {sorted(each['seed'].unique().tolist())}, one chain per "
-        "setting and seed; mean, min and max over the seeds.\n"
+        + "\n\nPooled by `python runs/csghmc_temperature.py --seed S` from every seed's "
+        f"csghmc_temperature*.csv in this folder run with {settings_text}: seeds "
+        f"{sorted(each['seed'].unique().tolist())}, one chain per setting and seed; mean, min "
+        "and max over the seeds.\n"
     )
     atomic_write(results / "csghmc_temperature_seeds.md", lambda t: t.write_text(markdown))
     return markdown
