@@ -1,23 +1,11 @@
 """The speed benchmarks run through their command lines (tiny sizes; timings not checked)."""
 
-import subprocess
-import sys
-from pathlib import Path
-
-from tests.conftest import SUBPROCESS_TIMEOUT
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import run
 
 
 def bench(script: str, *args: str) -> str:
     """Run benchmarks/<script> with args; its stdout, after checking it exited cleanly."""
-    out = subprocess.run(
-        [sys.executable, f"benchmarks/{script}", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT,
-    )
+    out = run(f"benchmarks/{script}", *args)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
 

@@ -8,16 +8,11 @@ import pytest
 import torch
 
 from runs.cli import main
-from tests.conftest import SUBPROCESS_TIMEOUT
+from tests.conftest import SUBPROCESS_TIMEOUT, run
 
 
 def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "runs.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT,
-    )
+    return run("-m", "runs.cli", *args)
 
 
 def table_rows(stdout: str) -> list[str]:

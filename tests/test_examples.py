@@ -3,30 +3,21 @@ checked. The scripts are found by a glob, and a script without a check here fail
 example cannot be left untested."""
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import SUBPROCESS_TIMEOUT
+from tests.conftest import ROOT, run
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 SOFTPLUS_MINUS_3 = math.log1p(math.exp(-3.0))
 
 
 def run_example(name: str, *args: str) -> str:
     """``python examples/<name> --quick <args>`` from the repository root: its stdout."""
-    proc = subprocess.run(
-        [sys.executable, f"examples/{name}", "--quick", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT,
-    )
+    proc = run(f"examples/{name}", "--quick", *args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
